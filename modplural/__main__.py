@@ -1,0 +1,5 @@
+import sys
+
+from modplural.cli import main
+
+sys.exit(main())

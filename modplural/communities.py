@@ -1,0 +1,139 @@
+"""The community registry: which community LMs exist, what they stand for, where their adapters are.
+
+``community_models/registry.yaml`` lists each community with a one-line description, the perspective
+axis it sits on, the base model its adapter was trained on, the adapter directory (relative to the
+registry file), its training corpus with source and licence, and a default population weight.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from modplural.errors import ModPluralError
+
+REGISTRY_ENV = "MODPLURAL_REGISTRY"
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_FIELDS = {"name": str, "description": str, "axis": str, "base_model": str, "adapter": str, "corpus": dict, "weight": (int, float)}
+_CORPUS_FIELDS = {"source": str, "licence": str, "url": str}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """Where a community's training text came from."""
+
+    source: str
+    licence: str
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Community:
+    """One community LM: a LoRA adapter on a base model, speaking for one perspective."""
+
+    name: str
+    description: str
+    axis: str
+    base_model: str
+    adapter: Path
+    corpus: Corpus
+    weight: float = 1.0
+
+    @property
+    def adapter_present(self) -> bool:
+        return (self.adapter / "adapter_config.json").is_file()
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A validated list of communities, looked up by name."""
+
+    path: Path
+    communities: tuple[Community, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.communities]
+
+    def get(self, name: str) -> Community:
+        for community in self.communities:
+            if community.name == name:
+                return community
+        raise ModPluralError(f"unknown community {name!r} (registry {self.path} has: {', '.join(self.names) or 'none'})")
+
+    def select(self, names: Sequence[str] | None = None) -> list[Community]:
+        """The named communities in the given order, or all of them."""
+        if names is None:
+            return list(self.communities)
+        if len(set(names)) != len(names):
+            raise ModPluralError(f"community list has duplicates: {', '.join(names)}")
+        return [self.get(n) for n in names]
+
+
+def default_registry_path() -> Path:
+    """``MODPLURAL_REGISTRY``, else the registry shipped in the source tree."""
+    env = os.environ.get(REGISTRY_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[1] / "community_models" / "registry.yaml"
+
+
+def _check_fields(where: str, data: Any, fields: dict, required: Sequence[str]) -> None:
+    if not isinstance(data, dict):
+        raise ModPluralError(f"{where}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in fields:
+            raise ModPluralError(f"{where}: unknown field {key!r} (allowed: {', '.join(fields)})")
+    for key in required:
+        if key not in data:
+            raise ModPluralError(f"{where}: missing field {key!r}")
+    for key, value in data.items():
+        if not isinstance(value, fields[key]) or isinstance(value, bool):
+            raise ModPluralError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
+
+
+def _parse_community(where: str, data: Any, root: Path) -> Community:
+    _check_fields(where, data, _FIELDS, ["name", "description", "axis", "base_model", "adapter", "corpus"])
+    name = data["name"]
+    if not _NAME.match(name):
+        raise ModPluralError(f"{where}: name {name!r} must be lower_snake_case")
+    corpus = data["corpus"]
+    _check_fields(f"{where} ({name}).corpus", corpus, _CORPUS_FIELDS, ["source", "licence"])
+    weight = float(data.get("weight", 1.0))
+    if not weight >= 0:
+        raise ModPluralError(f"{where} ({name}): weight must be >= 0, got {data.get('weight')}")
+    return Community(
+        name=name,
+        description=data["description"].strip(),
+        axis=data["axis"],
+        base_model=data["base_model"],
+        adapter=(root / data["adapter"]).resolve(),
+        corpus=Corpus(**corpus),
+        weight=weight,
+    )
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """Read and validate a registry file; every problem names the file, entry and field."""
+    path = Path(path).expanduser() if path else default_registry_path()
+    if not path.is_file():
+        raise ModPluralError(f"community registry not found: {path} (set --registry or {REGISTRY_ENV})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ModPluralError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    _check_fields(str(path), data, {"version": int, "communities": list}, ["communities"])
+    communities = tuple(
+        _parse_community(f"{path}: community {i}", entry, path.parent) for i, entry in enumerate(data["communities"])
+    )
+    seen: set[str] = set()
+    for c in communities:
+        if c.name in seen:
+            raise ModPluralError(f"{path}: community {c.name!r} is listed twice")
+        seen.add(c.name)
+    return Registry(path, communities)

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real embedded default model and two small LoRA adapters made on it."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network; subprocesses inherit this
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from tests.helpers import make_random_adapter  # noqa: E402
+
+
+@pytest.fixture
+def loaded():
+    """A fresh copy of the default model (about a second from the safetensors cache)."""
+    from modplural.models import load_model
+
+    return load_model("default", device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def adapter_dirs(tmp_path_factory) -> dict[str, Path]:
+    """Two LoRA adapters with random (non-zero) weights, so each one changes the model's output."""
+    root = tmp_path_factory.mktemp("adapters")
+    return {name: make_random_adapter(root / name, seed=i) for i, name in enumerate(["alpha", "beta"])}
+
+
+@pytest.fixture(scope="session")
+def backend(adapter_dirs):
+    """The default model with both adapters, shared by the tests that only read from it."""
+    from modplural.backends.local import LocalBackend
+
+    return LocalBackend("default", adapters=adapter_dirs, device="cpu", dtype="float32", batch_size=8)

@@ -1,0 +1,98 @@
+"""The community registry: validation, lookup, and the `communities` CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modplural.communities import default_registry_path, load_registry
+from modplural.errors import ModPluralError
+from tests.helpers import assert_one_line_error, make_random_adapter, run_cli
+
+
+def _entry(name: str, adapter: str, **extra) -> dict:
+    return {
+        "name": name,
+        "description": f"{name} perspective",
+        "axis": "test axis",
+        "base_model": "default",
+        "adapter": adapter,
+        "corpus": {"source": "made by the test", "licence": "CC0"},
+        "weight": 1.0,
+        **extra,
+    }
+
+
+def _write(path: Path, communities: list, **top) -> Path:
+    path.write_text(yaml.safe_dump({"version": 1, "communities": communities, **top}))
+    return path
+
+
+def test_shipped_registry_is_valid():
+    registry = load_registry(default_registry_path())
+    for community in registry.communities:
+        assert community.adapter_present, f"{community.name}: adapter missing at {community.adapter}"
+
+
+def test_load_select_and_paths(tmp_path):
+    registry = load_registry(_write(tmp_path / "r.yaml", [_entry("left", "a/left"), _entry("right", "a/right", weight=2)]))
+    assert registry.names == ["left", "right"]
+    assert [c.name for c in registry.select(["right", "left"])] == ["right", "left"]
+    assert registry.get("left").adapter == (tmp_path / "a" / "left").resolve()
+    assert registry.get("right").weight == 2.0
+    with pytest.raises(ModPluralError, match="unknown community 'centre'"):
+        registry.select(["centre"])
+    with pytest.raises(ModPluralError, match="duplicates"):
+        registry.select(["left", "left"])
+
+
+@pytest.mark.parametrize(
+    "communities, message",
+    [
+        ([_entry("left", "a", colour="red")], "community 0: unknown field 'colour'"),
+        ([{k: v for k, v in _entry("left", "a").items() if k != "axis"}], "missing field 'axis'"),
+        ([_entry("left", "a", weight=-1)], "weight must be >= 0"),
+        ([_entry("Left Wing", "a")], "lower_snake_case"),
+        ([_entry("left", "a"), _entry("left", "b")], "listed twice"),
+        ([_entry("left", "a", corpus={"source": "x"})], "corpus: missing field 'licence'"),
+        ([_entry("left", "a", weight="heavy")], "field 'weight' has the wrong type"),
+    ],
+)
+def test_invalid_registries(tmp_path, communities, message):
+    with pytest.raises(ModPluralError, match=message):
+        load_registry(_write(tmp_path / "r.yaml", communities))
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ModPluralError, match="registry not found"):
+        load_registry(tmp_path / "none.yaml")
+    (tmp_path / "bad.yaml").write_text("communities: [unclosed")
+    with pytest.raises(ModPluralError, match="not valid YAML"):
+        load_registry(tmp_path / "bad.yaml")
+
+
+def test_cli_list_prints_a_table(tmp_path):
+    path = _write(tmp_path / "r.yaml", [_entry("health_left", "a/left"), _entry("health_right", "a/right")])
+    result = run_cli("communities", "list", "--registry", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:4] == ["name", "axis", "weight", "adapter"]
+    assert "health_left" in lines[2] and "missing" in lines[2] and "CC0" in lines[2]
+    assert len(lines) == 4
+
+
+def test_cli_check_loads_adapters_and_reports_a_missing_one(tmp_path):
+    make_random_adapter(tmp_path / "a" / "left", seed=3)
+    good = _write(tmp_path / "good.yaml", [_entry("left", "a/left")])
+    result = run_cli("communities", "check", "--registry", str(good), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "ok  left" in result.stdout
+    bad = _write(tmp_path / "bad.yaml", [_entry("left", "a/left"), _entry("right", "a/right")])
+    assert_one_line_error(run_cli("communities", "check", "--registry", str(bad), "--device", "cpu"), "adapter directory for 'right' not found")
+
+
+def test_cli_bad_registry_is_one_line(tmp_path):
+    path = _write(tmp_path / "r.yaml", [_entry("left", "a", colour="red")])
+    assert_one_line_error(run_cli("communities", "list", "--registry", str(path)), "unknown field 'colour'")
