@@ -62,6 +62,69 @@ def _cmd_communities_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_corpus_build(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.data_paths import data_dir
+    from modplural.training.corpora import build_corpora, summary_table
+
+    raw = Path(args.raw_dir) if args.raw_dir else data_dir(args.data_dir) / "corpora_raw"
+    count = None
+    if not args.no_tokens:
+        from modplural.models import load_model
+
+        tokenizer = load_model(args.tokenizer, device="cpu").tokenizer
+        count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    communities = args.communities.split(",") if args.communities else None
+    summary = build_corpora(raw, Path(args.out), communities, valid_fraction=args.valid_fraction, count_tokens=count)
+    print(summary_table(summary))
+    print(f"wrote {len(summary)} corpora to {args.out}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.training.config import all_community_configs, community_config_path, load_train_config
+    from modplural.training.lora import train
+
+    config_dir = Path(args.config_dir)
+    if args.all == bool(args.community):
+        raise ModPluralError("give --community NAME or --all")
+    paths = all_community_configs(config_dir) if args.all else [community_config_path(args.community, config_dir)]
+    overrides = {"max_steps": args.max_steps, "corpus_dir": args.corpus_dir, "output_dir": args.output_dir, "device": args.device}
+    configs = [load_train_config(p, **overrides) for p in paths]  # validate every config before training any
+    for config in configs:
+        if args.skip_finished and (config.adapter_dir / "training_manifest.json").is_file():
+            print(f"{config.community}: finished adapter at {config.adapter_dir}, skipped")
+            continue
+        print(f"{config.community}: adapter at {train(config, restart=args.restart)}")
+    return 0
+
+
+def _cmd_communities_eval(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.communities import load_registry
+    from modplural.pool import local_backend_for
+    from modplural.training.distinctness import perplexity_matrix, write_report
+
+    registry = load_registry(args.registry)
+    communities = registry.select(args.communities.split(",") if args.communities else None)
+    if len(communities) < 2:
+        raise ModPluralError("distinctness needs at least two communities")
+    backend = local_backend_for(communities, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    matrix = perplexity_matrix(backend, communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
+    out = Path(args.out) if args.out else communities[0].adapter.parent
+    header = (f"# Distinctness of community adapters\n\nBase model: {backend.loaded.identity}. Validation split of `{args.corpus_dir}`, "
+              f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `modplural communities eval "
+              f"--max-blocks {args.max_blocks} --seq-len {args.seq_len}`.")
+    result = write_report(matrix, out, header)
+    print((out / "distinctness.md").read_text())
+    print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}")
+    return 0
+
+
 def _table(rows: list[dict]) -> str:
     columns = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
@@ -71,23 +134,81 @@ def _table(rows: list[dict]) -> str:
     return "\n".join([line, rule, *body])
 
 
-def _cmd_ask(args: argparse.Namespace) -> int:
-    from modplural.backends import Decoding, GenerateRequest
-    from modplural.backends.local import LocalBackend
+MODE_NAMES = {"overton": "overton", "steerable": "steer", "distributional": "distribution"}
 
-    if not args.question.strip():
-        raise ModPluralError("the question is empty")
-    backend = LocalBackend(args.model, device=args.device, dtype=args.dtype)
-    messages = [
-        {"role": "system", "content": "Make sure your response reflects diverse values and perspectives."},
-        {"role": "user", "content": args.question},
-    ]
-    [answer] = backend.generate([GenerateRequest(messages=messages, decoding=Decoding(max_new_tokens=args.max_new_tokens))])
-    if args.json:
-        print(json.dumps({"question": args.question, "model": backend.loaded.identity, "response": answer}, indent=2))
+
+def _parse_weights(text: str | None):
+    if text is None or text in ("uniform", "registry"):
+        return text
+    try:
+        return tuple(float(w) for w in text.split(","))
+    except ValueError as exc:
+        raise ModPluralError(f"--weights must be 'uniform', 'registry' or comma-separated numbers, got {text!r}") from exc
+
+
+def _cmd_ask(args: argparse.Namespace) -> int:
+    from modplural.backends import Decoding
+    from modplural.backends.local import LocalBackend
+    from modplural.message_cache import MessageCache
+    from modplural.method_base import Query
+    from modplural.methods import NEEDS_POOL, build_method
+    from modplural.pool import MESSAGE_DECODING, CommunityPool
+
+    mode = MODE_NAMES[args.mode]
+    query = Query(args.question, options=tuple(args.option) if args.option else None, attribute=args.attribute, persona=args.persona, weights=_parse_weights(args.weights))
+    if mode == "steer" and query.attribute is None:
+        raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
+    if mode == "distribution" and query.options is None:
+        raise ModPluralError("--mode distributional needs at least two --option values")
+    main_decoding = Decoding(max_new_tokens=args.max_new_tokens)
+    pool = None
+    if args.method in NEEDS_POOL:
+        from dataclasses import replace
+
+        decoding = replace(MESSAGE_DECODING, max_new_tokens=args.message_tokens, seed=args.seed)
+        cache = None if args.no_cache else MessageCache(args.cache)
+        names = args.communities.split(",") if args.communities else None
+        pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache)
+    if pool is not None and args.model is None:
+        main = pool.backend
     else:
-        print(answer)
+        main = LocalBackend(args.model or "default", device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    method = build_method(args.method, main, pool, main_decoding)
+    [result] = method.run(mode, [query])
+    if args.json:
+        payload = result.to_dict()
+        payload["main_model"] = main.adapter_identity(None)
+        print(json.dumps(payload, indent=2))
+    else:
+        print(_render(result, main.adapter_identity(None)))
     return 0
+
+
+def _render(result, main_identity: str) -> str:
+    """A readable account: the community messages, the selection, then the answer."""
+    lines = [f"mode: {result.mode}   method: {result.method}   main LLM: {main_identity}", ""]
+    if result.community_messages:
+        lines.append("Community messages")
+        for name, text in result.community_messages.items():
+            lines.append(f"  [{name}] {' '.join(text.split())}")
+        lines.append("")
+    if result.selection_scores:
+        lines.append(f"Selection (chosen: {result.chosen_community})")
+        lines += [f"  {name:<24} {score:.3f}" for name, score in result.selection_scores.items()]
+        lines.append("")
+    if result.distribution is not None:
+        lines.append("Answer distribution" + (f" (probability mass on the option labels: {result.option_mass:.2f})" if result.option_mass is not None else ""))
+        for option, p in zip(result.options, result.distribution):
+            lines.append(f"  {p:6.1%} {'#' * round(p * 40):<40} {option}")
+    else:
+        lines += ["Answer", result.response or ""]
+    return "\n".join(lines)
+
+
+def _config_dir():
+    from modplural.training.config import CONFIG_DIR
+
+    return CONFIG_DIR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -96,15 +217,53 @@ def build_parser() -> argparse.ArgumentParser:
 
     ask = sub.add_parser("ask", help="answer a health question pluralistically")
     ask.add_argument("question")
-    ask.add_argument("--max-new-tokens", type=int, default=200)
+    ask.add_argument("--mode", choices=list(MODE_NAMES), default="overton")
+    ask.add_argument("--method", choices=["modular", "vanilla", "prompting", "moe"], default="modular")
+    ask.add_argument("--attribute", default=None, help="steerable: what to reflect, e.g. 'the value of autonomy'")
+    ask.add_argument("--option", action="append", default=None, help="an answer option (repeat; distributional or steerable)")
+    ask.add_argument("--persona", default=None, help="a framing sentence, e.g. 'You are from the country of Kenya.'")
+    ask.add_argument("--weights", default=None, help="distributional: 'uniform' (default), 'registry' or one number per community")
+    ask.add_argument("--communities", default=None, help="comma-separated subset of the registry (default: all)")
+    ask.add_argument("--registry", default=None, help="registry YAML (default: MODPLURAL_REGISTRY or the shipped one)")
+    ask.add_argument("--model", default=None, help="main LLM spec (default: the communities' base model, shared in memory)")
+    ask.add_argument("--device", default="auto")
+    ask.add_argument("--dtype", default="auto")
+    ask.add_argument("--batch-size", type=int, default=16)
+    ask.add_argument("--max-new-tokens", type=int, default=200, help="main LLM response length")
+    ask.add_argument("--message-tokens", type=int, default=200, help="community message length")
+    ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
+    ask.add_argument("--no-cache", action="store_true", help="do not read or write the community-message cache")
+    ask.add_argument("--cache", default=None, help="message cache file (default: $MODPLURAL_CACHE/messages.sqlite)")
     ask.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _add_model_args(ask)
     ask.set_defaults(func=_cmd_ask)
 
     model = sub.add_parser("model", help="model utilities").add_subparsers(dest="model_command", required=True)
     prepare = model.add_parser("prepare", help="load a model once (converts and caches GGUF files)")
     _add_model_args(prepare)
     prepare.set_defaults(func=_cmd_model_prepare)
+
+    corpus = sub.add_parser("corpus", help="training corpora").add_subparsers(dest="corpus_command", required=True)
+    build = corpus.add_parser("build", help="build one JSONL corpus per community from the raw public corpora")
+    build.add_argument("--data-dir", default=None, help="data root holding corpora_raw/ (default: MODPLURAL_DATA or ../shared/data)")
+    build.add_argument("--raw-dir", default=None, help="the raw corpora directory itself")
+    build.add_argument("--out", default="build/corpora")
+    build.add_argument("--communities", default=None, help="comma-separated subset")
+    build.add_argument("--valid-fraction", type=float, default=0.1)
+    build.add_argument("--tokenizer", default="default", help="model spec whose tokenizer counts tokens")
+    build.add_argument("--no-tokens", action="store_true", help="count words instead of tokens")
+    build.set_defaults(func=_cmd_corpus_build)
+
+    trainer = sub.add_parser("train", help="train community LoRA adapters from training/configs")
+    trainer.add_argument("--community", default=None)
+    trainer.add_argument("--all", action="store_true")
+    trainer.add_argument("--config-dir", default=str(_config_dir()))
+    trainer.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    trainer.add_argument("--corpus-dir", default=None)
+    trainer.add_argument("--output-dir", default=None, help="override output_dir (may contain {community})")
+    trainer.add_argument("--device", default=None)
+    trainer.add_argument("--restart", action="store_true", help="discard an interrupted run's checkpoint")
+    trainer.add_argument("--skip-finished", action="store_true", help="with --all: leave finished adapters alone")
+    trainer.set_defaults(func=_cmd_train)
 
     communities = sub.add_parser("communities", help="the community registry").add_subparsers(dest="communities_command", required=True)
     listing = communities.add_parser("list", help="print the registry as a table")
@@ -117,6 +276,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--device", default="auto")
     check.add_argument("--dtype", default="auto")
     check.set_defaults(func=_cmd_communities_check)
+    evaluate = communities.add_parser("eval", help="held-out perplexity of every adapter on every community's validation text")
+    evaluate.add_argument("--registry", default=None)
+    evaluate.add_argument("--communities", default=None, help="comma-separated subset")
+    evaluate.add_argument("--corpus-dir", default="build/corpora")
+    evaluate.add_argument("--max-blocks", type=int, default=32)
+    evaluate.add_argument("--seq-len", type=int, default=128)
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
+    evaluate.add_argument("--device", default="auto")
+    evaluate.add_argument("--dtype", default="auto")
+    evaluate.set_defaults(func=_cmd_communities_eval)
     return parser
 
 

@@ -1,12 +1,20 @@
-"""Build the local backend that serves a set of communities (one base model, one adapter each)."""
+"""A community pool: community LMs (adapters on one backend) that write messages for queries, batched and cached."""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Sequence
 
+from modplural.backends.base import Backend, Decoding, GenerateRequest
 from modplural.backends.local import LocalBackend
-from modplural.communities import Community
+from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
+from modplural.message_cache import MessageCache
+
+# Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, 200 new tokens); ours are seeded.
+MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0)
 
 
 def local_backend_for(
@@ -20,3 +28,101 @@ def local_backend_for(
     if bases and base != bases[0]:
         raise ModPluralError(f"communities were trained on {bases[0]!r}, not on the requested model {base!r}")
     return LocalBackend(base, adapters={c.name: c.adapter for c in communities}, device=device, dtype=dtype, batch_size=batch_size)
+
+
+@dataclass
+class CommunityPool:
+    """Communities served by ``backend`` (each community's name is its adapter name there)."""
+
+    backend: Backend
+    communities: list[Community]
+    decoding: Decoding = MESSAGE_DECODING
+    cache: MessageCache | None = None
+    generated: int = field(default=0, init=False)  # messages actually generated (not served from the cache)
+
+    def __post_init__(self) -> None:
+        if not self.communities:
+            raise ModPluralError("a community pool needs at least one community")
+        names = [c.name for c in self.communities]
+        if len(set(names)) != len(names):
+            raise ModPluralError(f"community pool has duplicates: {', '.join(names)}")
+
+    @classmethod
+    def from_registry(
+        cls,
+        names: Sequence[str] | None = None,
+        registry: str | Path | None = None,
+        backend: Backend | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int = 16,
+        decoding: Decoding = MESSAGE_DECODING,
+        cache: MessageCache | None = None,
+    ) -> "CommunityPool":
+        """The named registry communities (default: all), on ``backend`` or on a local backend loaded for them."""
+        communities = load_registry(registry).select(list(names) if names else None)
+        if not communities:
+            raise ModPluralError("the registry lists no communities")
+        backend = backend or local_backend_for(communities, device=device, dtype=dtype, batch_size=batch_size)
+        return cls(backend, communities, decoding, cache)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.communities]
+
+    def get(self, name: str) -> Community:
+        for community in self.communities:
+            if community.name == name:
+                return community
+        raise ModPluralError(f"unknown community {name!r} (pool has: {', '.join(self.names)})")
+
+    def subset(self, names: Sequence[str]) -> "CommunityPool":
+        """The same backend and cache with only the named communities, in that order."""
+        return CommunityPool(self.backend, [self.get(n) for n in names], self.decoding, self.cache)
+
+    def resolve_weights(self, weights: Sequence[float] | str | None) -> list[float]:
+        """Normalized weights: None or 'uniform' (the original's choice), 'registry', or one number per community."""
+        if weights is None or weights == "uniform":
+            raw = [1.0] * len(self.communities)
+        elif weights == "registry":
+            raw = [c.weight for c in self.communities]
+        elif isinstance(weights, str):
+            raise ModPluralError(f"unknown weights {weights!r}: use 'uniform', 'registry' or one number per community")
+        else:
+            raw = [float(w) for w in weights]
+            if len(raw) != len(self.communities):
+                raise ModPluralError(f"got {len(raw)} weights for {len(self.communities)} communities ({', '.join(self.names)})")
+        if any(w < 0 or w != w for w in raw):
+            raise ModPluralError(f"weights must be non-negative numbers, got {raw}")
+        total = sum(raw)
+        if total <= 0:
+            raise ModPluralError("weights sum to zero")
+        return [w / total for w in raw]
+
+    def _request(self, name: str, prompt: str) -> GenerateRequest:
+        decoding = self.decoding
+        if not decoding.greedy:
+            seed_text = f"{decoding.seed}|{name}|{prompt}".encode()
+            decoding = replace(decoding, seed=int(hashlib.sha256(seed_text).hexdigest()[:8], 16))
+        return GenerateRequest(messages=({"role": "user", "content": prompt},), adapter=name, decoding=decoding)
+
+    def messages(self, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
+        """For each prompt, ``{community: message}`` from the named communities (default: all), in one batched call."""
+        names = list(names) if names is not None else self.names
+        for name in names:
+            self.get(name)
+        jobs = [(i, name, self._request(name, prompt)) for i, prompt in enumerate(prompts) for name in names]
+        keys = [MessageCache.key(self.backend.adapter_identity(name), request) for _, name, request in jobs]
+        cached = self.cache.get_many(keys) if self.cache is not None else {}
+        missing = [j for j, key in enumerate(keys) if key not in cached]
+        if missing:
+            texts = self.backend.generate([jobs[j][2] for j in missing])
+            fresh = {keys[j]: text for j, text in zip(missing, texts)}
+            self.generated += len(missing)
+            if self.cache is not None:
+                self.cache.put_many(fresh)
+            cached = {**cached, **fresh}
+        out: list[dict[str, str]] = [{} for _ in prompts]
+        for (i, name, _), key in zip(jobs, keys):
+            out[i][name] = cached[key]
+        return out

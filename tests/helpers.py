@@ -38,3 +38,43 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(errors) == 1, result.stderr
     for fragment in fragments:
         assert fragment in errors[0], errors[0]
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def slice_raw_corpora(dest: Path, rows: int = 300, debater_rows: int = 3000) -> Path:
+    """Copy the first rows of every real raw corpus file into ``dest`` (never committed; built per test run)."""
+    import csv
+
+    src = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA)) / "corpora_raw"
+    csv.field_size_limit(1 << 30)
+    for path in sorted(src.rglob("*")):
+        if path.suffix not in (".jsonl", ".csv"):
+            continue
+        target = dest / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        limit = debater_rows if "ibm_debater" in str(path) else rows
+        if path.suffix == ".jsonl":
+            with path.open() as f:
+                target.write_text("".join(line for _, line in zip(range(limit), f)))
+        else:
+            with path.open(newline="") as f, target.open("w", newline="") as out:
+                reader = csv.reader(f)
+                writer = csv.writer(out)
+                for _, row in zip(range(limit + 1), reader):
+                    writer.writerow(row)
+    return dest
+
+
+def write_registry(path: Path, adapters: dict[str, Path]) -> Path:
+    """A registry YAML listing one community per adapter directory."""
+    import yaml
+
+    entries = [
+        {"name": name, "description": f"people who speak like {name}", "axis": "test", "base_model": "default",
+         "adapter": str(adapter), "corpus": {"source": "random LoRA weights made by the tests", "licence": "CC0"}, "weight": float(i + 1)}
+        for i, (name, adapter) in enumerate(adapters.items())
+    ]
+    path.write_text(yaml.safe_dump({"version": 1, "communities": entries}))
+    return path

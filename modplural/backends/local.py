@@ -260,6 +260,28 @@ class LocalBackend:
         return results  # type: ignore[return-value]
 
 
+    # ----------------------------------------------------------------- scoring text
+    def token_nll(self, blocks: Sequence[Sequence[int]], adapters: Sequence[str | None]) -> list[tuple[float, int]]:
+        """Summed next-token negative log-likelihood and token count of each token block under its adapter."""
+        import torch
+
+        if len(blocks) != len(adapters):
+            raise ModPluralError("token_nll needs one adapter per block")
+        for a in adapters:
+            self._check_adapter(a)
+        results: list[tuple[float, int]] = [(0.0, 0)] * len(blocks)
+        for batch in self._batches([len(b) for b in blocks]):
+            ids, mask, positions = self._left_pad([blocks[i] for i in batch])
+            kwargs = self._adapter_kwargs([adapters[i] for i in batch])
+            with torch.inference_mode():
+                logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits.float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+            valid = mask[:, 1:].bool() & mask[:, :-1].bool()
+            for row, i in enumerate(batch):
+                results[i] = (float(-(logp[row][valid[row]]).sum()), int(valid[row].sum()))
+        return results
+
+
 def _option_result(labels: tuple[str, ...], label_ids: list[list[int]], probs) -> OptionResult:
     values = [float(probs[ids].sum()) for ids in label_ids]
     mass = sum(values)

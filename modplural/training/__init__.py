@@ -1,0 +1,1 @@
+"""Training community LMs: corpus builders and the LoRA training recipe."""

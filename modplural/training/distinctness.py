@@ -1,0 +1,106 @@
+"""Do the community adapters speak for their own communities? Held-out perplexity of every adapter on every
+community's validation text, written as a Markdown matrix, a JSON file and a heatmap PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Sequence
+
+from tqdm import tqdm
+
+from modplural.backends.local import LocalBackend
+from modplural.communities import Community
+from modplural.errors import ModPluralError
+from modplural.training.lora import _read_passages, pack_blocks
+
+BASE = "base"
+
+
+def perplexity_matrix(
+    backend: LocalBackend, communities: Sequence[Community], corpus_dir: Path, max_blocks: int = 32, seq_len: int = 128, progress: bool = True
+) -> dict[str, dict[str, float]]:
+    """``matrix[model][text_community]``: perplexity of the base model or an adapter on that validation text."""
+    models: list[str | None] = [None, *(c.name for c in communities)]
+    matrix: dict[str, dict[str, float]] = {m or BASE: {} for m in models}
+    for text_community in tqdm([c.name for c in communities], desc="validation texts", disable=not progress):
+        blocks = pack_blocks(_read_passages(corpus_dir / text_community / "valid.jsonl"), backend.tokenizer, seq_len)[:max_blocks]
+        if not blocks:
+            raise ModPluralError(f"no validation text for {text_community!r} in {corpus_dir}")
+        rows = [(m, b) for m in models for b in blocks]
+        scores = backend.token_nll([b for _, b in rows], [m for m, _ in rows])
+        for model in models:
+            nll = sum(s for (m, _), (s, _) in zip(rows, scores) if m == model)
+            count = sum(n for (m, _), (_, n) in zip(rows, scores) if m == model)
+            matrix[model or BASE][text_community] = math.exp(nll / count)
+    return matrix
+
+
+def verdict(matrix: dict[str, dict[str, float]]) -> dict:
+    """Per community: does its own adapter beat the base model, and is it the best of all adapters?"""
+    texts = list(matrix[BASE])
+    adapters = [m for m in matrix if m != BASE]
+    rows = {}
+    for text in texts:
+        best = min(adapters, key=lambda a: matrix[a][text])
+        own = matrix.get(text, {}).get(text)
+        rows[text] = {"own": own, "base": matrix[BASE][text], "best_adapter": best, "own_beats_base": own is not None and own < matrix[BASE][text], "own_is_best": best == text}
+    return {
+        "communities": rows,
+        "own_beats_base": sum(r["own_beats_base"] for r in rows.values()),
+        "own_is_best": sum(r["own_is_best"] for r in rows.values()),
+        "total": len(rows),
+    }
+
+
+def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str) -> dict:
+    """Write distinctness.md, distinctness.json and distinctness.png into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = verdict(matrix)
+    texts = list(matrix[BASE])
+    lines = [header, "", "Perplexity (lower is better). Rows: model; columns: the community whose validation text is scored.",
+             "**Bold**: the lowest adapter perplexity in the column; the diagonal is each community's own adapter.", ""]
+    lines.append("| model | " + " | ".join(texts) + " |")
+    lines.append("|---|" + "---|" * len(texts))
+    for model, row in matrix.items():
+        cells = []
+        for text in texts:
+            cell = f"{row[text]:.2f}"
+            cells.append(f"**{cell}**" if model != BASE and result["communities"][text]["best_adapter"] == model else cell)
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    lines += ["", f"- Own adapter beats the base model on its own validation text: **{result['own_beats_base']}/{result['total']}**",
+              f"- Own adapter is the best of all adapters on its own validation text: **{result['own_is_best']}/{result['total']}**"]
+    misses = [f"{t} (best: {r['best_adapter']})" for t, r in result["communities"].items() if not r["own_is_best"]]
+    if misses:
+        lines.append(f"- Where another adapter wins: {', '.join(misses)}")
+    (out_dir / "distinctness.md").write_text("\n".join(lines) + "\n")
+    (out_dir / "distinctness.json").write_text(json.dumps({"perplexity": matrix, "verdict": result}, indent=2) + "\n")
+    _heatmap(matrix, out_dir / "distinctness.png")
+    return result
+
+
+def _heatmap(matrix: dict[str, dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    models, texts = list(matrix), list(matrix[BASE])
+    values = np.array([[matrix[m][t] for t in texts] for m in models])
+    relative = values / values[0:1, :]  # perplexity relative to the base model, per column
+    fig, ax = plt.subplots(figsize=(1.1 * len(texts) + 3, 0.55 * len(models) + 2))
+    image = ax.imshow(relative, cmap="viridis_r")
+    ax.set_xticks(range(len(texts)), texts, rotation=45, ha="right")
+    ax.set_yticks(range(len(models)), models)
+    for i in range(len(models)):
+        for j in range(len(texts)):
+            ax.text(j, i, f"{values[i, j]:.1f}", ha="center", va="center", fontsize=7, color="white" if relative[i, j] < relative[:, j].mean() else "black")
+    ax.set_xlabel("validation text of community")
+    ax.set_ylabel("model")
+    fig.colorbar(image, ax=ax, label="perplexity / base-model perplexity")
+    ax.set_title("Held-out perplexity of community adapters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,266 @@
+"""The LoRA training recipe: packed causal-LM training of one community adapter, resumable, with a manifest.
+
+Runs as a plain process on CPU or one GPU, and unchanged under ``accelerate launch`` on several processes
+(each process takes its slice of every global batch; gradients are averaged by accelerate).
+
+Layout while training: ``<adapter_dir>.partial/checkpoint/`` (latest checkpoint: adapter weights,
+optimizer, scheduler, step, config fingerprint). When training finishes, the adapter and its
+``training_manifest.json`` are written under ``.partial`` and renamed into ``<adapter_dir>``, so an
+interrupted run never leaves a half-written adapter where a finished one is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from modplural.errors import ModPluralError
+from modplural.training.config import TrainConfig
+
+CHECKPOINT = "checkpoint"
+MANIFEST = "training_manifest.json"
+
+
+def _read_passages(path: Path) -> list[str]:
+    if not path.is_file():
+        raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
+    texts = []
+    with path.open() as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                texts.append(json.loads(line)["text"])
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ModPluralError(f"{path}: line {line_no}: expected a JSON object with a 'text' field") from exc
+    return texts
+
+
+def pack_blocks(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
+    """Concatenate tokenized passages (each followed by EOS) and cut them into full blocks of ``seq_len``."""
+    stream: list[int] = []
+    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []:
+        stream.extend(ids + [tokenizer.eos_token_id])
+    return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
+
+
+def _block_order(n_blocks: int, needed: int, seed: int) -> list[int]:
+    """A deterministic sequence of block indices: one shuffled permutation per epoch."""
+    import torch
+
+    order: list[int] = []
+    epoch = 0
+    while len(order) < needed:
+        g = torch.Generator().manual_seed(seed * 1000 + epoch)
+        order.extend(torch.randperm(n_blocks, generator=g).tolist())
+        epoch += 1
+    return order[:needed]
+
+
+def _corpus_hash(corpus: Path) -> str:
+    h = hashlib.sha256()
+    for name in ("train.jsonl", "valid.jsonl"):
+        h.update((corpus / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import torch
+    import transformers
+
+    from modplural import __version__
+
+    return {"modplural": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
+
+
+def _machine(device) -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "device": str(device), "torch_threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _save_checkpoint(partial: Path, model, optimizer, scheduler, step: int, config: TrainConfig, losses: list[float], base_valid: float | None) -> None:
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    tmp = partial / f".{CHECKPOINT}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in get_peft_model_state_dict(model).items()}, str(tmp / "adapter.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, "fingerprint": config.fingerprint(), "losses": losses, "valid_loss_base": base_valid}))
+    final = partial / CHECKPOINT
+    old = partial / f".{CHECKPOINT}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(partial: Path, model, optimizer, scheduler, config: TrainConfig) -> tuple[int, list[float], float | None]:
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    checkpoint = partial / CHECKPOINT
+    if not (checkpoint / "state.json").is_file():
+        return 0, [], None
+    state = json.loads((checkpoint / "state.json").read_text())
+    if state["fingerprint"] != config.fingerprint():
+        raise ModPluralError(
+            f"{checkpoint} belongs to a run with another config; rerun with --restart to discard it"
+        )
+    set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter.safetensors")))
+    saved = torch.load(checkpoint / "optimizer.pt", weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    return int(state["step"]), list(state["losses"]), state.get("valid_loss_base")
+
+
+def _mean_loss(model, blocks: list[list[int]], batch_size: int, device) -> float:
+    import torch
+
+    if not blocks:
+        return float("nan")
+    total = 0.0
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(blocks), batch_size):
+            ids = torch.tensor(blocks[start : start + batch_size], device=device)
+            total += float(model(input_ids=ids, labels=ids).loss) * len(ids)
+    model.train()
+    return total / len(blocks)
+
+
+def train(config: TrainConfig, restart: bool = False, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train (or resume) the adapter of ``config.community``; returns the finished adapter directory.
+
+    ``stop_after`` ends the run after that many optimizer steps of this invocation, leaving the checkpoint
+    behind as an interrupted run would (used to test resumption).
+    """
+    import torch
+    from accelerate import Accelerator
+    from peft import LoraConfig, get_peft_model
+    from tqdm import tqdm
+    from transformers import get_linear_schedule_with_warmup
+
+    from modplural.models import load_model
+
+    accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, cpu=config.device == "cpu")
+    device = accelerator.device
+    corpus = config.corpus_path
+    train_texts = _read_passages(corpus / "train.jsonl")
+    valid_texts = _read_passages(corpus / "valid.jsonl")
+    loaded = load_model(config.base_model, device=device.type if device.type != "cuda" else "cuda", dtype=config.dtype)
+    torch.manual_seed(config.seed)
+    tokenizer = loaded.tokenizer
+    train_blocks = pack_blocks(train_texts, tokenizer, config.seq_len)
+    valid_blocks = pack_blocks(valid_texts, tokenizer, config.seq_len)[: config.eval_blocks]
+    if len(train_blocks) < config.batch_size or not valid_blocks:
+        raise ModPluralError(
+            f"corpus {corpus} is too small: {len(train_blocks)} training and {len(valid_blocks)} validation blocks of {config.seq_len} tokens"
+        )
+    lora = LoraConfig(r=config.r, lora_alpha=config.alpha, lora_dropout=config.dropout, target_modules=list(config.target_modules), task_type="CAUSAL_LM")
+    model = get_peft_model(loaded.model, lora)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+
+    partial = config.adapter_dir.with_name(config.adapter_dir.name + ".partial")
+    if restart and accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    start_step, losses, base_valid = _load_checkpoint(partial, model, optimizer, scheduler, config)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_process = config.batch_size * config.grad_accum
+    order = _block_order(len(train_blocks), config.max_steps * per_process * world, config.seed)
+    if start_step == 0:
+        base_valid = _mean_loss(model, valid_blocks, config.batch_size, device)
+    started = time.time()
+    bar = tqdm(total=config.max_steps, initial=start_step, desc=config.community, disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+    step, tokens = start_step, 0
+    for step in range(start_step, config.max_steps):
+        torch.manual_seed(config.seed * 100_003 + step * world + rank)  # dropout noise depends on the step only
+        first = (step * world + rank) * per_process
+        mine = order[first : first + per_process]
+        step_loss = 0.0
+        for micro in range(config.grad_accum):
+            ids = torch.tensor([train_blocks[i] for i in mine[micro * config.batch_size : (micro + 1) * config.batch_size]], device=device)
+            with accelerator.accumulate(model):
+                loss = model(input_ids=ids, labels=ids).loss
+                accelerator.backward(loss)
+                optimizer.step()
+                optimizer.zero_grad()
+            step_loss += float(loss.detach()) / config.grad_accum
+        scheduler.step()
+        losses.append(float(accelerator.gather(torch.tensor([step_loss], device=device)).mean()))
+        tokens += per_process * world * config.seq_len
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", tok_s=f"{tokens / max(time.time() - started, 1e-9):.0f}")
+        done = step + 1
+        if accelerator.is_main_process and (done % config.checkpoint_every == 0 or done == config.max_steps):
+            _save_checkpoint(partial, accelerator.unwrap_model(model), optimizer, scheduler, done, config, losses, base_valid)
+        accelerator.wait_for_everyone()
+        if stop_after is not None and done - start_step >= stop_after and done < config.max_steps:
+            bar.close()
+            if accelerator.is_main_process and done % config.checkpoint_every:
+                _save_checkpoint(partial, accelerator.unwrap_model(model), optimizer, scheduler, done, config, losses, base_valid)
+            return partial
+    bar.close()
+    valid_loss = _mean_loss(model, valid_blocks, config.batch_size, device)
+    if accelerator.is_main_process:
+        _finish(accelerator.unwrap_model(model), config, partial, {
+            "config": config.as_dict(),
+            "config_fingerprint": config.fingerprint(),
+            "base_model_identity": loaded.identity,
+            "corpus": {"path": str(corpus), "sha256_16": _corpus_hash(corpus), "train_passages": len(train_texts), "train_blocks": len(train_blocks), "valid_blocks": len(valid_blocks)},
+            "steps": config.max_steps,
+            "resumed_from_step": start_step,
+            "processes": world,
+            "tokens_per_step": per_process * world * config.seq_len,
+            "train_loss_last10": sum(losses[-10:]) / len(losses[-10:]),
+            "train_losses": [round(x, 4) for x in losses],
+            "valid_loss": valid_loss,
+            "valid_loss_base": base_valid,
+            "duration_s_this_run": round(time.time() - started, 1),
+            "versions": _versions(),
+            "machine": _machine(device),
+            "command": " ".join(sys.argv),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        })
+    accelerator.wait_for_everyone()
+    return config.adapter_dir
+
+
+def _finish(model, config: TrainConfig, partial: Path, manifest: dict) -> None:
+    """Write the adapter under .partial, then swap it into place and drop the checkpoint."""
+    staged = partial / "adapter"
+    shutil.rmtree(staged, ignore_errors=True)
+    model.save_pretrained(str(staged), save_embedding_layers=False)
+    (staged / "README.md").unlink(missing_ok=True)
+    (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    final = config.adapter_dir
+    final.parent.mkdir(parents=True, exist_ok=True)
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staged.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(partial, ignore_errors=True)
