@@ -125,6 +125,45 @@ def _cmd_communities_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.data_paths import data_dir
+    from modplural.runner import Experiment, load_config
+
+    config = load_config(Path(args.config), limit=args.limit)
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    experiment = Experiment(config, data_dir(args.data_dir), out)
+    metrics = experiment.run(progress=not args.no_progress)
+    for task, per_method in metrics["tasks"].items():
+        for method, values in per_method.items():
+            shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in values.items() if isinstance(v, dict) and "ci95" in v)
+            print(f"{task:<40} {method:<10} {shown}")
+    print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.report import write_report
+
+    print(f"wrote {write_report(Path(args.run_dir))}")
+    return 0
+
+
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.data_download import VITAL_BASE_URL, download_vital
+
+    if args.dataset != "vital":
+        raise ModPluralError(f"unknown dataset {args.dataset!r}: only 'vital' can be downloaded")
+    for line in download_vital(Path(args.data_dir), args.base_url or VITAL_BASE_URL, args.timeout):
+        print(line)
+    return 0
+
+
 def _table(rows: list[dict]) -> str:
     columns = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
@@ -264,6 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--restart", action="store_true", help="discard an interrupted run's checkpoint")
     trainer.add_argument("--skip-finished", action="store_true", help="with --all: leave finished adapters alone")
     trainer.set_defaults(func=_cmd_train)
+
+    runner = sub.add_parser("run", help="run an experiment config (resumable)")
+    runner.add_argument("config", help="experiment YAML (see experiments/configs/)")
+    runner.add_argument("--data-dir", default=None, help="data root (default: MODPLURAL_DATA or ../shared/data)")
+    runner.add_argument("--limit", type=int, default=None, help="items per task (overrides the config)")
+    runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    runner.add_argument("--no-progress", action="store_true")
+    runner.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="write report.md and plots for a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(func=_cmd_report)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    download = data.add_parser("download", help="download a public dataset (needs internet)")
+    download.add_argument("dataset", help="vital")
+    download.add_argument("--data-dir", default="data", help="where to put it (files go to DATA_DIR/vital/)")
+    download.add_argument("--base-url", default=None)
+    download.add_argument("--timeout", type=float, default=30)
+    download.set_defaults(func=_cmd_data_download)
 
     communities = sub.add_parser("communities", help="the community registry").add_subparsers(dest="communities_command", required=True)
     listing = communities.add_parser("list", help="print the registry as a table")

@@ -159,7 +159,6 @@ def resolve_model_source(spec: str) -> tuple[str, str, str]:
 
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a causal LM and tokenizer for inference from a model spec."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, identity, base_name = resolve_model_source(spec)

@@ -10,7 +10,6 @@ import torch
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.local import LocalBackend
 from modplural.errors import ModPluralError
-from tests.helpers import make_random_adapter
 
 QUESTIONS = [
     "Should parents be allowed to refuse vaccines for their children?",

@@ -1,0 +1,127 @@
+"""A run directory -> report.md and PNG plots a researcher can put in a paper."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from modplural.errors import ModPluralError
+from modplural.runner import read_predictions
+
+# the metric shown first for each task family, and whether higher is better
+HEADLINE = {"coverage": True, "accuracy": True, "js_distance": False}
+
+
+def _fmt(estimate: dict) -> str:
+    low, high = estimate["ci95"]
+    return f"{estimate['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _headline(metrics: dict) -> str:
+    return next(k for k in HEADLINE if k in metrics)
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``report.md`` and ``plots/*.png`` into ``run_dir``; returns the report path."""
+    for name in ("manifest.json", "metrics.json"):
+        if not (run_dir / name).is_file():
+            raise ModPluralError(f"{run_dir} is not a finished run directory: {name} is missing (run `modplural run` first)")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = manifest["config"]
+    methods = config["methods"]
+    lines = [f"# {config['name']}", "", "## What was run", "",
+             f"- Command: `{manifest['command']}`",
+             f"- Main LLM: `{manifest['main_model']}`",
+             f"- Communities ({len(manifest['communities'])}): " + (", ".join(f"`{n}`" for n in manifest["communities"]) or "none"),
+             f"- Methods: {', '.join(methods)}",
+             f"- Community messages: {config['message_tokens']} new tokens, temperature {config['message_temperature']}, top-p {config['message_top_p']}, seed {config['seed']}; main LLM: greedy, {config['main_tokens']} new tokens",
+             f"- Git commit: `{manifest.get('git_commit')}`; started {manifest['started']}, finished {manifest.get('finished', 'not finished')}",
+             f"- Machine: {manifest['machine']['processor']}, {manifest['machine']['cpu_count']} CPUs; torch {manifest['versions']['torch']}, transformers {manifest['versions']['transformers']}",
+             ]
+    scorer = manifest.get("scorer")
+    if scorer:
+        label = " — a **proxy** (embedding cosine similarity), not the papers' NLI entailment; its scale differs, so compare methods, not absolute numbers with the papers" if scorer["proxy"] else ""
+        lines.append(f"- Overton scorer: `{scorer['identity']}`{label}")
+    lines += ["", "## Data", "", "| task | file | items run | left out | sha256 |", "|---|---|---|---|---|"]
+    for task, info in manifest["data"].items():
+        lines.append(f"| {task} | `{Path(info['file']).name}` | {info['items_run']} | {len(info['left_out'])} | `{info['sha256'][:12]}` |")
+    left_out = [(t, note) for t, info in manifest["data"].items() for note in info["left_out"]]
+    if left_out:
+        lines += ["", f"Items left out ({len(left_out)}; single-option or duplicate-option questions): " + "; ".join(f"{t}: {n}" for t, n in left_out[:5]) + (" ..." if len(left_out) > 5 else "")]
+    lines += ["", "## Results", "", "Values with bootstrap 95% confidence intervals over items. JS = Jensen-Shannon distance (lower is better).", ""]
+    for task, per_method in metrics["tasks"].items():
+        keys = [k for k, v in next(iter(per_method.values())).items() if isinstance(v, dict) and "ci95" in v]
+        lines += [f"### {task}", "", "| method | " + " | ".join(keys) + " | n |", "|---|" + "---|" * (len(keys) + 1)]
+        for method, values in per_method.items():
+            lines.append(f"| {method} | " + " | ".join(_fmt(values[k]) for k in keys) + f" | {values[keys[0]]['n']} |")
+        lines.append("")
+        for key in [k for k in next(iter(per_method.values())) if k.startswith("per_attribute")]:
+            groups = sorted({g for v in per_method.values() for g in v[key]})
+            shown = groups[:25]
+            lines += [f"{key.replace('_', ' ')} (mean per attribute" + (f"; first 25 of {len(groups)}" if len(groups) > 25 else "") + ")", "",
+                      "| attribute | " + " | ".join(per_method) + " | n |", "|---|" + "---|" * (len(per_method) + 1)]
+            for group in shown:
+                cells = [f"{v[key][group]['value']:.3f}" if group in v[key] else "" for v in per_method.values()]
+                n = max(v[key][group]["n"] for v in per_method.values() if group in v[key])
+                lines.append(f"| {group} | " + " | ".join(cells) + f" | {n} |")
+            lines.append("")
+        paired = metrics["paired"].get(task) or {}
+        if paired:
+            lines += ["Paired bootstrap on the same items:", "", "| comparison | metric | difference [95% CI] | p | n |", "|---|---|---|---|---|"]
+            for name, p in paired.items():
+                lines.append(f"| {name} | {p['metric']} ({'higher' if p['higher_is_better'] else 'lower'} is better) | {p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | {p['p_value']:.3f} | {p['n']} |")
+            lines.append("")
+        lines += [f"![{task}](plots/{task}.png)", ""]
+    plots = run_dir / "plots"
+    plots.mkdir(exist_ok=True)
+    _plot_metrics(metrics, plots)
+    _plot_js(run_dir, metrics, plots)
+    for task in metrics["tasks"]:
+        if (plots / f"{task}_js.png").is_file():
+            lines += [f"![{task} JS distances](plots/{task}_js.png)", ""]
+    report = run_dir / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    return report
+
+
+def _plot_metrics(metrics: dict, plots: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for task, per_method in metrics["tasks"].items():
+        key = _headline(next(iter(per_method.values())))
+        names = list(per_method)
+        values = [per_method[m][key]["value"] for m in names]
+        errors = [[v - per_method[m][key]["ci95"][0] for m, v in zip(names, values)], [per_method[m][key]["ci95"][1] - v for m, v in zip(names, values)]]
+        fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.2))
+        ax.bar(names, values, yerr=errors, capsize=4, color="#4c72b0")
+        ax.set_ylabel(f"{key} ({'higher' if HEADLINE[key] else 'lower'} is better)")
+        ax.set_title(task)
+        fig.tight_layout()
+        fig.savefig(plots / f"{task}.png", dpi=120)
+        plt.close(fig)
+
+
+def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for task, per_method in metrics["tasks"].items():
+        if "js_distance" not in next(iter(per_method.values())):
+            continue
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for method in per_method:
+            values = [r["metrics"]["js_distance"] for r in read_predictions(run_dir / "predictions" / f"{task}__{method}.jsonl")]
+            ax.hist(values, bins=20, range=(0, 0.84), histtype="step", label=method, linewidth=1.5)
+        ax.set_xlabel("Jensen-Shannon distance per item")
+        ax.set_ylabel("items")
+        ax.set_title(f"{task}: JS distances")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(plots / f"{task}_js.png", dpi=120)
+        plt.close(fig)

@@ -1,0 +1,42 @@
+"""Overton ValueKaleidoscope: comment on a situation so that every relevant value is covered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from modplural.method_base import Query
+from modplural.metrics import OVERTON_THRESHOLD, bootstrap, overton_coverage
+from modplural.scorers import split_sentences
+from modplural.tasks.base import Item, ItemError, Task, field, string_list
+
+
+class OvertonTask(Task):
+    """Coverage: per value, the best score of any response sentence against the value's explanation
+    (entailment for ``nli``, cosine for ``embedding``); averaged over the situation's values."""
+
+    name = "overton_valuekaleidoscope"
+    mode = "overton"
+    needs_scorer = True
+    primary = ("coverage", True)
+
+    def parse(self, path: Path, index: int, row: dict) -> Item:
+        values = string_list(path, index, row, "vrd")
+        explanations = string_list(path, index, row, "explanation")
+        if len(values) != len(explanations):
+            raise ItemError(f"{path}: item {index}: 'vrd' has {len(values)} values but 'explanation' has {len(explanations)}")
+        text = field(path, index, row, "input")
+        return Item(str(field(path, index, row, "id", (int, str))), Query(text), {"values": values, "explanations": explanations})
+
+    def item_metrics(self, item: Item, result: dict, scorer=None) -> dict[str, float]:
+        sentences = split_sentences(result.get("response") or "")
+        scores = scorer.score(item.gold["explanations"], sentences)
+        coverage = overton_coverage(scores)
+        return {"coverage": coverage, "above_threshold": float(coverage > OVERTON_THRESHOLD), "sentences": float(len(sentences))}
+
+    def aggregate(self, items: Sequence[Item], records: Sequence[dict]) -> dict:
+        return {
+            "coverage": bootstrap([r["coverage"] for r in records]).as_dict(),
+            f"share_above_{OVERTON_THRESHOLD}": bootstrap([r["above_threshold"] for r in records]).as_dict(),
+            "sentences_per_response": bootstrap([r["sentences"] for r in records]).as_dict(),
+        }
