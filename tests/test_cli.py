@@ -8,10 +8,10 @@ from tests.helpers import assert_one_line_error, run_cli
 
 
 def test_ask_generates_with_the_default_model():
-    result = run_cli("ask", "Should parents be allowed to refuse vaccines for their children?", "--max-new-tokens", "12", "--device", "cpu", "--json")
+    result = run_cli("ask", "Should parents be allowed to refuse vaccines for their children?", "--method", "vanilla", "--max-new-tokens", "12", "--device", "cpu", "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert payload["model"].startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert payload["main_model"].startswith("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert payload["response"].strip()
 
 
