@@ -17,5 +17,5 @@ def test_ask_generates_with_the_default_model():
 
 def test_ask_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("ask", "Is fluoride safe?", "--model", str(tmp_path / "missing")), "model path not found")
-    assert_one_line_error(run_cli("ask", "   "), "question is empty")
+    assert_one_line_error(run_cli("ask", "   "), "the query is empty")
     assert_one_line_error(run_cli("ask", "Is fluoride safe?", "--dtype", "float8"), "unknown dtype")
