@@ -49,6 +49,14 @@ class Community:
         return (self.adapter / "adapter_config.json").is_file()
 
 
+def find_community(communities: Sequence[Community], name: str, where: str) -> Community:
+    """The community called ``name``, or an error listing what ``where`` has."""
+    for community in communities:
+        if community.name == name:
+            return community
+    raise ModPluralError(f"unknown community {name!r} ({where} has: {', '.join(c.name for c in communities) or 'none'})")
+
+
 @dataclass(frozen=True)
 class Registry:
     """A validated list of communities, looked up by name."""
@@ -61,10 +69,7 @@ class Registry:
         return [c.name for c in self.communities]
 
     def get(self, name: str) -> Community:
-        for community in self.communities:
-            if community.name == name:
-                return community
-        raise ModPluralError(f"unknown community {name!r} (registry {self.path} has: {', '.join(self.names) or 'none'})")
+        return find_community(self.communities, name, f"registry {self.path}")
 
     def select(self, names: Sequence[str] | None = None) -> list[Community]:
         """The named communities in the given order, or all of them."""

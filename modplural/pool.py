@@ -9,7 +9,7 @@ from typing import Sequence
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest
 from modplural.backends.local import LocalBackend
-from modplural.communities import Community, load_registry
+from modplural.communities import Community, find_community, load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 
@@ -71,10 +71,7 @@ class CommunityPool:
         return [c.name for c in self.communities]
 
     def get(self, name: str) -> Community:
-        for community in self.communities:
-            if community.name == name:
-                return community
-        raise ModPluralError(f"unknown community {name!r} (pool has: {', '.join(self.names)})")
+        return find_community(self.communities, name, "pool")
 
     def subset(self, names: Sequence[str]) -> "CommunityPool":
         """The same backend and cache with only the named communities, in that order."""
