@@ -131,7 +131,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
     from modplural.runner import Experiment, load_config
 
-    config = load_config(Path(args.config), limit=args.limit)
+    config = load_config(Path(args.config), limit=args.limit, engine=args.engine)
     out = Path(args.out) if args.out else Path("runs") / config.name
     experiment = Experiment(config, data_dir(args.data_dir), out)
     metrics = experiment.run(progress=not args.no_progress)
@@ -187,7 +187,7 @@ def _parse_weights(text: str | None):
 
 def _cmd_ask(args: argparse.Namespace) -> int:
     from modplural.backends import Decoding
-    from modplural.backends.local import LocalBackend
+    from modplural.backends.engines import local_backend
     from modplural.message_cache import MessageCache
     from modplural.method_base import Query
     from modplural.methods import NEEDS_POOL, build_method
@@ -207,11 +207,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         decoding = replace(MESSAGE_DECODING, max_new_tokens=args.message_tokens, seed=args.seed)
         cache = None if args.no_cache else MessageCache(args.cache)
         names = args.communities.split(",") if args.communities else None
-        pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache)
+        pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache, engine=args.engine)
     if pool is not None and args.model is None:
         main = pool.backend
     else:
-        main = LocalBackend(args.model or "default", device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+        main = local_backend(args.model or "default", engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     method = build_method(args.method, main, pool, main_decoding)
     [result] = method.run(mode, [query])
     if args.json:
@@ -267,7 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--model", default=None, help="main LLM spec (default: the communities' base model, shared in memory)")
     ask.add_argument("--device", default="auto")
     ask.add_argument("--dtype", default="auto")
-    ask.add_argument("--batch-size", type=int, default=16)
+    ask.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
+    ask.add_argument("--engine", choices=["batched", "sequential"], default="batched", help="sequential: the original's one-prompt-at-a-time pattern (slow; for comparison)")
     ask.add_argument("--max-new-tokens", type=int, default=200, help="main LLM response length")
     ask.add_argument("--message-tokens", type=int, default=200, help="community message length")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
@@ -309,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--data-dir", default=None, help="data root (default: MODPLURAL_DATA or ../shared/data)")
     runner.add_argument("--limit", type=int, default=None, help="items per task (overrides the config)")
     runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    runner.add_argument("--engine", choices=["batched", "sequential"], default=None, help="override the config's engine")
     runner.add_argument("--no-progress", action="store_true")
     runner.set_defaults(func=_cmd_run)
 

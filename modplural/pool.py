@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest
+from modplural.backends.engines import local_backend
 from modplural.backends.local import LocalBackend
 from modplural.communities import Community, find_community, load_registry
 from modplural.errors import ModPluralError
@@ -18,7 +19,12 @@ MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed
 
 
 def local_backend_for(
-    communities: Sequence[Community], model: str | None = None, device: str = "auto", dtype: str = "auto", batch_size: int = 16
+    communities: Sequence[Community],
+    model: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    batch_size: int | str = "auto",
+    engine: str = "batched",
 ) -> LocalBackend:
     """Load the communities' common base model (or ``model``) with every community's adapter under its name."""
     bases = sorted({c.base_model for c in communities})
@@ -27,7 +33,7 @@ def local_backend_for(
     base = model or (bases[0] if bases else "default")
     if bases and base != bases[0]:
         raise ModPluralError(f"communities were trained on {bases[0]!r}, not on the requested model {base!r}")
-    return LocalBackend(base, adapters={c.name: c.adapter for c in communities}, device=device, dtype=dtype, batch_size=batch_size)
+    return local_backend(base, {c.name: c.adapter for c in communities}, engine=engine, device=device, dtype=dtype, batch_size=batch_size)
 
 
 @dataclass
@@ -55,15 +61,16 @@ class CommunityPool:
         backend: Backend | None = None,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | str = "auto",
         decoding: Decoding = MESSAGE_DECODING,
         cache: MessageCache | None = None,
+        engine: str = "batched",
     ) -> "CommunityPool":
         """The named registry communities (default: all), on ``backend`` or on a local backend loaded for them."""
         communities = load_registry(registry).select(list(names) if names else None)
         if not communities:
             raise ModPluralError("the registry lists no communities")
-        backend = backend or local_backend_for(communities, device=device, dtype=dtype, batch_size=batch_size)
+        backend = backend or local_backend_for(communities, device=device, dtype=dtype, batch_size=batch_size, engine=engine)
         return cls(backend, communities, decoding, cache)
 
     @property

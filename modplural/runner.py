@@ -27,6 +27,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from modplural.backends.base import Decoding
+from modplural.backends.batch_size import parse_batch_size
+from modplural.backends.engines import check_engine, local_backend
 from modplural.config_files import from_mapping, read_yaml
 from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
@@ -50,7 +52,8 @@ class ExperimentConfig:
     limit: int | None = None  # items per task
     sample: bool = False  # a seeded random sample of `limit` items instead of the first ones
     seed: int = 0
-    batch_size: int = 16
+    batch_size: int | str = "auto"
+    engine: str = "batched"  # or "sequential": the original's one-prompt-at-a-time pattern (for measurement)
     chunk_size: int = 8  # items per batched method call (and per flush)
     message_tokens: int = 200
     message_temperature: float = 1.0
@@ -73,8 +76,10 @@ class ExperimentConfig:
                 raise ModPluralError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
         if self.limit is not None and self.limit < 1:
             raise ModPluralError(f"limit must be at least 1, got {self.limit}")
-        if self.chunk_size < 1 or self.batch_size < 1:
-            raise ModPluralError("chunk_size and batch_size must be at least 1")
+        if self.chunk_size < 1:
+            raise ModPluralError("chunk_size must be at least 1")
+        parse_batch_size(self.batch_size)
+        check_engine(self.engine)
         if self.scorer not in ("embedding", "nli"):
             raise ModPluralError(f"unknown scorer {self.scorer!r}: choose embedding or nli")
 
@@ -185,7 +190,6 @@ class Experiment:
         return metrics
 
     def _build(self):
-        from modplural.backends.local import LocalBackend
         from modplural.message_cache import MessageCache
         from modplural.methods import build_method
         from modplural.pool import CommunityPool
@@ -194,9 +198,9 @@ class Experiment:
         pool = None
         if NEEDS_POOL & set(c.methods):
             decoding = Decoding(max_new_tokens=c.message_tokens, temperature=c.message_temperature, top_p=c.message_top_p, seed=c.seed)
-            pool = CommunityPool.from_registry(c.communities, c.registry, device=c.device, dtype=c.dtype, batch_size=c.batch_size,
+            pool = CommunityPool.from_registry(c.communities, c.registry, device=c.device, dtype=c.dtype, batch_size=c.batch_size, engine=c.engine,
                                                decoding=decoding, cache=MessageCache() if c.cache else None)
-        main = pool.backend if pool is not None and c.main_model is None else LocalBackend(c.main_model or "default", device=c.device, dtype=c.dtype, batch_size=c.batch_size)
+        main = pool.backend if pool is not None and c.main_model is None else local_backend(c.main_model or "default", engine=c.engine, device=c.device, dtype=c.dtype, batch_size=c.batch_size)
         methods = {name: build_method(name, main, pool, Decoding(max_new_tokens=c.main_tokens)) for name in c.methods}
         scorer = None
         if any(task.needs_scorer for task, *_ in self.tasks.values()):

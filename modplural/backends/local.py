@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import sys
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.batch_size import auto_rows, parse_batch_size
+from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
+from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
 
-BASE_ADAPTER = "__base__"  # peft's name for "no adapter" in a mixed batch
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 def _fallback_chat(messages: Sequence[dict]) -> str:
@@ -37,13 +39,16 @@ class LocalBackend:
     """Runs ``generate`` and ``option_probs`` on a local transformers model with any number of LoRA adapters.
 
     Requests are sorted by prompt length, cut into batches of ``batch_size`` rows, left-padded and run
-    together even when their rows use different adapters (peft ``adapter_names``); results come back in
-    request order. Sampling uses one ``torch.Generator`` per request, so a seeded request yields the same
+    together even when their rows use different adapters (``LoraBank``: stacked LoRA factors applied per
+    row); results come back in request order. Decoding writes into a preallocated KV cache and drops rows
+    as they finish. Sampling uses one ``torch.Generator`` per request, so a seeded request yields the same
     text whichever batch it lands in.
 
-    The backend owns its model: loading an adapter injects LoRA layers into it, so pass ``loaded`` only
+    The backend owns its model: loading an adapter adds forward hooks to it, so pass ``loaded`` only
     for a model that nothing else uses.
     """
+
+    engine = "batched"
 
     def __init__(
         self,
@@ -51,16 +56,16 @@ class LocalBackend:
         adapters: Mapping[str, str | Path] | None = None,
         device: str = "auto",
         dtype: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | str = "auto",
         loaded: LoadedModel | None = None,
     ) -> None:
-        if batch_size < 1:
-            raise ModPluralError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = parse_batch_size(batch_size)
         self.loaded = loaded or load_model(model, device=device, dtype=dtype)
         self.tokenizer = self.loaded.tokenizer
-        self.batch_size = batch_size
+        self.stats = EngineStats()
         self._model = self.loaded.model
         self._adapters: dict[str, str] = {}
+        self._bank: LoraBank | None = None
         self._label_tokens: LabelTokens | None = None
         self._eos_ids = self._collect_eos_ids()
         forward_params = inspect.signature(type(self.loaded.model).forward).parameters
@@ -83,9 +88,7 @@ class LocalBackend:
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Load a peft LoRA adapter from ``path`` under ``name``, after checking it fits the base model."""
-        from peft import PeftModel
-
-        if not name or name == BASE_ADAPTER:
+        if not name:
             raise ModPluralError(f"invalid adapter name {name!r}")
         if name in self._adapters:
             raise ModPluralError(f"adapter {name!r} is already loaded")
@@ -97,14 +100,16 @@ class LocalBackend:
                 raise ModPluralError(f"adapter {name!r} at {path} has no {required}")
         self._check_fits_base(name, path)
         try:
-            if isinstance(self._model, PeftModel):
-                self._model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-            else:
-                self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name, is_trainable=False)
-        except (RuntimeError, ValueError, KeyError) as exc:
+            self._attach_adapter(name, path)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise ModPluralError(f"adapter {name!r} at {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._model.eval()
         self._adapters[name] = _sha256(path / ADAPTER_WEIGHTS)
+
+    def _attach_adapter(self, name: str, path: Path) -> None:
+        """Make the adapter servable in mixed batches."""
+        if self._bank is None:
+            self._bank = LoraBank(self._model)
+        self._bank.add(name, path)
 
     def _check_fits_base(self, name: str, path: Path) -> None:
         """Refuse an adapter whose LoRA shapes or recorded base model do not match the loaded model."""
@@ -136,10 +141,11 @@ class LocalBackend:
             loaded = ", ".join(self._adapters) or "none"
             raise ModPluralError(f"unknown adapter {adapter!r} (loaded adapters: {loaded})")
 
-    def _adapter_kwargs(self, adapters: Sequence[str | None]) -> dict:
-        if not self._adapters:
-            return {}
-        return {"adapter_names": [a or BASE_ADAPTER for a in adapters]}
+    def _rows(self, adapters: Sequence[str | None]):
+        """Context in which batch row ``i`` runs with ``adapters[i]`` (``None``: the base model)."""
+        if self._bank is None or all(a is None for a in adapters):
+            return contextlib.nullcontext(None)
+        return self._bank.rows(adapters)
 
     # ----------------------------------------------------------------- encoding
     def _encode(self, messages: Sequence[dict] | None, prompt: str | None, suffix: str = "") -> list[int]:
@@ -161,19 +167,22 @@ class LocalBackend:
         ids.update(configured if isinstance(configured, list) else [configured])
         return {i for i in ids if i is not None}
 
-    def _new_cache(self) -> dict:
-        """A fresh KV cache, passed under the keyword this transformers version expects (updated in place)."""
-        from transformers import DynamicCache
-
-        return {self._cache_keyword: DynamicCache(config=self.loaded.model.config)}
+    def _new_cache(self, capacity: int):
+        """A fresh KV cache with room for ``capacity`` positions."""
+        return preallocated_cache(self.loaded.model.config, capacity)
 
     def _max_positions(self) -> int:
         return int(getattr(self.loaded.model.config, "max_position_embeddings", 1 << 30))
 
-    def _batches(self, lengths: Sequence[int]) -> list[list[int]]:
-        """Request indices sorted by length (longest first), cut into batches."""
+    def _batches(self, lengths: Sequence[int], new_tokens: int = 0, all_logits: bool = False) -> list[list[int]]:
+        """Request indices sorted by length (longest first), cut into batches of ``batch_size`` rows."""
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        rows = self.batch_size
+        if rows == "auto":
+            element_size = self._model.get_input_embeddings().weight.element_size()
+            tokens = max(lengths, default=1) + new_tokens
+            rows = auto_rows(self.loaded.model.config, tokens, element_size, self.loaded.device, tokens if all_logits else 1)
+        return [order[i : i + rows] for i in range(0, len(order), rows)]
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]):
         import torch
@@ -190,8 +199,8 @@ class LocalBackend:
         return ids.to(device), mask.to(device), positions.to(device)
 
     # ----------------------------------------------------------------- generate
-    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        """Generate one text per request, in request order."""
+    def _encode_checked(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
+        """Token ids of each request's prompt, after checking its adapter and that prompt + new tokens fit the model."""
         for r in requests:
             self._check_adapter(r.adapter)
         encoded = [self._encode(r.messages, r.prompt) for r in requests]
@@ -200,8 +209,14 @@ class LocalBackend:
                 raise ModPluralError(
                     f"request {i}: prompt of {len(ids)} tokens plus {r.decoding.max_new_tokens} new tokens exceeds the model's {self._max_positions()} positions"
                 )
+        return encoded
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """Generate one text per request, in request order."""
+        encoded = self._encode_checked(requests)
         results: list[str] = [""] * len(requests)
-        for batch in self._batches([len(e) for e in encoded]):
+        new_tokens = max((r.decoding.max_new_tokens for r in requests), default=0)
+        for batch in self._batches([len(e) for e in encoded], new_tokens):
             texts = self._generate_batch([encoded[i] for i in batch], [requests[i] for i in batch])
             for i, text in zip(batch, texts):
                 results[i] = text
@@ -211,31 +226,44 @@ class LocalBackend:
         import torch
 
         ids, mask, positions = self._left_pad(seqs)
-        kwargs = self._adapter_kwargs([r.adapter for r in requests])
         generators = [_row_generator(r.decoding) for r in requests]
         limits = [r.decoding.max_new_tokens for r in requests]
         outputs: list[list[int]] = [[] for _ in requests]
-        done = [False] * len(requests)
-        kwargs.update(self._new_cache())
-        with torch.inference_mode():
-            out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1, **kwargs)
+        active = list(range(len(requests)))  # request row of each batch row still decoding
+        cache = self._new_cache(ids.shape[1] + max(limits))
+        with torch.inference_mode(), self._rows([r.adapter for r in requests]) as bank:
+            logits = self._forward(ids, mask, positions, cache)
             for _ in range(max(limits)):
-                chosen = _choose_tokens(out.logits[:, -1, :], requests, generators)
-                for row, token in enumerate(chosen):
-                    if done[row]:
-                        continue
+                chosen = _choose_tokens(logits, [requests[i] for i in active], [generators[i] for i in active])
+                keep = []
+                for pos, (row, token) in enumerate(zip(active, chosen)):
                     if token in self._eos_ids:
-                        done[row] = True
                         continue
                     outputs[row].append(token)
-                    done[row] = len(outputs[row]) >= limits[row]
-                if all(done):
+                    if len(outputs[row]) < limits[row]:
+                        keep.append(pos)
+                if not keep:
                     break
+                if len(keep) < len(active):  # finished rows leave the batch
+                    index = torch.tensor(keep, device=ids.device)
+                    cache.batch_select_indices(index)
+                    mask, positions = mask[index], positions[index]
+                    if bank is not None:
+                        bank.keep_rows(index)
+                    active, chosen = [active[k] for k in keep], [chosen[k] for k in keep]
                 feed = torch.tensor([[t] for t in chosen], dtype=torch.long, device=ids.device)
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 positions = positions[:, -1:] + 1
-                out = self._model(input_ids=feed, attention_mask=mask, position_ids=positions, use_cache=True, **kwargs)
+                logits = self._forward(feed, mask, positions, cache)
+        self.stats.prompt_tokens += sum(len(s) for s in seqs)
+        self.stats.generated_tokens += sum(len(o) for o in outputs)
         return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
+
+    def _forward(self, ids, mask, positions, cache=None):
+        """Next-token logits (batch, vocab) of the last position, extending ``cache`` when given."""
+        kwargs = {self._cache_keyword: cache, "use_cache": True} if cache is not None else {}
+        out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
+        return out.logits[:, -1, :]
 
     # ----------------------------------------------------------------- option_probs
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
@@ -251,10 +279,10 @@ class LocalBackend:
         results: list[OptionResult | None] = [None] * len(requests)
         for batch in self._batches([len(e) for e in encoded]):
             ids, mask, positions = self._left_pad([encoded[i] for i in batch])
-            kwargs = self._adapter_kwargs([requests[i].adapter for i in batch])
-            with torch.inference_mode():
-                logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs).logits
-            probs = torch.softmax(logits[:, -1, :].double(), dim=-1).cpu()
+            with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
+                logits = self._forward(ids, mask, positions)
+            probs = torch.softmax(logits.double(), dim=-1).cpu()
+            self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
             for row, i in enumerate(batch):
                 results[i] = _option_result(requests[i].labels, label_ids[i], probs[row])
         return results  # type: ignore[return-value]
@@ -270,16 +298,23 @@ class LocalBackend:
         for a in adapters:
             self._check_adapter(a)
         results: list[tuple[float, int]] = [(0.0, 0)] * len(blocks)
-        for batch in self._batches([len(b) for b in blocks]):
+        for batch in self._batches([len(b) for b in blocks], all_logits=True):
             ids, mask, positions = self._left_pad([blocks[i] for i in batch])
-            kwargs = self._adapter_kwargs([adapters[i] for i in batch])
-            with torch.inference_mode():
-                logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, **kwargs).logits.float()
+            with torch.inference_mode(), self._rows([adapters[i] for i in batch]):
+                logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             valid = mask[:, 1:].bool() & mask[:, :-1].bool()
             for row, i in enumerate(batch):
                 results[i] = (float(-(logp[row][valid[row]]).sum()), int(valid[row].sum()))
         return results
+
+
+@dataclass
+class EngineStats:
+    """Tokens an engine has processed: prompt tokens read (without padding) and tokens generated."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
 
 
 def _option_result(labels: tuple[str, ...], label_ids: list[list[int]], probs) -> OptionResult:
@@ -314,8 +349,22 @@ def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> l
         d = request.decoding
         probs = torch.softmax(logits[row].float().cpu() / d.temperature, dim=-1)
         if d.top_p < 1:
-            sorted_probs, order = probs.sort(descending=True)
-            keep = sorted_probs.cumsum(0) - sorted_probs < d.top_p
-            probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+            probs = _nucleus(probs, d.top_p)
         chosen[row] = int(torch.multinomial(probs, 1, generator=generator))
     return chosen
+
+
+def _nucleus(probs, top_p: float, candidates: int = 512):
+    """``probs`` with every token outside the top-p nucleus set to zero.
+
+    The nucleus is found among the ``candidates`` most likely tokens (a partial sort) and only falls back
+    to sorting the whole vocabulary when those do not reach ``top_p``; the result is the same either way.
+    """
+    import torch
+
+    k = min(candidates, probs.shape[-1])
+    top, order = probs.topk(k)
+    if k < probs.shape[-1] and float(top.sum()) < top_p:
+        top, order = probs.sort(descending=True)
+    keep = top.cumsum(0) - top < top_p
+    return torch.zeros_like(probs).scatter_(0, order[keep], top[keep])

@@ -1,0 +1,176 @@
+"""Many LoRA adapters on one base model, applied per batch row with forward hooks (no model surgery).
+
+Each adapted ``nn.Linear`` keeps the LoRA factors of every loaded adapter stacked: ``A`` as one
+``(n_adapters * r, in)`` matrix and ``B`` as one ``(n_adapters * r, out)`` matrix (ranks padded to the
+largest). For a batch whose row ``i`` uses adapter ``a_i`` (or none), the hook adds
+
+    delta = ((x @ A_used.T) * own_block_mask) @ B_used * scaling[a_i]
+
+where ``A_used``/``B_used`` hold only the adapters present in the batch and ``own_block_mask`` zeroes every
+rank column but row ``i``'s own. That is two dense matmuls per layer whatever the mix of adapters, instead
+of peft's loop over adapters with a gather and a scatter each (``adapter_names=``). The masked products
+are exact zeros, so each row gets its own adapter's update; only the order of floating-point summation can
+differ from peft's single-adapter path (measured in tests: identical greedy text, probabilities within 1e-5).
+The extra work is ``2 * n_present * r / in_features`` of the base layer's (3.5% for 8 SmolLM2 adapters).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from modplural.errors import ModPluralError
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+_PREFIX = "base_model.model."
+
+
+@dataclass
+class _Factors:
+    """One adapter's factors for one layer."""
+
+    a: "object"  # (r, in)
+    b: "object"  # (out, r)
+    scaling: float
+
+
+class _AdaptedLinear:
+    """The stacked factors of one ``nn.Linear`` and the hook that applies them."""
+
+    def __init__(self, module) -> None:
+        self.module = module
+        self.factors: dict[int, _Factors] = {}
+        self.a = self.b = None  # stacked over the adapters of the current batch
+        self.mask = None  # (rows, n_present * r): 1 on a row's own block
+        self.scaling = None  # (rows, 1, 1)
+        self.handle = module.register_forward_hook(self._hook)
+
+    def prepare(self, present: Sequence[int], rows: Sequence[int], rank: int) -> None:
+        """Stack the factors of the ``present`` adapters (zero-padded to ``rank``) for rows using ``rows[i]``."""
+        import torch
+
+        weight = self.module.weight
+        n = len(present)
+        a = torch.zeros(n * rank, weight.shape[1], dtype=weight.dtype, device=weight.device)
+        b = torch.zeros(n * rank, weight.shape[0], dtype=weight.dtype, device=weight.device)
+        scale = torch.zeros(n, dtype=weight.dtype, device=weight.device)
+        for slot, adapter in enumerate(present):
+            f = self.factors.get(adapter)
+            if f is None:
+                continue
+            r = f.a.shape[0]
+            a[slot * rank : slot * rank + r] = f.a
+            b[slot * rank : slot * rank + r] = f.b.T
+            scale[slot] = f.scaling
+        slot_of = {adapter: slot for slot, adapter in enumerate(present)}
+        slots = torch.tensor([slot_of.get(r, -1) for r in rows], device=weight.device)
+        blocks = torch.arange(n * rank, device=weight.device) // rank
+        self.mask = (blocks[None, :] == slots[:, None]).to(weight.dtype)
+        self.scaling = torch.where(slots >= 0, scale[slots.clamp(min=0)], torch.zeros((), dtype=weight.dtype, device=weight.device))[:, None, None]
+        self.a, self.b = a, b
+
+    def keep_rows(self, index) -> None:
+        """Follow the batch when finished rows are dropped."""
+        if self.mask is not None:
+            self.mask, self.scaling = self.mask[index], self.scaling[index]
+
+    def clear(self) -> None:
+        self.a = self.b = self.mask = self.scaling = None
+
+    def _hook(self, module, inputs, output):
+        if self.a is None:
+            return None
+        x = inputs[0]
+        h = (x @ self.a.T) * self.mask[:, None, :]
+        return output + (h @ self.b) * self.scaling
+
+
+class LoraBank:
+    """Loads peft LoRA adapters into hooks on a base model and activates them per batch row."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.names: list[str] = []
+        self._layers: dict[str, _AdaptedLinear] = {}
+        self._rank = 0
+
+    def add(self, name: str, path: Path) -> None:
+        """Load the adapter at ``path`` (peft format) under ``name``; nothing changes if it cannot be loaded."""
+        import torch
+        from safetensors.torch import load_file
+
+        config = json.loads((path / ADAPTER_CONFIG).read_text())
+        _check_supported(name, path, config)
+        weights = load_file(str(path / ADAPTER_WEIGHTS), device="cpu")
+        pairs: dict[str, dict[str, torch.Tensor]] = {}
+        for key, tensor in weights.items():
+            match = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key)
+            if match is None:
+                raise ModPluralError(f"adapter {name!r} at {path}: unsupported tensor {key} (only LoRA A/B weights can be served batched)")
+            pairs.setdefault(match.group(1).removeprefix(_PREFIX), {})[match.group(2)] = tensor
+        modules = dict(self.model.named_modules())
+        staged: dict[str, _Factors] = {}
+        for module_name, pair in pairs.items():
+            module = modules.get(module_name)
+            if module is None or not isinstance(module, torch.nn.Linear) or set(pair) != {"A", "B"}:
+                raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} is not a linear layer of this model with both LoRA factors")
+            a, b = pair["A"], pair["B"]
+            if a.shape[1] != module.in_features or b.shape[0] != module.out_features or a.shape[0] != b.shape[1]:
+                raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} has LoRA shapes {tuple(a.shape)}/{tuple(b.shape)} that do not fit {tuple(module.weight.shape)}")
+            alpha = _pattern_value(config.get("alpha_pattern") or {}, module_name, config.get("lora_alpha", 8))
+            r = a.shape[0]
+            scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
+            device, dtype = module.weight.device, module.weight.dtype
+            staged[module_name] = _Factors(a.to(device, dtype), b.to(device, dtype), scaling)
+        if not staged:
+            raise ModPluralError(f"adapter {name!r} at {path} holds no LoRA weights")
+        index = len(self.names)
+        for module_name, factors in staged.items():
+            if module_name not in self._layers:
+                self._layers[module_name] = _AdaptedLinear(modules[module_name])
+            self._layers[module_name].factors[index] = factors
+            self._rank = max(self._rank, factors.a.shape[0])
+        self.names.append(name)
+
+    @contextlib.contextmanager
+    def rows(self, adapters: Sequence[str | None]) -> Iterator["LoraBank"]:
+        """Within the block, batch row ``i`` runs with adapter ``adapters[i]`` (``None``: the base model)."""
+        indices = [self.names.index(a) if a is not None else -1 for a in adapters]
+        present = sorted({i for i in indices if i >= 0})
+        if present:
+            for layer in self._layers.values():
+                layer.prepare(present, indices, self._rank)
+        try:
+            yield self
+        finally:
+            for layer in self._layers.values():
+                layer.clear()
+
+    def keep_rows(self, index) -> None:
+        """Drop the batch rows not in ``index`` (a tensor of kept row positions)."""
+        for layer in self._layers.values():
+            layer.keep_rows(index)
+
+
+def _pattern_value(patterns: dict, module_name: str, default):
+    for key, value in patterns.items():
+        if re.match(rf"(.*\.)?{key}$", module_name):
+            return value
+    return default
+
+
+def _check_supported(name: str, path: Path, config: dict) -> None:
+    """Refuse adapter features that the batched engine does not implement (the sequential engine runs them through peft)."""
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ModPluralError(f"adapter {name!r} at {path} is a {config['peft_type']} adapter; only LoRA adapters are supported")
+    unsupported = [key for key in ("use_dora", "fan_in_fan_out", "modules_to_save", "layer_replication", "lora_bias", "trainable_token_indices") if config.get(key)]
+    if config.get("bias", "none") != "none":
+        unsupported.append("bias")
+    if unsupported:
+        raise ModPluralError(f"adapter {name!r} at {path} uses {', '.join(unsupported)}, which the batched engine does not serve; use --engine sequential")

@@ -1,0 +1,136 @@
+"""The reference engine: Modular Pluralism's original execution pattern, on our model and adapters.
+
+It exists to be measured against (``--engine sequential``, ``experiments/benchmark.py``):
+
+* one adapter active at a time and one prompt at a time, unbatched ``model.generate``;
+* an answer distribution costs a sampled 20-token generation (whose text the original keeps and we drop)
+  followed by a separate full forward pass, from which only the top-10 next tokens are read.
+
+Its outputs have the same types as the batched engine's. Its option distributions differ by design: a
+label outside the top 10 gets no probability, and when no label is in the top 10 the result is uniform
+with ``mass == 0`` (the original substitutes uniform "dummy" probabilities in that case).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.local import LocalBackend
+from modplural.errors import ModPluralError
+
+ANSWER_SAMPLE_TOKENS = 20  # the original's max_new_tokens when it asks for probabilities
+ANSWER_SAMPLE_TEMPERATURE = 0.1  # the original's default temperature for that call
+TOP_K_READ = 10  # the original reads probabilities.topk(10)
+
+
+class SequentialBackend(LocalBackend):
+    """``LocalBackend``'s model and adapters, run the way the original code runs them."""
+
+    engine = "sequential"
+
+    def _use_adapter(self, adapter: str | None):
+        """Activate one adapter (or none) for the next calls, as the original loads one community model at a time."""
+        if not self._adapters:
+            return contextlib.nullcontext()
+        if adapter is None:
+            return self._model.disable_adapter()
+        self._model.set_adapter(adapter)
+        return contextlib.nullcontext()
+
+    def adapter_identity(self, adapter: str | None) -> str:
+        """The weights' identity, marked with this engine: its sampled texts differ from the batched engine's."""
+        return f"{super().adapter_identity(adapter)}|engine=sequential"
+
+    def _attach_adapter(self, name: str, path) -> None:
+        """Inject the adapter with peft, the way the original fine-tuned community models are used one by one."""
+        from peft import PeftModel
+
+        if isinstance(self._model, PeftModel):
+            self._model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        else:
+            self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name, is_trainable=False)
+        self._model.eval()
+
+    def _rows(self, adapters):
+        if len(set(adapters)) > 1:
+            raise ModPluralError("the sequential engine runs one adapter at a time")
+        return self._use_adapter(adapters[0])
+
+    def token_nll(self, blocks, adapters):
+        """One block at a time, each under its own adapter."""
+        return [super(SequentialBackend, self).token_nll([b], [a])[0] for b, a in zip(blocks, adapters)]
+
+    def _hf_generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int | None) -> list[int]:
+        import torch
+
+        inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
+        sample = temperature > 0
+        if sample and seed is not None:
+            torch.manual_seed(seed)
+        options = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=None) if sample else dict(do_sample=False)
+        with torch.inference_mode():
+            out = self._model.generate(
+                input_ids=inputs,
+                attention_mask=torch.ones_like(inputs),
+                max_new_tokens=max_new_tokens,
+                eos_token_id=sorted(self._eos_ids),
+                pad_token_id=self.tokenizer.pad_token_id,
+                **options,
+            )
+        new = out[0, len(ids) :].tolist()
+        self.stats.prompt_tokens += len(ids)
+        self.stats.generated_tokens += len(self._until_eos(new))
+        return new
+
+    def _until_eos(self, tokens: list[int]) -> list[int]:
+        for i, t in enumerate(tokens):
+            if t in self._eos_ids:
+                return tokens[:i]
+        return tokens
+
+    def _decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(self._until_eos(tokens), skip_special_tokens=True).strip()
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """One request at a time, in order, each with its own adapter switched on."""
+        encoded = self._encode_checked(requests)
+        results = []
+        for ids, r in zip(encoded, requests):
+            d = r.decoding
+            with self._use_adapter(r.adapter):
+                tokens = self._hf_generate(ids, d.max_new_tokens, d.temperature, d.top_p, d.seed)
+            results.append(self._decode(tokens))
+        return results
+
+    def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        """A sampled 20-token answer, then a full forward pass whose top-10 next tokens give the distribution."""
+        import torch
+
+        for r in requests:
+            self._check_adapter(r.adapter)
+        results = []
+        for r in requests:
+            ids = self._encode(r.messages, r.prompt, r.answer_prefix)
+            with self._use_adapter(r.adapter):
+                self._hf_generate(ids, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
+                with torch.inference_mode():
+                    inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
+                    logits = self._model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
+                self.stats.prompt_tokens += len(ids)
+            top = torch.softmax(logits[0, -1].float(), dim=-1).topk(TOP_K_READ)
+            token_probs: dict[str, float] = {}
+            for token, prob in zip(top.indices.tolist(), top.values.tolist()):
+                text = self.tokenizer.decode([token]).strip()
+                token_probs[text] = token_probs.get(text, 0.0) + prob
+            results.append(_top_k_result(r.labels, token_probs))
+        return results
+
+
+def _top_k_result(labels: tuple[str, ...], token_probs: dict[str, float]) -> OptionResult:
+    values = [token_probs.get(str(label).strip(), 0.0) for label in labels]
+    mass = sum(values)
+    if mass <= 0:
+        return OptionResult(labels, tuple(1.0 / len(labels) for _ in labels), 0.0)
+    return OptionResult(labels, tuple(v / mass for v in values), mass)

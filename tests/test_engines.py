@@ -1,0 +1,134 @@
+"""The batched engine's parts (LoRA bank, KV cache, batch sizes) and the sequential reference engine, on the real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.backends.batch_size import auto_rows, bytes_per_row, parse_batch_size
+from modplural.backends.engines import check_engine
+from modplural.backends.kv_cache import PreallocatedLayer
+from modplural.backends.local import LocalBackend, _nucleus
+from modplural.backends.sequential import SequentialBackend
+from modplural.errors import ModPluralError
+from tests.helpers import assert_one_line_error, run_cli
+
+QUESTIONS = ["Should parents be allowed to refuse vaccines for their children?", "Is a sugar tax fair?"]
+ADAPTERS = [None, "alpha", "beta"]
+
+
+@pytest.fixture(scope="module")
+def reference(adapter_dirs):
+    return SequentialBackend("default", adapters=adapter_dirs, device="cpu", dtype="float32")
+
+
+def _chat(text: str) -> tuple[dict, ...]:
+    return ({"role": "user", "content": text},)
+
+
+def test_reference_engine_greedy_equals_batched(backend, reference):
+    """The original's pattern (unbatched model.generate, one adapter switched on at a time) gives the same greedy text."""
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=12)) for q in QUESTIONS for a in ADAPTERS]
+    batched = backend.generate(requests)
+    assert reference.generate(requests) == batched
+    assert len(set(batched)) == len(batched)  # the adapters really differ
+
+
+def test_reference_option_probs_read_only_the_top_ten(backend, reference):
+    request = OptionRequest(labels=("A", "B", "C"), messages=_chat("Pick one.\nA. Yes\nB. No\nC. Maybe\nAnswer with one letter."), adapter="alpha", answer_prefix="Answer: ")
+    [full] = backend.option_probs([request])
+    [top10] = reference.option_probs([request])
+    assert top10.labels == full.labels and sum(top10.probs) == pytest.approx(1.0)
+    assert 0 <= top10.mass <= full.mass + 1e-6  # top-10 tokens cover at most the full vocabulary's mass
+    # a label no model would put in its top 10 gets nothing: the original's blind spot, kept on purpose
+    [rare] = reference.option_probs([OptionRequest(labels=("A", "Zanzibar"), messages=request.messages, adapter="alpha", answer_prefix="Answer: ")])
+    assert rare.probs[1] == 0.0 or rare.mass == 0.0
+
+
+def test_rows_that_finish_early_leave_the_batch_without_changing_others(backend):
+    """Different lengths in one batch: each row still equals its own unbatched run."""
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=n)) for q in QUESTIONS for a, n in zip(ADAPTERS, (3, 14, 7))]
+    batched = backend.generate(requests)
+    assert batched == [backend.generate([r])[0] for r in requests]
+    short = backend.tokenizer(batched[0], add_special_tokens=False)["input_ids"]
+    assert len(short) <= 4
+
+
+def test_lora_bank_matches_peft_for_rslora_ranks_and_alpha_patterns(loaded, adapter_dirs, tmp_path):
+    """Mixed rows (base, a plain adapter, an rsLoRA adapter with per-layer rank/alpha) against peft, adapter by adapter."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from modplural.models import load_model
+
+    torch.manual_seed(3)
+    config = LoraConfig(r=4, lora_alpha=8, use_rslora=True, target_modules=["q_proj", "v_proj", "o_proj"], rank_pattern={"o_proj": 2}, alpha_pattern={"v_proj": 32}, init_lora_weights=False)
+    get_peft_model(load_model("default", device="cpu", dtype="float32").model, config).save_pretrained(str(tmp_path / "rs"))
+    adapters = {"alpha": adapter_dirs["alpha"], "rs": tmp_path / "rs"}
+    backend = LocalBackend(loaded=loaded, adapters=adapters)
+    ids = backend.tokenizer("Vaccines are", return_tensors="pt")["input_ids"]
+    batch = ids.repeat(3, 1)
+    with torch.inference_mode(), backend._rows([None, "alpha", "rs"]):
+        ours = backend._model(input_ids=batch).logits[:, -1]
+    for row, name in enumerate([None, "alpha", "rs"]):
+        fresh = load_model("default", device="cpu", dtype="float32").model
+        model = PeftModel.from_pretrained(fresh, str(adapters[name])) if name else fresh
+        with torch.inference_mode():
+            want = model(input_ids=ids).logits[0, -1]
+        assert (ours[row] - want).abs().max() < 1e-4, name
+    assert (ours[0] - ours[2]).abs().max() > 1e-2  # the adapter did something
+
+
+def test_lora_bank_refuses_unsupported_adapters(loaded, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from modplural.models import load_model
+
+    get_peft_model(load_model("default", device="cpu", dtype="float32").model, LoraConfig(r=2, target_modules=["q_proj"], use_dora=True)).save_pretrained(str(tmp_path / "dora"))
+    backend = LocalBackend(loaded=loaded)
+    with pytest.raises(ModPluralError, match="use_dora.*--engine sequential"):
+        backend.load_adapter("dora", tmp_path / "dora")
+    assert backend.adapters == []
+
+
+def test_preallocated_layer_grows_and_selects_rows():
+    layer = PreallocatedLayer(capacity=3)
+    k = torch.arange(2 * 1 * 2 * 4, dtype=torch.float32).view(2, 1, 2, 4)
+    layer.update(k, k + 100)
+    keys, values = layer.update(k[:, :, :1] + 1000, k[:, :, :1] + 2000)  # fills the buffer
+    keys, values = layer.update(k[:, :, :1] + 5000, k[:, :, :1] + 6000)  # beyond capacity: grows
+    assert keys.shape == (2, 1, 4, 4) and torch.equal(keys[:, :, :2], k) and torch.equal(values[:, :, 3], k[:, :, 0] + 6000)
+    layer.batch_select_indices(torch.tensor([1]))
+    assert torch.equal(layer.keys[0, :, :2], k[1]) and layer.get_seq_length() == 4
+
+
+def test_nucleus_matches_a_full_sort():
+    torch.manual_seed(0)
+    for temperature in (0.3, 1.0, 5.0):  # peaked and flat distributions (the flat one needs the full sort)
+        probs = torch.softmax(torch.randn(5000) / temperature, dim=-1)
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(0) - sorted_probs < 0.9
+        want = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+        assert torch.equal(_nucleus(probs, 0.9, candidates=64), want)
+
+
+def test_batch_sizes(loaded):
+    assert parse_batch_size("auto") == "auto" and parse_batch_size("8") == 8
+    for bad in ("0", "-3", "many", "2.5"):
+        with pytest.raises(ModPluralError, match="positive integer or 'auto'"):
+            parse_batch_size(bad)
+    config = loaded.model.config
+    assert bytes_per_row(config, 200, 4) > bytes_per_row(config, 100, 4)
+    assert bytes_per_row(config, 100, 4, logit_positions=100) - bytes_per_row(config, 100, 4) == 99 * config.vocab_size * 8
+    assert 1 <= auto_rows(config, 300, 4, "cpu") <= 128
+    assert auto_rows(config, 10**7, 4, "cpu") == 1
+    with pytest.raises(ModPluralError, match="unknown engine 'turbo'"):
+        check_engine("turbo")
+
+
+def test_cli_sequential_engine_and_bad_batch_size():
+    args = ["ask", "Is a sugar tax fair?", "--communities", "patients,clinicians", "--message-tokens", "4", "--max-new-tokens", "4", "--no-cache", "--device", "cpu"]
+    result = run_cli(*args, "--engine", "sequential", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "engine=sequential" in result.stdout and '"patients"' in result.stdout
+    assert_one_line_error(run_cli(*args, "--batch-size", "lots"), "batch_size must be a positive integer or 'auto'")
