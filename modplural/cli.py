@@ -192,6 +192,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from modplural.method_base import Query
     from modplural.methods import NEEDS_POOL, build_method
     from modplural.pool import MESSAGE_DECODING, CommunityPool
+    from modplural.servers import load_servers
 
     mode = MODE_NAMES[args.mode]
     query = Query(args.question, options=tuple(args.option) if args.option else None, attribute=args.attribute, persona=args.persona, weights=_parse_weights(args.weights))
@@ -200,6 +201,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     if mode == "distribution" and query.options is None:
         raise ModPluralError("--mode distributional needs at least two --option values")
     main_decoding = Decoding(max_new_tokens=args.max_new_tokens)
+    servers = load_servers(args.servers) if args.servers else None
     pool = None
     if args.method in NEEDS_POOL:
         from dataclasses import replace
@@ -207,8 +209,11 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         decoding = replace(MESSAGE_DECODING, max_new_tokens=args.message_tokens, seed=args.seed)
         cache = None if args.no_cache else MessageCache(args.cache)
         names = args.communities.split(",") if args.communities else None
-        pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache, engine=args.engine)
-    if pool is not None and args.model is None:
+        pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache,
+                                           engine=args.engine, servers=servers)
+    if servers is not None and servers.main is not None and args.model is None:
+        main = servers.backend(servers.main)
+    elif pool is not None and args.model is None:
         main = pool.backend
     else:
         main = local_backend(args.model or "default", engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
@@ -268,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--device", default="auto")
     ask.add_argument("--dtype", default="auto")
     ask.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
+    ask.add_argument("--servers", default=None, help="servers YAML: communities and/or the main LLM on OpenAI-compatible servers")
     ask.add_argument("--engine", choices=["batched", "sequential"], default="batched", help="sequential: the original's one-prompt-at-a-time pattern (slow; for comparison)")
     ask.add_argument("--max-new-tokens", type=int, default=200, help="main LLM response length")
     ask.add_argument("--message-tokens", type=int, default=200, help="community message length")

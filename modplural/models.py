@@ -157,6 +157,17 @@ def resolve_model_source(spec: str) -> tuple[str, str, str]:
     return spec, spec, spec
 
 
+def load_tokenizer(spec: str = DEFAULT_MODEL):
+    """Only the tokenizer of a model spec (e.g. to render chat templates for a remote server)."""
+    from transformers import AutoTokenizer
+
+    source, _, _ = resolve_model_source(spec)
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except OSError as exc:
+        raise ModPluralError(f"could not load the tokenizer of {spec!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
+
+
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
     """Load a causal LM and tokenizer for inference from a model spec."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -13,6 +13,7 @@ from modplural.backends.local import LocalBackend
 from modplural.communities import Community, find_community, load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
+from modplural.servers import Servers, community_backend
 
 # Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, 200 new tokens); ours are seeded.
 MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0)
@@ -65,12 +66,14 @@ class CommunityPool:
         decoding: Decoding = MESSAGE_DECODING,
         cache: MessageCache | None = None,
         engine: str = "batched",
+        servers: Servers | None = None,
     ) -> "CommunityPool":
-        """The named registry communities (default: all), on ``backend`` or on a local backend loaded for them."""
+        """The named registry communities (default: all), on ``backend``, or on their ``servers`` and a local backend for the rest."""
         communities = load_registry(registry).select(list(names) if names else None)
         if not communities:
             raise ModPluralError("the registry lists no communities")
-        backend = backend or local_backend_for(communities, device=device, dtype=dtype, batch_size=batch_size, engine=engine)
+        local = lambda chosen: local_backend_for(chosen, device=device, dtype=dtype, batch_size=batch_size, engine=engine)  # noqa: E731
+        backend = backend or community_backend(communities, servers, local)
         return cls(backend, communities, decoding, cache)
 
     @property

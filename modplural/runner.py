@@ -54,6 +54,7 @@ class ExperimentConfig:
     seed: int = 0
     batch_size: int | str = "auto"
     engine: str = "batched"  # or "sequential": the original's one-prompt-at-a-time pattern (for measurement)
+    servers: str | None = None  # a servers YAML: communities (and the main LLM) on OpenAI-compatible servers
     chunk_size: int = 8  # items per batched method call (and per flush)
     message_tokens: int = 200
     message_temperature: float = 1.0
@@ -193,14 +194,21 @@ class Experiment:
         from modplural.message_cache import MessageCache
         from modplural.methods import build_method
         from modplural.pool import CommunityPool
+        from modplural.servers import load_servers
 
         c = self.config
+        servers = load_servers(c.servers) if c.servers else None
         pool = None
         if NEEDS_POOL & set(c.methods):
             decoding = Decoding(max_new_tokens=c.message_tokens, temperature=c.message_temperature, top_p=c.message_top_p, seed=c.seed)
             pool = CommunityPool.from_registry(c.communities, c.registry, device=c.device, dtype=c.dtype, batch_size=c.batch_size, engine=c.engine,
-                                               decoding=decoding, cache=MessageCache() if c.cache else None)
-        main = pool.backend if pool is not None and c.main_model is None else local_backend(c.main_model or "default", engine=c.engine, device=c.device, dtype=c.dtype, batch_size=c.batch_size)
+                                               decoding=decoding, cache=MessageCache() if c.cache else None, servers=servers)
+        if servers is not None and servers.main is not None:
+            main = servers.backend(servers.main)
+        elif pool is not None and c.main_model is None:
+            main = pool.backend
+        else:
+            main = local_backend(c.main_model or "default", engine=c.engine, device=c.device, dtype=c.dtype, batch_size=c.batch_size)
         methods = {name: build_method(name, main, pool, Decoding(max_new_tokens=c.main_tokens)) for name in c.methods}
         scorer = None
         if any(task.needs_scorer for task, *_ in self.tasks.values()):

@@ -104,12 +104,28 @@ def test_preallocated_layer_grows_and_selects_rows():
 
 def test_nucleus_matches_a_full_sort():
     torch.manual_seed(0)
-    for temperature in (0.3, 1.0, 5.0):  # peaked and flat distributions (the flat one needs the full sort)
-        probs = torch.softmax(torch.randn(5000) / temperature, dim=-1)
-        sorted_probs, order = probs.sort(descending=True)
-        keep = sorted_probs.cumsum(0) - sorted_probs < 0.9
-        want = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
-        assert torch.equal(_nucleus(probs, 0.9, candidates=64), want)
+    rows = torch.stack([torch.softmax(torch.randn(5000) / t, dim=-1) for t in (0.3, 1.0, 5.0)])  # peaked .. flat (needs the full sort)
+    top_p = torch.tensor([0.9, 0.9, 0.5])
+    values, order = _nucleus(rows, top_p, candidates=64)
+    for row in range(3):
+        sorted_probs, _ = rows[row].sort(descending=True)
+        keep = sorted_probs.cumsum(0) - sorted_probs < top_p[row]
+        assert torch.equal(values[row][: int(keep.sum())], sorted_probs[keep]) and not values[row][int(keep.sum()):].any()
+        assert torch.equal(rows[row][order[row][: int(keep.sum())]], sorted_probs[keep])
+
+
+def test_sampling_follows_the_distribution():
+    """The inverse-CDF draw from a row's own generator picks tokens at their nucleus-renormalized rates."""
+    from modplural.backends.local import _choose_tokens
+
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    request = GenerateRequest(prompt="x", decoding=Decoding(temperature=1.0, top_p=0.9, seed=0))
+    generator = torch.Generator().manual_seed(0)
+    draws = [_choose_tokens(logits, [request], [generator])[0] for _ in range(4000)]
+    rates = [draws.count(t) / len(draws) for t in range(4)]
+    assert rates[3] == 0  # outside the 0.9 nucleus
+    for got, want in zip(rates[:3], (0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95)):
+        assert abs(got - want) < 0.03
 
 
 def test_batch_sizes(loaded):

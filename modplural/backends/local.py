@@ -339,32 +339,51 @@ def _row_generator(decoding: Decoding):
 
 
 def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> list[int]:
-    """Greedy argmax per row, or temperature/top-p sampling with the row's own generator (on CPU)."""
-    import torch
+    """Greedy argmax per row; sampled rows (temperature, top-p) are drawn together on the logits' device.
 
-    chosen = logits.argmax(dim=-1).tolist()
-    for row, (request, generator) in enumerate(zip(requests, generators)):
-        if generator is None:
-            continue
-        d = request.decoding
-        probs = torch.softmax(logits[row].float().cpu() / d.temperature, dim=-1)
-        if d.top_p < 1:
-            probs = _nucleus(probs, d.top_p)
-        chosen[row] = int(torch.multinomial(probs, 1, generator=generator))
-    return chosen
-
-
-def _nucleus(probs, top_p: float, candidates: int = 512):
-    """``probs`` with every token outside the top-p nucleus set to zero.
-
-    The nucleus is found among the ``candidates`` most likely tokens (a partial sort) and only falls back
-    to sorting the whole vocabulary when those do not reach ``top_p``; the result is the same either way.
+    Each sampled row draws one uniform number from its own CPU generator and takes the token where that
+    number falls in the cumulative distribution of its nucleus: the choice depends only on the row's own
+    logits and generator, never on the batch around it.
     """
     import torch
 
+    chosen = logits.argmax(dim=-1).tolist()
+    sampled = [row for row, g in enumerate(generators) if g is not None]
+    if not sampled:
+        return chosen
+    device = logits.device
+    temperature = torch.tensor([requests[r].decoding.temperature for r in sampled], device=device)
+    top_p = torch.tensor([requests[r].decoding.top_p for r in sampled], device=device)
+    probs = torch.softmax(logits[sampled].float() / temperature[:, None], dim=-1)
+    values, order = _nucleus(probs, top_p)
+    uniform = torch.tensor([float(torch.rand((), generator=generators[r])) for r in sampled], device=device)
+    cumulative = values.cumsum(-1)
+    position = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True).clamp(max=values.shape[-1] - 1)
+    tokens = order.gather(1, position)[:, 0].tolist()
+    for row, token in zip(sampled, tokens):
+        chosen[row] = token
+    return chosen
+
+
+def _nucleus(probs, top_p, candidates: int = 512):
+    """Per row, the probabilities in descending order with every token outside the top-p nucleus zeroed, and their token ids.
+
+    The nucleus is looked for among the ``candidates`` most likely tokens (a partial sort); rows whose
+    candidates do not reach their ``top_p`` are sorted in full, so the result is the same either way.
+    """
     k = min(candidates, probs.shape[-1])
-    top, order = probs.topk(k)
-    if k < probs.shape[-1] and float(top.sum()) < top_p:
-        top, order = probs.sort(descending=True)
-    keep = top.cumsum(0) - top < top_p
-    return torch.zeros_like(probs).scatter_(0, order[keep], top[keep])
+    values, order = probs.topk(k, dim=-1)
+    short = (values.sum(-1) < top_p).nonzero()[:, 0]
+    if k < probs.shape[-1] and len(short):
+        full_values, full_order = probs[short].sort(dim=-1, descending=True)
+        values, order = _widen(values, probs.shape[-1]), _widen(order, probs.shape[-1])
+        values[short], order[short] = full_values, full_order
+    keep = values.cumsum(-1) - values < top_p[:, None]
+    return values * keep, order
+
+
+def _widen(x, width: int):
+    """Pad the last dimension of ``x`` with zeros to ``width``."""
+    import torch
+
+    return torch.cat([x, x.new_zeros(*x.shape[:-1], width - x.shape[-1])], dim=-1)

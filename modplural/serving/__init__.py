@@ -1,0 +1,1 @@
+"""Helpers to serve communities on external inference engines."""

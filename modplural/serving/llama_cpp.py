@@ -1,0 +1,156 @@
+"""llama.cpp's ``llama-server`` for our communities: build it once, convert peft adapters to GGUF LoRA, start it.
+
+The source is the llama.cpp tree vendored in the ``llama-cpp-python`` sdist on PyPI (pinned below), so
+it builds from a registry that every machine here can reach; the binary and converted adapters are cached
+under ``$MODPLURAL_CACHE/llama.cpp-<version>/``. Building takes a few minutes on a 2-core CPU, once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Mapping
+
+from modplural.errors import ModPluralError
+from modplural.models import cache_dir
+
+LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp; bump deliberately (the server API moves)
+
+
+def llama_cpp_home() -> Path:
+    return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON}"
+
+
+def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+        raise ModPluralError(f"{what} failed ({' '.join(command[:3])} ...): {' | '.join(tail)}")
+
+
+def source_tree() -> Path:
+    """The vendored llama.cpp source, downloaded (pip) and unpacked once."""
+    home = llama_cpp_home()
+    tree = home / "src" / "llama.cpp"
+    if (tree / "CMakeLists.txt").is_file():
+        return tree
+    home.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=home) as tmp:
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", tmp],
+             "downloading the llama.cpp sources (pip download llama-cpp-python)")
+        [archive] = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        prefix = f"llama_cpp_python-{LLAMA_CPP_PYTHON}/vendor/llama.cpp/"
+        with tarfile.open(archive) as tar:
+            members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+            for m in members:
+                m.name = m.name[len(prefix):]
+            tar.extractall(Path(tmp) / "llama.cpp", members=members, filter="data")
+        tree.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(Path(tmp) / "llama.cpp", tree)
+    return tree
+
+
+def server_binary(progress: bool = True) -> Path:
+    """``llama-server``, built from source on first use (cmake; about 5-10 minutes on 2 cores)."""
+    binary = llama_cpp_home() / "bin" / "llama-server"
+    if binary.is_file():
+        return binary
+    if shutil.which("cmake") is None:
+        raise ModPluralError("building llama-server needs cmake and a C++ compiler (apt install cmake g++)")
+    tree = source_tree()
+    build = llama_cpp_home() / "build"
+    if progress:
+        print(f"modplural: building llama-server in {build} (once, several minutes)", file=sys.stderr, flush=True)
+    _run(["cmake", "-S", str(tree), "-B", str(build), "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
+          "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_TOOLS=ON", "-DLLAMA_BUILD_SERVER=ON", "-DBUILD_SHARED_LIBS=OFF"], "configuring llama.cpp")
+    _run(["cmake", "--build", str(build), "--target", "llama-server", "-j", str(os.cpu_count() or 2)], "building llama-server")
+    built = next(iter(build.rglob("llama-server")), None)
+    if built is None:
+        raise ModPluralError(f"llama-server was not produced under {build}")
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    tmp = binary.with_suffix(".tmp")
+    shutil.copy2(built, tmp)
+    os.replace(tmp, binary)
+    return binary
+
+
+def convert_adapter(adapter_dir: Path, base_dir: Path) -> Path:
+    """A GGUF LoRA file for a peft adapter, made by llama.cpp's own ``convert_lora_to_gguf.py`` (cached by content)."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModPluralError(f"adapter {adapter_dir} has no adapter_model.safetensors")
+    digest = hashlib.sha256(weights.read_bytes() + (adapter_dir / "adapter_config.json").read_bytes()).hexdigest()[:12]
+    out = llama_cpp_home() / "loras" / digest / f"{adapter_dir.name}.gguf"
+    if out.is_file():
+        return out
+    tree = source_tree()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    env = {**os.environ, "PYTHONPATH": str(tree / "gguf-py") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    result = subprocess.run([sys.executable, str(tree / "convert_lora_to_gguf.py"), "--base", str(base_dir), "--outtype", "f32", "--outfile", str(tmp), str(adapter_dir)],
+                            capture_output=True, text=True, env=env)
+    if result.returncode != 0 or not tmp.is_file():
+        tail = (result.stderr or result.stdout).strip().splitlines()[-2:]
+        raise ModPluralError(f"converting adapter {adapter_dir} to GGUF failed: {' | '.join(tail)}")
+    os.replace(tmp, out)
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model_gguf: Path, loras: Mapping[str, Path], port: int | None = None, alias: str = "base", threads: int = 2,
+                 parallel: int = 4, context: int = 4096, log: Path | None = None, ready_timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Start ``llama-server`` serving ``model_gguf`` with the ``loras`` (loaded at scale 0; chosen per request).
+
+    Returns the process and the OpenAI base URL once ``/health`` answers. The LoRA files are named after
+    their communities so that ``GET /lora-adapters`` lists them by name.
+    """
+    port = port or free_port()
+    links = llama_cpp_home() / "named" / f"{port}"
+    links.mkdir(parents=True, exist_ok=True)
+    command = [str(server_binary()), "-m", str(model_gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", alias,
+               "-t", str(threads), "-np", str(parallel), "-c", str(context), "--lora-init-without-apply"]
+    for name, path in loras.items():
+        link = links / f"{name}.gguf"
+        link.unlink(missing_ok=True)
+        link.symlink_to(path)
+        command += ["--lora", str(link)]
+    output = open(log, "ab") if log else subprocess.DEVNULL
+    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ModPluralError(f"llama-server exited with code {process.returncode} while starting (log: {log or 'not kept'})")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2) as response:
+                if response.status == 200:
+                    return process, url + "/v1"
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise ModPluralError(f"llama-server did not become ready within {ready_timeout:g} s")
+
+
+def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if the server has not exited after ``grace`` seconds (it may wait on busy slots)."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

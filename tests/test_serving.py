@@ -1,0 +1,171 @@
+"""The OpenAI-compatible backend against a real llama.cpp server on this CPU, serving the embedded model and two
+of our community adapters converted to GGUF LoRA with llama.cpp's own converter."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.backends.openai_compat import OpenAIBackend
+from modplural.errors import ModPluralError
+from tests.helpers import SHARED_DATA, assert_one_line_error, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "community_models" / "SmolLM2-135M-Instruct"
+SERVED = ("patients", "clinicians")
+QUESTIONS = ["Should parents be allowed to refuse vaccines for their children?", "Is a sugar tax fair to poor families?"]
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """A llama-server (built once and cached) with the default GGUF model and two shipped adapters; stopped afterwards."""
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.skip("this platform has no cmake / C++ compiler to build llama-server")
+    from modplural.models import converted_gguf_dir, default_gguf_path
+    from modplural.serving import llama_cpp
+
+    gguf = default_gguf_path()
+    loras = {name: llama_cpp.convert_adapter(SHIPPED / name, converted_gguf_dir(gguf)) for name in SERVED}
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    process, url = llama_cpp.start_server(gguf, loras, alias="smollm2", log=log)
+    yield {"process": process, "url": url, "gguf": gguf, "loras": loras, "log": log}
+    llama_cpp.stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def backend_shipped():
+    from modplural.backends.local import LocalBackend
+
+    return LocalBackend("default", adapters={n: SHIPPED / n for n in SERVED}, device="cpu", dtype="float32")
+
+
+def _remote(llama, **kwargs) -> OpenAIBackend:
+    return OpenAIBackend(llama["url"], "smollm2", {n: n for n in SERVED}, tokenizer="default", **kwargs)
+
+
+def _chat(text: str) -> tuple[dict, ...]:
+    return ({"role": "user", "content": text},)
+
+
+def test_server_serves_base_and_adapters_greedily(llama):
+    remote = _remote(llama)
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=16)) for q in QUESTIONS for a in (None, *SERVED)]
+    texts = remote.generate(requests)
+    assert all(texts) and remote.style == "llama.cpp"
+    assert len(set(texts[:3])) == 3  # the adapter chosen per request changes the text
+    assert remote.generate(requests) == texts  # greedy is repeatable over HTTP too
+
+
+def test_remote_and_local_agree(llama, backend_shipped):
+    """Same communities, greedy. The server runs the Q4_1 weights with 8-bit activations, we run them dequantized
+    in float32, so tokens may part ways after a while: we require the same first two words in all but one row,
+    label masses within the top-k loss, and total variation < 0.1 where the labels carry real mass
+    (measured: 0.01-0.04)."""
+    remote = _remote(llama)
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=8)) for q in QUESTIONS for a in (None, *SERVED)]
+    local_texts, remote_texts = backend_shipped.generate(requests), remote.generate(requests)
+    first_words_equal = sum(l.split()[:2] == r.split()[:2] for l, r in zip(local_texts, remote_texts))
+    assert first_words_equal >= len(requests) - 1, list(zip(local_texts, remote_texts))
+    options = [OptionRequest(labels=("A", "B", "C"), messages=_chat(f"{q}\nA. Yes\nB. No\nC. It depends\nAnswer with one letter."), adapter=a, answer_prefix="Answer:")
+               for q in QUESTIONS for a in (None, *SERVED)]
+    compared = 0
+    for l, r in zip(backend_shipped.option_probs(options), remote.option_probs(options)):
+        assert 0.6 * l.mass <= r.mass <= 1.3 * l.mass + 0.01  # less where a label falls outside the top-20
+        if l.mass > 0.2:  # every label is surely among the top 20: the distributions must be close
+            assert 0.5 * sum(abs(x - y) for x, y in zip(l.probs, r.probs)) < 0.1  # total variation distance
+            compared += 1
+    assert compared >= 2
+
+
+def test_collaboration_modes_through_the_server(llama):
+    from modplural.collaboration import ModularPluralism
+    from modplural.communities import load_registry
+    from modplural.method_base import Query
+    from modplural.pool import CommunityPool
+
+    remote = _remote(llama)
+    pool = CommunityPool(remote, load_registry().select(list(SERVED)), Decoding(max_new_tokens=12))
+    method = ModularPluralism(remote, pool, Decoding(max_new_tokens=12))
+    [overton] = method.run("overton", [Query(QUESTIONS[0])])
+    assert set(overton.community_messages) == set(SERVED) and overton.response
+    dist = method.distribution(QUESTIONS[0], ["Yes", "No", "It depends"])
+    assert sum(dist.distribution) == pytest.approx(1.0) and 0 < dist.option_mass <= 1
+
+
+def test_unknown_adapter_and_timeout_are_clear_errors(llama):
+    with pytest.raises(ModPluralError, match="serves no LoRA adapter 'nurses'"):
+        OpenAIBackend(llama["url"], "smollm2", {"nurses": "nurses"}).generate([GenerateRequest(prompt="Hi", adapter="nurses")])
+    with pytest.raises(ModPluralError, match="unknown adapter 'nurses'"):
+        _remote(llama).generate([GenerateRequest(prompt="Hi", adapter="nurses")])
+    slow = _remote(llama, timeout=0.05, retries=1, backoff=0.01)
+    with pytest.raises(ModPluralError, match=r"failed after 2 attempts: no answer within 0.05 s"):
+        slow.generate([GenerateRequest(prompt="Write a long story.", decoding=Decoding(max_new_tokens=400))])
+
+
+def test_unreachable_server_is_retried_then_reported():
+    from modplural.serving.llama_cpp import free_port
+
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    start = time.monotonic()
+    with pytest.raises(ModPluralError, match=r"failed after 3 attempts: cannot connect"):
+        OpenAIBackend(url, "m", style="model", retries=2, backoff=0.2).generate([GenerateRequest(prompt="Hi")])
+    assert time.monotonic() - start >= 0.2 + 0.4  # backoff between attempts
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "vital").is_dir(), reason="needs the VITAL data (../shared/data)")
+def test_server_stopped_mid_run_keeps_finished_items_and_the_rerun_resumes(llama, tmp_path):
+    """A real `modplural run` on a remote pool: stop the server after the first items, then restart it and rerun."""
+    from modplural.serving import llama_cpp
+
+    servers = tmp_path / "servers.yaml"
+
+    def write_servers(url: str) -> None:
+        servers.write_text(json.dumps({
+            "servers": {"llama": {"base_url": url, "model": "smollm2", "tokenizer": "default", "retries": 1, "backoff": 0.1, "timeout": 60}},
+            "communities": {n: "llama" for n in SERVED}, "main": "llama",
+        }))
+
+    # a server of our own for this test, so stopping it leaves the shared one alone
+    process, url = llama_cpp.start_server(llama["gguf"], llama["loras"], alias="smollm2")
+    write_servers(url)
+    config = tmp_path / "run.yaml"
+    config.write_text(f"name: remote\ntasks: [vital_distributional_moralchoice]\nmethods: [modular]\ncommunities: [{', '.join(SERVED)}]\n"
+                      f"limit: 6\nchunk_size: 1\nmessage_tokens: 6\nmain_tokens: 6\nservers: {servers}\ncache: false\n")
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "modplural", "run", str(config), "--out", str(out), "--no-progress"]
+    run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    predictions = out / "predictions" / "vital_distributional_moralchoice__modular.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not predictions.is_file() or len(predictions.read_text().splitlines()) < 2):
+        time.sleep(0.2)
+    process.kill()  # the server dies mid-run
+    process.wait()
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode != 0
+    errors = [line for line in stderr.splitlines() if line.startswith("modplural: error:")]
+    assert len(errors) == 1 and "cannot connect" in errors[0] and "Traceback" not in stderr, stderr
+    kept = predictions.read_text().splitlines()
+    assert 2 <= len(kept) < 6 and all(json.loads(line) for line in kept)
+    process, url = llama_cpp.start_server(llama["gguf"], llama["loras"], alias="smollm2", port=int(url.rsplit(":", 1)[1].split("/")[0]))
+    try:
+        rerun = run_cli("run", str(config), "--out", str(out), "--no-progress")
+    finally:
+        llama_cpp.stop_server(process)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(kept)} items already done, {6 - len(kept)} to run" in rerun.stderr
+    assert predictions.read_text().splitlines()[: len(kept)] == kept and len(predictions.read_text().splitlines()) == 6
+
+
+def test_servers_file_errors(tmp_path):
+    bad = tmp_path / "servers.yaml"
+    bad.write_text("servers:\n  llama: {base_url: http://x/v1}\n")
+    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "server 'llama'", "missing field(s) model")
+    bad.write_text("servers:\n  llama: {base_url: http://x/v1, model: m}\ncommunities:\n  patients: {server: vllm}\n")
+    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "community 'patients' names unknown server 'vllm'")
