@@ -4,12 +4,13 @@
     python experiments/benchmark.py --out experiments/results/benchmark.md
     python experiments/benchmark.py --device cuda --dtype bfloat16 --items 256 --reference-items 4   # a GPU
 
-Prints community-message tokens/s (greedy, so both engines do exactly the same work and their texts can be
-compared), distributional and Overton items/s end to end (sampled messages as the method runs them, no
-message cache), peak resident memory with all shipped adapters vs the base model alone (fresh
+Prints community-message tokens/s, distributional and Overton items/s end to end (messages, then answer
+distributions or the Overton answer; no message cache), peak resident memory with all shipped adapters vs the base model alone (fresh
 subprocesses), the machine's dense matmul FLOP/s and the share of it the batched engine reaches, and
-each ratio ours/reference. The reference runs on the first ``--reference-items`` items only: an unbatched
-engine's per-token speed does not depend on how many items it is given, and it is slow.
+each ratio ours/reference. Messages are greedy by default, so both engines produce the same texts and do
+the same work (``--sampled`` samples them as the method does: then message lengths, and so the work, differ
+between engines). The reference runs on the first ``--reference-items`` items only: an unbatched engine's
+per-token speed does not depend on how many items it is given, and it is slow.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch-size", default="auto")
+    p.add_argument("--sampled", action="store_true", help="end-to-end runs sample their messages as the method does (work then differs between engines)")
     p.add_argument("--skip-memory", action="store_true", help="do not run the peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="also print a torch profile of batched message generation")
     p.add_argument("--out", default=None, help="also write the report (Markdown) here")
@@ -58,8 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def queries(n: int) -> list[Query]:
-    return [Query(ITEMS[i % len(ITEMS)][0], options=ITEMS[i % len(ITEMS)][1]) for i in range(n)]
+def queries(n: int, options: bool = True) -> list[Query]:
+    """The first ``n`` benchmark items (repeated past the list), with their options or as open questions."""
+    return [Query(ITEMS[i % len(ITEMS)][0], options=ITEMS[i % len(ITEMS)][1] if options else None) for i in range(n)]
 
 
 def sync(device: str) -> None:
@@ -158,12 +161,18 @@ def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace,
         "tokens_per_s": generated / seconds, "messages": [m[c.name] for m in messages for c in communities],
         "achieved_flops": (flops[0] * (prompt_tokens + generated) + flops[1] * (generated + rows)) / seconds,
     }
-    sampled = CommunityPool(backend, communities, replace(MESSAGE_DECODING, max_new_tokens=args.new_tokens))
-    method = ModularPluralism(backend, sampled, Decoding(max_new_tokens=args.main_tokens))
+    decoding = replace(MESSAGE_DECODING, max_new_tokens=args.new_tokens) if args.sampled else greedy.decoding
+    method = ModularPluralism(backend, CommunityPool(backend, communities, decoding), Decoding(max_new_tokens=args.main_tokens))
     for mode in ("distribution", "overton"):
-        _, seconds = timed(lambda: method.run(mode, items), args.device)
+        before = replace(backend.stats)
+        mode_items = items if mode == "distribution" else queries(n_items, options=False)  # Overton: an open answer
+        _, seconds = timed(lambda: method.run(mode, mode_items), args.device)
         result[f"{mode}_items_per_s"] = n_items / seconds
         result[f"{mode}_seconds"] = seconds
+        result[f"{mode}_tokens_per_item"] = (backend.stats.generated_tokens - before.generated_tokens) / n_items
+        result[f"{mode}_processed_per_item"] = (backend.stats.generated_tokens - before.generated_tokens + backend.stats.prompt_tokens - before.prompt_tokens) / n_items
+        if engine == "batched":
+            result[f"{mode}_phases"] = {phase: getattr(backend.stats, f"{phase}_seconds") - getattr(before, f"{phase}_seconds") for phase in ("prefill", "decode", "scoring")}
     if args.profile and engine == "batched":
         result["profile"] = profile(greedy, items[: max(1, n_items // 4)])
     del backend
@@ -217,7 +226,24 @@ def report(args, ceiling, ours, ref, mem, command: str) -> str:
         f"no padding counted) = **{ours['achieved_flops'] / ceiling:.0%} of the ceiling**; the reference reached {ref['achieved_flops'] / ceiling:.1%}.",
         f"- Time: batched messages {ours['message_seconds']:.1f} s, distributional {ours['distribution_seconds']:.1f} s, Overton {ours['overton_seconds']:.1f} s; "
         f"reference {ref['message_seconds']:.1f} s, {ref['distribution_seconds']:.1f} s, {ref['overton_seconds']:.1f} s.",
+        f"- Messages in the end-to-end runs: {'sampled (temperature 1, top-p 0.9)' if args.sampled else 'greedy, as in the first row'}. Tokens generated per item: "
+        f"distributional {ours['distribution_tokens_per_item']:.0f} (ours) vs {ref['distribution_tokens_per_item']:.0f} (reference, which also samples "
+        f"a 20-token answer per community), Overton {ours['overton_tokens_per_item']:.0f} vs {ref['overton_tokens_per_item']:.0f}.",
     ]
+    for mode, label in (("distribution", "distributional"), ("overton", "Overton")):
+        floor = ours[f"{mode}_processed_per_item"] * ours["flops_per_token"] / ceiling  # seconds per item at the ceiling
+        lines.append(
+            f"- {label}: tokens through the model per item (prompts + generated, no padding; decoder linear layers counted) {ours[f'{mode}_processed_per_item']:.0f} (ours) vs "
+            f"{ref[f'{mode}_processed_per_item']:.0f} (reference). At this machine's matmul ceiling our work needs at least {floor:.2f} s per item, "
+            f"so no engine doing it could beat the reference by more than **{1 / (floor * ref[f'{mode}_items_per_s']):.1f}x** here; "
+            f"we take {1 / ours[f'{mode}_items_per_s']:.2f} s ({floor * ours[f'{mode}_items_per_s']:.0%} of that bound)."
+        )
+    for mode, label in (("distribution", "distributional"), ("overton", "Overton")):
+        phases = ours[f"{mode}_phases"]
+        rest = ours[f"{mode}_seconds"] - sum(phases.values())
+        lines.append(f"- Where the batched engine's {label} time went: prompt prefill {phases['prefill']:.1f} s, token-by-token decoding "
+                     f"{phases['decode']:.1f} s, answer-distribution forward passes {phases['scoring']:.1f} s, everything else (prompts, "
+                     f"chat templates, tokenizing, the label index) {rest:.1f} s, of {ours[f'{mode}_seconds']:.1f} s.")
     if "profile" in ours:
         lines += ["", "Where the batched engine's time goes (torch profiler, message generation):", "", "```", ours["profile"].strip(), "```"]
     return "\n".join(lines) + "\n"
@@ -243,7 +269,7 @@ def main(argv=None) -> int:
     for engine, n in (("batched", args.items), ("sequential", args.reference_items)):
         print(f"running the {engine} engine on {n} items x {len(communities)} communities ...", file=sys.stderr)
         results[engine] = run_engine(engine, communities, n, args, flops)
-    results["batched"].update(tokenizer=tokenizer, model=identity, communities=len(communities))
+    results["batched"].update(tokenizer=tokenizer, model=identity, communities=len(communities), flops_per_token=flops[0])  # decoder linear layers only: a lower bound on the work
     text = report(args, ceiling, results["batched"], results["sequential"], mem, command)
     print(text)
     if args.out:

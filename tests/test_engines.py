@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from experiments.benchmark_items import ITEMS
+from modplural import prompts
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.batch_size import auto_rows, bytes_per_row, parse_batch_size
 from modplural.backends.engines import check_engine
@@ -14,7 +16,7 @@ from modplural.backends.sequential import SequentialBackend
 from modplural.errors import ModPluralError
 from tests.helpers import assert_one_line_error, run_cli
 
-QUESTIONS = ["Should parents be allowed to refuse vaccines for their children?", "Is a sugar tax fair?"]
+QUESTIONS = [prompts.community_prompt(question) for question, _ in ITEMS[:2]]  # the benchmark's prompts
 ADAPTERS = [None, "alpha", "beta"]
 
 
@@ -138,6 +140,7 @@ def test_batch_sizes(loaded):
     assert bytes_per_row(config, 100, 4, logit_positions=100) - bytes_per_row(config, 100, 4) == 99 * config.vocab_size * 8
     assert 1 <= auto_rows(config, 300, 4, "cpu") <= 128
     assert auto_rows(config, 10**7, 4, "cpu") == 1
+    assert auto_rows(config, 1000, 4, "cpu", scoring=True) == 4  # a scoring forward stays under 4096 tokens
     with pytest.raises(ModPluralError, match="unknown engine 'turbo'"):
         check_engine("turbo")
 

@@ -99,6 +99,42 @@ def test_collaboration_modes_through_the_server(llama):
     assert sum(dist.distribution) == pytest.approx(1.0) and 0 < dist.option_mass <= 1
 
 
+def test_modes_agree_between_local_and_remote(llama, backend_shipped):
+    """The distributional and steerable modes on the same two communities, greedy, local vs server: the same
+    communities answer, and the aggregate distributions stay close (tolerance as in test_remote_and_local_agree)."""
+    from modplural.collaboration import ModularPluralism
+    from modplural.communities import load_registry
+    from modplural.method_base import Query
+    from modplural.pool import CommunityPool
+
+    communities = load_registry().select(list(SERVED))
+    results = {}
+    for name, backend in (("local", backend_shipped), ("remote", _remote(llama))):
+        method = ModularPluralism(backend, CommunityPool(backend, communities, Decoding(max_new_tokens=8)), Decoding(max_new_tokens=8))
+        queries = [Query(q, options=("Yes", "No", "It depends")) for q in QUESTIONS]
+        results[name] = method.run("distribution", queries) + method.run("steer", [Query(QUESTIONS[0], attribute="the value of autonomy")])
+    for local, remote in zip(results["local"], results["remote"]):
+        assert set(local.community_messages) == set(remote.community_messages) == set(SERVED)
+        if local.distribution is not None:
+            assert 0.5 * sum(abs(x - y) for x, y in zip(local.distribution, remote.distribution)) < 0.15
+        else:
+            assert local.chosen_community in SERVED and remote.chosen_community in SERVED and remote.response
+
+
+def test_a_pool_mixes_local_and_remote_communities(llama, tmp_path):
+    from modplural.pool import CommunityPool
+    from modplural.servers import load_servers
+
+    path = tmp_path / "servers.yaml"
+    path.write_text(json.dumps({"servers": {"llama": {"base_url": llama["url"], "model": "smollm2", "tokenizer": "default"}},
+                                "communities": {"patients": "llama"}}))
+    pool = CommunityPool.from_registry(["patients", "clinicians"], servers=load_servers(path), device="cpu", decoding=Decoding(max_new_tokens=6))
+    assert pool.backend.adapter_identity("patients").startswith(llama["url"])  # served remotely
+    assert "clinicians:" in pool.backend.adapter_identity("clinicians")  # a local adapter, identified by its weights
+    [messages] = pool.messages([QUESTIONS[0]])
+    assert set(messages) == {"patients", "clinicians"} and all(messages.values())
+
+
 def test_unknown_adapter_and_timeout_are_clear_errors(llama):
     with pytest.raises(ModPluralError, match="serves no LoRA adapter 'nurses'"):
         OpenAIBackend(llama["url"], "smollm2", {"nurses": "nurses"}).generate([GenerateRequest(prompt="Hi", adapter="nurses")])
@@ -169,3 +205,19 @@ def test_servers_file_errors(tmp_path):
     assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "server 'llama'", "missing field(s) model")
     bad.write_text("servers:\n  llama: {base_url: http://x/v1, model: m}\ncommunities:\n  patients: {server: vllm}\n")
     assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "community 'patients' names unknown server 'vllm'")
+
+
+def test_api_key_comes_from_the_environment(tmp_path, monkeypatch):
+    from modplural.servers import load_servers
+
+    path = tmp_path / "servers.yaml"
+    path.write_text("servers:\n  hosted: {base_url: https://api.example.org/v1, model: m, api_key_env: MODPLURAL_TEST_KEY}\n"
+                    "communities:\n  patients: hosted\nmain: hosted\n")
+    servers = load_servers(path)
+    monkeypatch.delenv("MODPLURAL_TEST_KEY", raising=False)
+    with pytest.raises(ModPluralError, match="MODPLURAL_TEST_KEY .* is not set"):
+        servers.backend("hosted")
+    monkeypatch.setenv("MODPLURAL_TEST_KEY", "sk-test")
+    backend = servers.backend("hosted", {"patients": "patients"})
+    assert backend.api_key == "sk-test" and backend._headers()["Authorization"] == "Bearer sk-test"
+    assert backend.adapter_identity("patients") == "https://api.example.org/v1|m+patients"

@@ -1,4 +1,4 @@
-"""Local transformers + peft backend: one base model in memory, LoRA adapters by name, mixed-adapter batches."""
+"""The batched local engine: one transformers model in memory, LoRA adapters by name, mixed-adapter batches."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import hashlib
 import inspect
 import json
 import sys
-from pathlib import Path
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
@@ -18,7 +19,6 @@ from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
-
 
 
 def _fallback_chat(messages: Sequence[dict]) -> str:
@@ -181,7 +181,7 @@ class LocalBackend:
         if rows == "auto":
             element_size = self._model.get_input_embeddings().weight.element_size()
             tokens = max(lengths, default=1) + new_tokens
-            rows = auto_rows(self.loaded.model.config, tokens, element_size, self.loaded.device, tokens if all_logits else 1)
+            rows = auto_rows(self.loaded.model.config, tokens, element_size, self.loaded.device, tokens if all_logits else 1, scoring=new_tokens == 0)
         return [order[i : i + rows] for i in range(0, len(order), rows)]
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]):
@@ -232,7 +232,10 @@ class LocalBackend:
         active = list(range(len(requests)))  # request row of each batch row still decoding
         cache = self._new_cache(ids.shape[1] + max(limits))
         with torch.inference_mode(), self._rows([r.adapter for r in requests]) as bank:
+            started = self._clock()
             logits = self._forward(ids, mask, positions, cache)
+            prefilled = self._clock()
+            self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
                 chosen = _choose_tokens(logits, [requests[i] for i in active], [generators[i] for i in active])
                 keep = []
@@ -255,9 +258,18 @@ class LocalBackend:
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = self._forward(feed, mask, positions, cache)
+            self.stats.decode_seconds += self._clock() - prefilled
         self.stats.prompt_tokens += sum(len(s) for s in seqs)
         self.stats.generated_tokens += sum(len(o) for o in outputs)
         return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outputs]
+
+    def _clock(self) -> float:
+        """Wall time after the device has finished its queued work (for ``stats``)."""
+        if self.loaded.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def _forward(self, ids, mask, positions, cache=None):
         """Next-token logits (batch, vocab) of the last position, extending ``cache`` when given."""
@@ -279,9 +291,11 @@ class LocalBackend:
         results: list[OptionResult | None] = [None] * len(requests)
         for batch in self._batches([len(e) for e in encoded]):
             ids, mask, positions = self._left_pad([encoded[i] for i in batch])
+            started = self._clock()
             with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
                 logits = self._forward(ids, mask, positions)
             probs = torch.softmax(logits.double(), dim=-1).cpu()
+            self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
             for row, i in enumerate(batch):
                 results[i] = _option_result(requests[i].labels, label_ids[i], probs[row])
@@ -311,10 +325,13 @@ class LocalBackend:
 
 @dataclass
 class EngineStats:
-    """Tokens an engine has processed: prompt tokens read (without padding) and tokens generated."""
+    """What an engine has done: prompt tokens read (without padding), tokens generated, and where the time went."""
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    prefill_seconds: float = 0.0  # generation: reading the prompts
+    decode_seconds: float = 0.0  # generation: one token per step
+    scoring_seconds: float = 0.0  # option distributions: one forward pass
 
 
 def _option_result(labels: tuple[str, ...], label_ids: list[list[int]], probs) -> OptionResult:
