@@ -151,3 +151,12 @@ def test_cli_sequential_engine_and_bad_batch_size():
     assert result.returncode == 0, result.stderr
     assert "engine=sequential" in result.stdout and '"patients"' in result.stdout
     assert_one_line_error(run_cli(*args, "--batch-size", "lots"), "batch_size must be a positive integer or 'auto'")
+
+
+def test_top_token_distributions_say_what_the_top_k_missed():
+    from modplural.backends.label_tokens import from_top_tokens
+
+    result = from_top_tokens(("A", "B", "C"), {"A": 0.3, " A": 0.1, "B": 0.2, "The": 0.4})
+    assert result.probs == pytest.approx((0.4 / 0.6, 0.2 / 0.6, 0.0)) and result.mass == pytest.approx(0.6)  # C was not in the top-k
+    empty = from_top_tokens(("A", "B"), {"The": 0.9})
+    assert empty.probs == (0.5, 0.5) and empty.mass == 0.0

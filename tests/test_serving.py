@@ -15,7 +15,7 @@ import pytest
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.openai_compat import OpenAIBackend
 from modplural.errors import ModPluralError
-from tests.helpers import SHARED_DATA, assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "community_models" / "SmolLM2-135M-Instruct"
@@ -155,7 +155,6 @@ def test_unreachable_server_is_retried_then_reported():
     assert time.monotonic() - start >= 0.2 + 0.4  # backoff between attempts
 
 
-@pytest.mark.skipif(not (SHARED_DATA / "vital").is_dir(), reason="needs the VITAL data (../shared/data)")
 def test_server_stopped_mid_run_keeps_finished_items_and_the_rerun_resumes(llama, tmp_path):
     """A real `modplural run` on a remote pool: stop the server after the first items, then restart it and rerun."""
     from modplural.serving import llama_cpp

@@ -214,6 +214,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(corpora, tmp_path)
     """`accelerate launch --num_processes 2 --cpu` (gloo): both processes train, the main one saves a loadable adapter."""
     from modplural.backends import Decoding, GenerateRequest
     from modplural.backends.local import LocalBackend
+    from modplural.serving.llama_cpp import free_port
 
     out, _ = corpora
     config_dir = tmp_path / "configs"
@@ -222,7 +223,7 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(corpora, tmp_path)
         f"extends: {REPO / 'training' / 'configs' / '_smollm2_cpu.yaml'}\ncommunity: patients\nseq_len: 32\nbatch_size: 2\nwarmup_steps: 1\ncheckpoint_every: 2\neval_blocks: 2\n"
     )
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--main_process_port", str(_free_port()), "-m", "modplural", "train", "--community", "patients",
+               "--dynamo_backend", "no", "--main_process_port", str(free_port()), "-m", "modplural", "train", "--community", "patients",
                "--config-dir", str(config_dir), "--corpus-dir", str(out), "--output-dir", str(tmp_path / "{community}"), "--device", "cpu", "--max-steps", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -235,10 +236,3 @@ def test_two_process_accelerate_launch_trains_a_valid_adapter(corpora, tmp_path)
     texts = backend.generate([GenerateRequest(messages=question, adapter=a, decoding=Decoding(max_new_tokens=12)) for a in (None, "patients")])
     assert all(texts)
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

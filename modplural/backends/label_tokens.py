@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from modplural.backends.base import OptionResult
 from modplural.errors import ModPluralError
 
 _MAX_LABEL_CHARS = 16
@@ -38,3 +39,18 @@ class LabelTokens:
                 )
             out.append(ids)
         return out
+
+
+def from_top_tokens(labels: Sequence[str], token_probs: dict[str, float]) -> OptionResult:
+    """A label distribution from the few most likely next tokens (text -> probability), as engines that return
+    only a top-k report them: a label's probability sums the tokens that spell it (whitespace stripped), a label
+    outside the top-k gets 0, and with no label among them the result is uniform with ``mass == 0``."""
+    keys = [str(label).strip() for label in labels]
+    values = [0.0] * len(keys)
+    for token, prob in token_probs.items():
+        if token.strip() in keys:
+            values[keys.index(token.strip())] += prob
+    mass = sum(values)
+    if mass <= 0:
+        return OptionResult(tuple(labels), tuple(1.0 / len(keys) for _ in keys), 0.0)
+    return OptionResult(tuple(labels), tuple(v / mass for v in values), mass)

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.label_tokens import from_top_tokens
 from modplural.errors import ModPluralError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
@@ -87,7 +88,7 @@ class OpenAIBackend:
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         """Label distributions from the first token's ``top_logprobs``."""
         bodies = [self._option_body(r) for r in requests]
-        return [_labels_from_top(r.labels, self._top_logprobs(reply)) for r, reply in zip(requests, self._post_all(bodies))]
+        return [from_top_tokens(r.labels, self._top_logprobs(reply)) for r, reply in zip(requests, self._post_all(bodies))]
 
     # ----------------------------------------------------------------- request bodies
     def _check_adapter(self, adapter: str | None) -> None:
@@ -263,15 +264,3 @@ def _error_detail(exc: urllib.error.HTTPError) -> str:
         return str(error.get("message", error) if isinstance(error, dict) else error).splitlines()[0][:200]
     except Exception:  # noqa: BLE001 - any unreadable body: fall back to the reason
         return str(exc.reason)
-
-
-def _labels_from_top(labels: tuple[str, ...], token_probs: dict[str, float]) -> OptionResult:
-    values = [0.0] * len(labels)
-    keys = [str(label).strip() for label in labels]
-    for token, prob in token_probs.items():
-        if token.strip() in keys:
-            values[keys.index(token.strip())] += prob
-    mass = sum(values)
-    if mass <= 0:
-        return OptionResult(labels, tuple(1.0 / len(labels) for _ in labels), 0.0)
-    return OptionResult(labels, tuple(v / mass for v in values), mass)

@@ -17,6 +17,7 @@ import contextlib
 from typing import Sequence
 
 from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.local import LocalBackend
 from modplural.errors import ModPluralError
 
@@ -122,15 +123,7 @@ class SequentialBackend(LocalBackend):
             top = torch.softmax(logits[0, -1].float(), dim=-1).topk(TOP_K_READ)
             token_probs: dict[str, float] = {}
             for token, prob in zip(top.indices.tolist(), top.values.tolist()):
-                text = self.tokenizer.decode([token]).strip()
+                text = self.tokenizer.decode([token])
                 token_probs[text] = token_probs.get(text, 0.0) + prob
-            results.append(_top_k_result(r.labels, token_probs))
+            results.append(from_top_tokens(r.labels, token_probs))
         return results
-
-
-def _top_k_result(labels: tuple[str, ...], token_probs: dict[str, float]) -> OptionResult:
-    values = [token_probs.get(str(label).strip(), 0.0) for label in labels]
-    mass = sum(values)
-    if mass <= 0:
-        return OptionResult(labels, tuple(1.0 / len(labels) for _ in labels), 0.0)
-    return OptionResult(labels, tuple(v / mass for v in values), mass)
