@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
+from modplural.config_files import read_yaml
 from modplural.errors import ModPluralError
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
@@ -128,10 +127,7 @@ def load_registry(path: str | Path | None = None) -> Registry:
     path = Path(path).expanduser() if path else default_registry_path()
     if not path.is_file():
         raise ModPluralError(f"community registry not found: {path} (set --registry or {REGISTRY_ENV})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ModPluralError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    data = read_yaml(path, extends_key=None)
     _check_fields(str(path), data, {"version": int, "communities": list}, ["communities"])
     communities = tuple(
         _parse_community(f"{path}: community {i}", entry, path.parent) for i, entry in enumerate(data["communities"])
