@@ -160,3 +160,13 @@ def test_top_token_distributions_say_what_the_top_k_missed():
     assert result.probs == pytest.approx((0.4 / 0.6, 0.2 / 0.6, 0.0)) and result.mass == pytest.approx(0.6)  # C was not in the top-k
     empty = from_top_tokens(("A", "B"), {"The": 0.9})
     assert empty.probs == (0.5, 0.5) and empty.mass == 0.0
+
+
+def test_prompts_read_in_column_chunks_give_the_same_text(backend, monkeypatch):
+    """Long batches read their prompts in chunks of columns; the text must not change."""
+    import modplural.backends.local as local
+
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=10)) for q in QUESTIONS for a in ADAPTERS]
+    whole = backend.generate(requests)
+    monkeypatch.setattr(local, "forward_tokens", lambda device: 6 * 7)  # 6 rows -> 7 columns per forward pass
+    assert backend.generate(requests) == whole

@@ -10,10 +10,16 @@ from __future__ import annotations
 from modplural.errors import ModPluralError
 
 CAPS = {"cpu": 128, "cuda": 512}
-# A single forward pass (scoring: option distributions, perplexities) slows down past this many tokens on a
-# CPU, where its activations stop fitting the caches: 64 rows x 137 tokens took 23.4 s, the same rows in
-# batches of 32 took 14.5 s. Generation keeps more rows, as its decoding steps need them.
+# A single forward pass slows down past this many tokens on a CPU, where its activations stop fitting the
+# caches: 64 answer prompts (137 tokens each) took 23.4 s in one pass, 14.5 s in passes of 32 rows. Scoring
+# batches are cut to stay under it; generation keeps its rows (decoding needs them) and reads the prompts
+# in column chunks of this many tokens instead.
 SCORING_TOKENS = {"cpu": 4096, "cuda": 1 << 16}
+
+
+def forward_tokens(device: str) -> int:
+    """The most tokens one forward pass should carry on ``device``."""
+    return SCORING_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
 MEMORY_SHARE = {"cpu": 0.2, "cuda": 0.6}  # of the memory available when the batch is planned
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
-from modplural.backends.batch_size import auto_rows, parse_batch_size
+from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
@@ -233,7 +233,10 @@ class LocalBackend:
         cache = self._new_cache(ids.shape[1] + max(limits))
         with torch.inference_mode(), self._rows([r.adapter for r in requests]) as bank:
             started = self._clock()
-            logits = self._forward(ids, mask, positions, cache)
+            columns = max(1, forward_tokens(self.loaded.device) // ids.shape[0])
+            for start in range(0, ids.shape[1], columns):  # the prompts in chunks of columns: bounded activations
+                end = start + columns
+                logits = self._forward(ids[:, start:end], mask[:, :end], positions[:, start:end], cache)
             prefilled = self._clock()
             self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
