@@ -202,6 +202,8 @@ def test_servers_file_errors(tmp_path):
     bad = tmp_path / "servers.yaml"
     bad.write_text("servers:\n  llama: {base_url: http://x/v1}\n")
     assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "server 'llama'", "missing field(s) model")
+    bad.write_text("servers:\n  llama: {base_url: localhost:8080/v1, model: m}\ncommunities:\n  patients: llama\n")
+    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache", "--communities", "patients"), "base_url must start with http://")
     bad.write_text("servers:\n  llama: {base_url: http://x/v1, model: m}\ncommunities:\n  patients: {server: vllm}\n")
     assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "community 'patients' names unknown server 'vllm'")
 

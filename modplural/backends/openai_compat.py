@@ -58,6 +58,8 @@ class OpenAIBackend:
             raise ModPluralError(f"unknown adapter style {style!r}: choose auto, model or llama.cpp")
         if max_concurrency < 1 or retries < 0 or timeout <= 0 or top_logprobs < 1:
             raise ModPluralError("max_concurrency and top_logprobs must be >= 1, retries >= 0 and timeout > 0")
+        if not base_url.startswith(("http://", "https://")):
+            raise ModPluralError(f"server base_url must start with http:// or https://, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.served = dict(adapters or {})  # our adapter name -> the server's name for it
