@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 from benchmark_items import ITEMS  # noqa: E402
 
-from modplural import prompts  # noqa: E402
+from modplural.prompts import modplural as prompts  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest  # noqa: E402
 from modplural.backends.engines import local_backend  # noqa: E402
 from modplural.collaboration import ModularPluralism  # noqa: E402
@@ -126,7 +126,7 @@ def peak_rss_probe(args: argparse.Namespace) -> None:
     backend = local_backend(args.model or communities[0].base_model, adapters, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
     names = [c.name for c in communities][: args.communities] if adapters else [None] * args.communities
     backend.generate([
-        GenerateRequest(messages=({"role": "user", "content": prompts.community_prompt(q.text)},), adapter=name, decoding=Decoding(max_new_tokens=16))
+        GenerateRequest(messages=({"role": "user", "content": prompts.community(Query(q.text), "overton")},), adapter=name, decoding=Decoding(max_new_tokens=16))
         for q in queries(2) for name in names
     ])
     print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapters": len(adapters or {})}))
@@ -152,7 +152,7 @@ def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace,
     greedy = CommunityPool(backend, communities, Decoding(max_new_tokens=args.new_tokens))
     backend.generate([greedy._request(communities[0].name, "Hello")])  # warm-up (lazy inits, allocator)
     before = replace(backend.stats)
-    messages, seconds = timed(lambda: greedy.messages([prompts.community_prompt(q.text) for q in items]), args.device)
+    messages, seconds = timed(lambda: greedy.messages([prompts.community(Query(q.text), "overton") for q in items]), args.device)
     generated = backend.stats.generated_tokens - before.generated_tokens
     prompt_tokens = backend.stats.prompt_tokens - before.prompt_tokens
     rows = n_items * len(communities)
@@ -183,7 +183,7 @@ def profile(pool: CommunityPool, items: list[Query]) -> str:
     from torch.profiler import profile as torch_profile
 
     with torch_profile() as prof:
-        pool.messages([prompts.community_prompt(q.text) for q in items])
+        pool.messages([prompts.community(Query(q.text), "overton") for q in items])
     return prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
 
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from modplural import prompts
-from modplural.backends.base import Backend, Decoding
-from modplural.method_base import MAIN_DECODING, Method, PluralResult, Query
+from typing import Mapping
+
+from modplural.backends.base import Backend
+from modplural.method_base import Method
 from modplural.pool import CommunityPool
+from modplural.protocol import Protocol
+from modplural.types import PluralResult, Query
 
 
 class Vanilla(Method):
-    """The main LLM alone, asked the query (with the task's persona framing, if any)."""
+    """The main LLM alone, asked the query (``modplural`` prompts: with the task's persona framing, if any)."""
 
     name = "vanilla"
 
+    def _prompt(self, q: Query, mode: str) -> str:
+        return self.prompts.vanilla(q)
+
     def _run(self, mode: str, queries: list[Query]) -> list[PluralResult]:
         results = [PluralResult(mode, self.name, q.text) for q in queries]
-        self._answer([prompts.plain_answer(q.text, q.options, q.persona) for q in queries], queries, results)
+        self._answer(mode, [self._prompt(q, mode) for q in queries], queries, results)
         return results
 
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
@@ -33,11 +39,8 @@ class Prompting(Vanilla):
 
     name = "prompting"
 
-    def _run(self, mode: str, queries: list[Query]) -> list[PluralResult]:
-        results = [PluralResult(mode, self.name, q.text) for q in queries]
-        texts = [prompts.prompting_answer(q.text, mode, q.options, q.attribute, q.persona) for q in queries]
-        self._answer(texts, queries, results)
-        return results
+    def _prompt(self, q: Query, mode: str) -> str:
+        return self.prompts.prompting(q, mode)
 
 
 class MixtureOfExperts(Vanilla):
@@ -45,29 +48,30 @@ class MixtureOfExperts(Vanilla):
 
     name = "moe"
 
-    def __init__(self, main: Backend, pool: CommunityPool, main_decoding: Decoding = MAIN_DECODING) -> None:
-        super().__init__(main, main_decoding)
+    def __init__(self, main: Backend, pool: CommunityPool, protocol: Protocol | str | Mapping | None = None, seed: int = 0) -> None:
+        super().__init__(main, protocol, seed)
         self.pool = pool
 
     def _run(self, mode: str, queries: list[Query]) -> list[PluralResult]:
         descriptions = [c.description for c in self.pool.communities]
-        selection = [prompts.moe_selection(prompts.plain_answer(q.text, q.options, q.persona), descriptions) for q in queries]
-        numbers = [str(i) for i in range(1, len(descriptions) + 1)]
-        scores = self._choose(selection, [numbers] * len(queries), prompts.EXPERT_PREFIX)
-        results, chosen = [], []
-        for q, (dist, _) in zip(queries, scores):
-            ranked = dict(zip(self.pool.names, dist))
-            chosen.append(max(ranked, key=ranked.get))
-            results.append(PluralResult(mode, self.name, q.text, selection_scores=ranked, chosen_community=chosen[-1]))
-        community_prompts = [prompts.community_prompt(q.text, q.options, q.persona, explain=mode != "overton") for q in queries]
+        selection = [self.prompts.expert_selection(q, descriptions) for q in queries]
+        # the original samples 5 tokens before a free-text answer and 20 before an option answer
+        tokens = self.protocol.selection_tokens if all(q.options for q in queries) else self.protocol.expert_tokens
+        picks = self._select(selection, [len(descriptions)] * len(queries), tokens)
+        results = []
+        for q, pick in zip(queries, picks):
+            chosen = self.pool.names[pick.index]
+            scores = dict(zip(self.pool.names, pick.scores)) if pick.scores is not None else None
+            results.append(PluralResult(mode, self.name, q.text, selection_scores=scores, chosen_community=chosen, selection_mass=pick.mass, selection_text=pick.text))
         by_community: dict[str, list[int]] = {}
-        for i, name in enumerate(chosen):
-            by_community.setdefault(name, []).append(i)
+        for i, result in enumerate(results):
+            by_community.setdefault(result.chosen_community, []).append(i)
         for name, indices in by_community.items():
-            for i, message in zip(indices, self.pool.messages([community_prompts[i] for i in indices], [name])):
+            prompts = [self.prompts.community(queries[i], mode) for i in indices]
+            for i, message in zip(indices, self.pool.messages(prompts, [name])):
                 results[i].community_messages = message
-        for result, prompt in zip(results, selection):
+        for result, (prompt, _) in zip(results, selection):
             result.main_prompts.append(prompt)
-        answers = [prompts.grounded_answer(q.text, r.community_messages[r.chosen_community], q.options, q.persona) for q, r in zip(queries, results)]
-        self._answer(answers, queries, results)
+        answers = [self.prompts.expert_answer(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
+        self._answer(mode, answers, queries, results)
         return results

@@ -131,16 +131,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
     from modplural.runner import Experiment, load_config
 
-    config = load_config(Path(args.config), limit=args.limit, engine=args.engine)
-    out = Path(args.out) if args.out else Path("runs") / config.name
+    config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=args.protocol)
+    out = Path(args.out) if args.out else Path("runs") / (config.name + (f"_{args.protocol}" if args.protocol else ""))
     experiment = Experiment(config, data_dir(args.data_dir), out)
     metrics = experiment.run(progress=not args.no_progress)
+    _print_metrics(metrics)
+    print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from modplural.data_paths import data_dir
+    from modplural.runner import Experiment
+
+    experiment = Experiment.from_run_dir(Path(args.run_dir), data_dir(args.data_dir))
+    metrics = experiment.score(args.scorer, args.nli_model)
+    _print_metrics(metrics)
+    suffix = "" if args.scorer in (None, experiment.config.scorer) else f".{args.scorer}"
+    print(f"wrote {Path(args.run_dir) / f'metrics{suffix}.json'} (protocol {metrics['protocol']})")
+    return 0
+
+
+def _print_metrics(metrics: dict) -> None:
     for task, per_method in metrics["tasks"].items():
         for method, values in per_method.items():
             shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in values.items() if isinstance(v, dict) and "ci95" in v)
             print(f"{task:<40} {method:<10} {shown}")
-    print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
-    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -186,12 +204,12 @@ def _parse_weights(text: str | None):
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
-    from modplural.backends import Decoding
     from modplural.backends.engines import local_backend
     from modplural.message_cache import MessageCache
-    from modplural.method_base import Query
+    from modplural.types import Query
     from modplural.methods import NEEDS_POOL, build_method
     from modplural.pool import MESSAGE_DECODING, CommunityPool
+    from modplural.protocol import resolve_protocol
     from modplural.servers import load_servers
 
     mode = MODE_NAMES[args.mode]
@@ -200,13 +218,18 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
     if mode == "distribution" and query.options is None:
         raise ModPluralError("--mode distributional needs at least two --option values")
-    main_decoding = Decoding(max_new_tokens=args.max_new_tokens)
+    protocol = resolve_protocol(args.protocol)
+    for option, value in (("--max-new-tokens", args.max_new_tokens), ("--message-tokens", args.message_tokens)):
+        if value is not None and value < 1:
+            raise ModPluralError(f"{option} must be at least 1, got {value}")
+    if args.max_new_tokens is not None:
+        protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     servers = load_servers(args.servers) if args.servers else None
     pool = None
     if args.method in NEEDS_POOL:
         from dataclasses import replace
 
-        decoding = replace(MESSAGE_DECODING, max_new_tokens=args.message_tokens, seed=args.seed)
+        decoding = replace(MESSAGE_DECODING, max_new_tokens=args.message_tokens or protocol.message_tokens, seed=args.seed)
         cache = None if args.no_cache else MessageCache(args.cache)
         names = args.communities.split(",") if args.communities else None
         pool = CommunityPool.from_registry(names, args.registry, device=args.device, dtype=args.dtype, batch_size=args.batch_size, decoding=decoding, cache=cache,
@@ -217,7 +240,7 @@ def _cmd_ask(args: argparse.Namespace) -> int:
         main = pool.backend
     else:
         main = local_backend(args.model or "default", engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
-    method = build_method(args.method, main, pool, main_decoding)
+    method = build_method(args.method, main, pool, protocol, args.seed)
     [result] = method.run(mode, [query])
     if args.json:
         payload = result.to_dict()
@@ -275,8 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
     ask.add_argument("--servers", default=None, help="servers YAML: communities and/or the main LLM on OpenAI-compatible servers")
     ask.add_argument("--engine", choices=["batched", "sequential"], default="batched", help="sequential: the original's one-prompt-at-a-time pattern (slow; for comparison)")
-    ask.add_argument("--max-new-tokens", type=int, default=200, help="main LLM response length")
-    ask.add_argument("--message-tokens", type=int, default=200, help="community message length")
+    ask.add_argument("--protocol", default="modplural", help="original: the released scripts' prompts, reading and decoding")
+    ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
+    ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
     ask.add_argument("--no-cache", action="store_true", help="do not read or write the community-message cache")
     ask.add_argument("--cache", default=None, help="message cache file (default: $MODPLURAL_CACHE/messages.sqlite)")
@@ -317,8 +341,16 @@ def build_parser() -> argparse.ArgumentParser:
     runner.add_argument("--limit", type=int, default=None, help="items per task (overrides the config)")
     runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     runner.add_argument("--engine", choices=["batched", "sequential"], default=None, help="override the config's engine")
+    runner.add_argument("--protocol", default=None, help="original or modplural (overrides the config's protocol)")
     runner.add_argument("--no-progress", action="store_true")
     runner.set_defaults(func=_cmd_run)
+
+    scorer = sub.add_parser("score", help="recompute metrics of a finished run from its stored predictions (no generator loaded)")
+    scorer.add_argument("run_dir")
+    scorer.add_argument("--scorer", choices=["embedding", "nli"], default=None, help="Overton scorer (default: the run's); another one writes metrics.<scorer>.json")
+    scorer.add_argument("--nli-model", default=None, help="with --scorer nli: an MNLI model id or path")
+    scorer.add_argument("--data-dir", default=None, help="data root the run used (default: MODPLURAL_DATA or ../shared/data)")
+    scorer.set_defaults(func=_cmd_score)
 
     report = sub.add_parser("report", help="write report.md and plots for a run directory")
     report.add_argument("run_dir")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from modplural import prompts
-from modplural.backends.base import Backend, Decoding
-from modplural.method_base import MAIN_DECODING, Method, PluralResult, Query
+from typing import Mapping
+
+from modplural.backends.base import Backend
+from modplural.method_base import Method
 from modplural.pool import CommunityPool
+from modplural.prompts import option_labels
+from modplural.protocol import Protocol
+from modplural.types import PluralResult, Query
 
 
 class ModularPluralism(Method):
@@ -13,46 +17,52 @@ class ModularPluralism(Method):
 
     * Overton: every community comments on the query; the main LLM writes one response grounded on all of
       the comments, instructed to reflect diverse values and perspectives.
-    * Steer: every community responds; the main LLM scores which message best reflects the attribute
-      (``option_probs`` over the message numbers), then answers grounded on the chosen message.
+    * Steer: every community responds; the main LLM picks the message that best reflects the attribute
+      (``selection_reading``), then answers grounded on the chosen message.
     * Distribution: each community's message conditions the main LLM's distribution over the options;
       the per-community distributions are averaged with weights (uniform by default, as in the original).
     """
 
     name = "modular"
 
-    def __init__(self, main: Backend, pool: CommunityPool, main_decoding: Decoding = MAIN_DECODING) -> None:
-        super().__init__(main, main_decoding)
+    def __init__(self, main: Backend, pool: CommunityPool, protocol: Protocol | str | Mapping | None = None, seed: int = 0) -> None:
+        super().__init__(main, protocol, seed)
         self.pool = pool
 
+    def _messages(self, queries: list[Query], mode: str) -> list[dict[str, str]]:
+        return self.pool.messages([self.prompts.community(q, mode) for q in queries])
+
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self.pool.messages([prompts.community_prompt(q.text) for q in queries])
+        messages = self._messages(queries, "overton")
         results = [PluralResult("overton", self.name, q.text, community_messages=m) for q, m in zip(queries, messages)]
-        self._answer([prompts.overton_main(q.text, list(m.values())) for q, m in zip(queries, messages)], queries, results)
+        self._answer("overton", [self.prompts.overton(q, list(m.values())) for q, m in zip(queries, messages)], queries, results)
         return results
 
     def _steer(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self.pool.messages([prompts.community_prompt(q.text, q.options, q.persona, explain=True) for q in queries])
-        selection_prompts = [prompts.steer_selection(q.attribute, list(m.values())) for q, m in zip(queries, messages)]
-        numbers = [str(i) for i in range(1, len(self.pool.names) + 1)]
-        scores = self._choose(selection_prompts, [numbers] * len(queries), prompts.SELECTION_PREFIX)
+        messages = self._messages(queries, "steer")
+        selection_prompts = [self.prompts.selection(q, list(m.values())) for q, m in zip(queries, messages)]
+        picks = self._select(selection_prompts, [len(m) for m in messages], self.protocol.selection_tokens)
         results = []
-        for q, m, (dist, _) in zip(queries, messages, scores):
-            ranked = dict(zip(m, dist))
-            results.append(PluralResult("steer", self.name, q.text, community_messages=m, selection_scores=ranked, chosen_community=max(ranked, key=ranked.get)))
-        answer_prompts = [prompts.grounded_answer(q.text, r.community_messages[r.chosen_community], q.options, q.persona) for q, r in zip(queries, results)]
-        for result, selection in zip(results, selection_prompts):
+        for q, m, pick in zip(queries, messages, picks):
+            names = list(m)
+            results.append(PluralResult(
+                "steer", self.name, q.text, community_messages=m, chosen_community=names[pick.index],
+                selection_scores=dict(zip(names, pick.scores)) if pick.scores is not None else None,
+                selection_mass=pick.mass, selection_text=pick.text,
+            ))
+        answer_prompts = [self.prompts.grounded(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
+        for result, (selection, _) in zip(results, selection_prompts):
             result.main_prompts.append(selection)
-        self._answer(answer_prompts, queries, results)
+        self._answer("steer", answer_prompts, queries, results)
         return results
 
     def _distribution(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self.pool.messages([prompts.community_prompt(q.text, q.options, q.persona) for q in queries])
+        messages = self._messages(queries, "distribution")
         names = self.pool.names
         jobs = [(i, name) for i in range(len(queries)) for name in names]
-        answer_prompts = [prompts.grounded_answer(queries[i].text, messages[i][name], queries[i].options, queries[i].persona) for i, name in jobs]
-        labels = [prompts.option_labels(len(queries[i].options)) for i, _ in jobs]
-        answers = self._choose(answer_prompts, labels, prompts.ANSWER_PREFIX)
+        answer_prompts = [self.prompts.grounded(queries[i], messages[i][name]) for i, name in jobs]
+        labels = [option_labels(len(queries[i].options)) for i, _ in jobs]
+        answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX)
         results = []
         for i, q in enumerate(queries):
             weights = self.pool.resolve_weights(q.weights)

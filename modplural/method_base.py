@@ -1,70 +1,40 @@
-"""What every method (Modular Pluralism and the baselines) shares: the query and result types, validation,
-and the two ways the main LLM answers (free text, or a distribution over lettered options)."""
+"""What every method (Modular Pluralism and the baselines) shares: validation, the protocol's prompts, and the
+ways the main LLM answers (free text, a distribution over lettered options, a selection among numbered texts).
+
+Where the protocols differ (``modplural/protocol.py``) is decided here, once: ``main_input`` (raw text or chat
+template), ``answer_reading`` (top-10 or exact), ``selection_reading`` (sampled or exact), ``main_temperature``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Sequence
+import hashlib
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
-from modplural.backends.base import Backend, Decoding, GenerateRequest, OptionRequest
+from modplural.backends.base import Backend, Decoding, GenerateRequest, NextTokenRequest, OptionRequest
+from modplural.backends.label_tokens import read_top_tokens_original
 from modplural.errors import ModPluralError
-from modplural.prompts import ANSWER_PREFIX, option_labels
+from modplural.prompts import for_protocol, option_labels
+from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
+from modplural.types import MODES, PluralResult, Query
 
-MODES = ("overton", "steer", "distribution")
-# The original answers with temperature 0.1; we decode the main LLM greedily by default (configurable).
-MAIN_DECODING = Decoding(max_new_tokens=200)
+TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
+
+
+def derived_seed(*parts: Any) -> int:
+    """A 32-bit seed from text parts: reproducible, independent of batching."""
+    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 @dataclass(frozen=True)
-class Query:
-    """One item for a method: the text, and what the mode needs besides it."""
+class Selection:
+    """Which of K texts the main LLM picked (0-based), and how the pick was read."""
 
-    text: str
-    options: tuple[str, ...] | None = None
-    attribute: str | None = None  # steer: what to reflect, e.g. "the value of Autonomy"
-    persona: str | None = None  # optional framing sentence, e.g. "You are from the country of Japan."
-    weights: tuple[float, ...] | str | None = None  # distribution: None/'uniform', 'registry' or one per community
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text.strip():
-            raise ModPluralError("the query is empty")
-        if self.options is not None:
-            options = tuple(self.options)
-            object.__setattr__(self, "options", options)
-            if len(options) < 2:
-                raise ModPluralError(f"need at least two options, got {len(options)}")
-            if any(not isinstance(o, str) or not o.strip() for o in options):
-                raise ModPluralError("options must be non-empty strings")
-            if len({o.strip().lower() for o in options}) != len(options):
-                raise ModPluralError(f"options must be distinct, got {list(options)}")
-            if len(options) > 26:
-                raise ModPluralError(f"at most 26 options are supported, got {len(options)}")
-        if self.attribute is not None and not self.attribute.strip():
-            raise ModPluralError("the attribute is empty")
-        if isinstance(self.weights, list):
-            object.__setattr__(self, "weights", tuple(self.weights))
-
-
-@dataclass
-class PluralResult:
-    """What a method returns for one query; ``to_dict`` is what the CLI prints and the runner stores."""
-
-    mode: str
-    method: str
-    query: str
-    response: str | None = None
-    options: list[str] | None = None
-    distribution: list[float] | None = None
-    option_mass: float | None = None  # raw main-LLM probability on the option labels (validity diagnostic)
-    chosen_community: str | None = None
-    selection_scores: dict[str, float] | None = None
-    community_messages: dict[str, str] = field(default_factory=dict)
-    community_distributions: dict[str, list[float]] | None = None
-    weights: dict[str, float] | None = None
-    main_prompts: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    index: int
+    scores: list[float] | None = None  # exact reading: the distribution over 1..K
+    mass: float | None = None
+    text: str | None = None  # sampled reading: the answer the number was parsed from
 
 
 class Method:
@@ -72,9 +42,11 @@ class Method:
 
     name = "method"
 
-    def __init__(self, main: Backend, main_decoding: Decoding = MAIN_DECODING) -> None:
+    def __init__(self, main: Backend, protocol: Protocol | str | Mapping | None = None, seed: int = 0) -> None:
         self.main = main
-        self.main_decoding = main_decoding
+        self.protocol = resolve_protocol(protocol)
+        self.prompts = for_protocol(self.protocol.prompts)
+        self.seed = seed
 
     # single-item API ------------------------------------------------------------------------------
     def overton(self, query: str) -> PluralResult:
@@ -129,23 +101,61 @@ class Method:
         raise NotImplementedError
 
     # the main LLM ---------------------------------------------------------------------------------
-    def _generate(self, prompts: Sequence[str]) -> list[str]:
-        return self.main.generate([GenerateRequest(messages=({"role": "user", "content": p},), decoding=self.main_decoding) for p in prompts])
+    def _input(self, prompt: str, prefix: str = "") -> dict:
+        """Request fields: raw text (``main_input: raw``) or a chat turn opened by ``prefix``."""
+        if self.protocol.main_input == "raw":
+            return {"prompt": f"{prompt}\n{prefix}" if prefix else prompt}
+        return {"messages": ({"role": "user", "content": prompt},), "answer_prefix": prefix} if prefix else {"messages": ({"role": "user", "content": prompt},)}
+
+    def _decoding(self, tokens: int, prompt: str) -> Decoding:
+        temperature = self.protocol.main_temperature
+        if temperature == 0:
+            return Decoding(max_new_tokens=tokens)
+        return Decoding(max_new_tokens=tokens, temperature=temperature, top_k=SAMPLING_TOP_K, seed=derived_seed(self.seed, "main", prompt))
+
+    def _generate(self, prompts: Sequence[str], tokens: int) -> list[str]:
+        return self.main.generate([GenerateRequest(**self._input(p), decoding=self._decoding(tokens, p)) for p in prompts])
 
     def _choose(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str) -> list[tuple[list[float], float]]:
-        """The main LLM's distribution over each prompt's labels, and the raw mass on them."""
-        requests = [OptionRequest(labels=tuple(l), messages=({"role": "user", "content": p},), answer_prefix=prefix) for p, l in zip(prompts, labels)]
-        return [(list(r.probs), r.mass) for r in self.main.option_probs(requests)]
+        """The main LLM's distribution over each prompt's labels, and the raw mass on them (``answer_reading``)."""
+        if self.protocol.answer_reading == "top10":
+            if not hasattr(self.main, "next_tokens"):
+                raise ModPluralError(f"answer_reading top10 needs a backend that lists next-token probabilities ({type(self.main).__name__} does not)")
+            tops = self.main.next_tokens([NextTokenRequest(**self._input(p, prefix), k=TOP_TOKENS_READ) for p in prompts])
+            results = [read_top_tokens_original(tuple(l), top) for l, top in zip(labels, tops)]
+        else:
+            results = self.main.option_probs([OptionRequest(labels=tuple(l), **self._input(p, prefix)) for p, l in zip(prompts, labels)])
+        return [(list(r.probs), r.mass) for r in results]
 
-    def _answer(self, prompts: Sequence[str], queries: Sequence[Query], results: Sequence[PluralResult]) -> None:
+    def _select(self, prompts: Sequence[tuple[str, str]], counts: Sequence[int], sampled_tokens: int) -> list[Selection]:
+        """Each prompt's pick among its ``count`` numbered texts (``selection_reading``).
+
+        sampled (the original): an answer sampled with the main decoding; the first of 1..K (in that order) found in
+        it; none -> a random pick, seeded by the prompt. exact: the argmax of the label probabilities of 1..K.
+        """
+        if self.protocol.selection_reading == "exact":
+            requests = [OptionRequest(labels=tuple(str(i) for i in range(1, k + 1)), **self._input(p, prefix)) for (p, prefix), k in zip(prompts, counts)]
+            return [Selection(max(range(len(r.probs)), key=r.probs.__getitem__), list(r.probs), r.mass) for r in self.main.option_probs(requests)]
+        texts = self._generate([f"{p}\n{prefix}" if prefix else p for p, prefix in prompts], sampled_tokens)
+        picks = []
+        for (prompt, _), k, text in zip(prompts, counts, texts):
+            found = next((i for i in range(k) if str(i + 1) in text), None)
+            if found is None:
+                found = random.Random(derived_seed(self.seed, "fallback", prompt)).randrange(k)
+            picks.append(Selection(found, text=text))
+        return picks
+
+    def _answer(self, mode: str, prompts: Sequence[str], queries: Sequence[Query], results: Sequence[PluralResult]) -> None:
         """Fill each result with free text, or with a distribution over the query's options."""
         with_options = [i for i, q in enumerate(queries) if q.options]
         free = [i for i, q in enumerate(queries) if not q.options]
         if free:
-            for i, text in zip(free, self._generate([prompts[i] for i in free])):
+            tokens = self.protocol.steer_tokens if mode == "steer" else self.protocol.main_tokens
+            for i, text in zip(free, self._generate([prompts[i] for i in free], tokens)):
                 results[i].response = text
         if with_options:
-            answers = self._choose([prompts[i] for i in with_options], [option_labels(len(queries[i].options)) for i in with_options], ANSWER_PREFIX)
+            labels = [option_labels(len(queries[i].options)) for i in with_options]
+            answers = self._choose([prompts[i] for i in with_options], labels, self.prompts.ANSWER_PREFIX)
             for i, (dist, mass) in zip(with_options, answers):
                 results[i].options, results[i].distribution, results[i].option_mass = list(queries[i].options), dist, mass
         for result, prompt in zip(results, prompts):

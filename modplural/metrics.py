@@ -24,13 +24,16 @@ def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
     return float(jensenshannon(np.asarray(p, float), np.asarray(q, float)))
 
 
-def overton_coverage(scores: np.ndarray) -> float:
-    """One situation: ``scores[value, sentence]``; each value's best sentence, averaged over values."""
+def overton_coverage(scores: np.ndarray, empty: float = 0.0) -> float:
+    """One situation: ``scores[value, sentence]``; each value's best sentence, averaged over values.
+
+    A response without sentences scores ``empty`` (the original script: -1, its starting maximum; modplural: 0).
+    """
     scores = np.asarray(scores, float)
     if scores.ndim != 2 or scores.shape[0] == 0:
         raise ModPluralError("coverage needs a values x sentences score matrix with at least one value")
     if scores.shape[1] == 0:
-        return 0.0  # an empty response covers nothing
+        return float(empty)
     return float(scores.max(axis=1).mean())
 
 

@@ -13,10 +13,11 @@ from modplural.backends.local import LocalBackend
 from modplural.communities import Community, find_community, load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
+from modplural.protocol import SAMPLING_TOP_K
 from modplural.servers import Servers, community_backend
 
-# Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, 200 new tokens); ours are seeded.
-MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0)
+# Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, transformers' top-k 50, 200 new tokens); ours are seeded.
+MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0, top_k=SAMPLING_TOP_K)
 
 
 def local_backend_for(

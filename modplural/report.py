@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from modplural.errors import ModPluralError
-from modplural.runner import read_predictions
+from modplural.protocol import ORIGINAL, SWITCHES
+from modplural.run_dir import RunDir
 
 # the metric shown first for each task family, and whether higher is better
 HEADLINE = {"coverage": True, "accuracy": True, "js_distance": False}
@@ -21,25 +20,37 @@ def _headline(metrics: dict) -> str:
     return next(k for k in HEADLINE if k in metrics)
 
 
+def _comparability(protocol: dict, scorer: dict | None) -> str:
+    """Whether the numbers can be set beside the papers' (every switch as in the original, NLI scorer for Overton)."""
+    flipped = [name for name in SWITCHES if protocol.get(name) != getattr(ORIGINAL, name)]
+    if flipped:
+        return f"switches differ from the original scripts ({', '.join(flipped)}): compare methods within this report, not with published numbers"
+    lengths = [f"{name} {protocol.get(name)}" for name in ("message_tokens", "main_tokens") if protocol.get(name) != getattr(ORIGINAL, name)]
+    note = f"; decoding lengths shortened ({', '.join(lengths)}), which the papers did not do" if lengths else ""
+    if scorer and scorer.get("proxy"):
+        return f"the papers' protocol{note}; Overton coverage uses a proxy scorer, so only the other tasks follow the papers' measurement"
+    return f"the papers' protocol{note}: comparable with published numbers for the same models and data"
+
+
 def write_report(run_dir: Path) -> Path:
     """Write ``report.md`` and ``plots/*.png`` into ``run_dir``; returns the report path."""
-    for name in ("manifest.json", "metrics.json"):
-        if not (run_dir / name).is_file():
-            raise ModPluralError(f"{run_dir} is not a finished run directory: {name} is missing (run `modplural run` first)")
-    manifest = json.loads((run_dir / "manifest.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    run = RunDir(run_dir)
+    manifest, metrics = run.manifest(), run.read_json("metrics.json")
     config = manifest["config"]
+    protocol = manifest.get("protocol", {})
     methods = config["methods"]
     lines = [f"# {config['name']}", "", "## What was run", "",
              f"- Command: `{manifest['command']}`",
              f"- Main LLM: `{manifest['main_model']}`",
              f"- Communities ({len(manifest['communities'])}): " + (", ".join(f"`{n}`" for n in manifest["communities"]) or "none"),
              f"- Methods: {', '.join(methods)}",
-             f"- Community messages: {config['message_tokens']} new tokens, temperature {config['message_temperature']}, top-p {config['message_top_p']}, seed {config['seed']}; main LLM: greedy, {config['main_tokens']} new tokens",
+             f"- Protocol: `{protocol.get('name')}` ({_comparability(protocol, metrics.get('scorer'))})",
+             f"- Community messages: {protocol.get('message_tokens')} new tokens, temperature {config['message_temperature']}, top-p {config['message_top_p']}, top-k 50, seed {config['seed']}; "
+             f"main LLM: temperature {protocol.get('main_temperature')}, {protocol.get('main_tokens')} new tokens (free-text steerable answers {protocol.get('steer_tokens')})",
              f"- Git commit: `{manifest.get('git_commit')}`; started {manifest['started']}, finished {manifest.get('finished', 'not finished')}",
              f"- Machine: {manifest['machine']['processor']}, {manifest['machine']['cpu_count']} CPUs; torch {manifest['versions']['torch']}, transformers {manifest['versions']['transformers']}",
              ]
-    scorer = manifest.get("scorer")
+    scorer = metrics.get("scorer")
     if scorer:
         label = " — a **proxy** (embedding cosine similarity), not the papers' NLI entailment; its scale differs, so compare methods, not absolute numbers with the papers" if scorer["proxy"] else ""
         lines.append(f"- Overton scorer: `{scorer['identity']}`{label}")
@@ -115,8 +126,9 @@ def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
         if "js_distance" not in next(iter(per_method.values())):
             continue
         fig, ax = plt.subplots(figsize=(5, 3.2))
+        scores = RunDir(run_dir).read_json("scores.json")
         for method in per_method:
-            values = [r["metrics"]["js_distance"] for r in read_predictions(run_dir / "predictions" / f"{task}__{method}.jsonl")]
+            values = [r["js_distance"] for r in scores[task][method].values()]
             ax.hist(values, bins=20, range=(0, 0.84), histtype="step", label=method, linewidth=1.5)
         ax.set_xlabel("Jensen-Shannon distance per item")
         ax.set_ylabel("items")

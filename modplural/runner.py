@@ -1,10 +1,8 @@
 """Experiments: a YAML config -> resumable per-item predictions (JSONL), a manifest and the metrics.
 
-Layout of a run directory::
-
-    manifest.json                     config, command, data file hashes, model and adapter identities, versions, machine
-    predictions/<task>__<method>.jsonl one line per finished item, appended and flushed item by item
-    metrics.json                      the papers' metrics with bootstrap 95% intervals, and paired comparisons
+Generation and scoring are apart (as inspect_ai re-scores a saved log): ``Experiment.run`` writes predictions and
+then calls ``Experiment.score``, which ``modplural score RUN`` also calls on a finished run directory without
+loading the generator. ``RunDir`` (``modplural/run_dir.py``) owns the directory's paths and reading.
 
 Killing a run and starting the same command again continues where it stopped: finished items are read
 back and never recomputed; a line cut off by the kill is dropped and its item recomputed.
@@ -17,7 +15,6 @@ import hashlib
 import json
 import os
 import platform
-import random
 import subprocess
 import sys
 import time
@@ -34,6 +31,8 @@ from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL
+from modplural.protocol import Protocol, resolve_protocol
+from modplural.run_dir import RunDir
 from modplural.tasks import TASKS, Item, Task, load_task
 
 PRIMARY = "modular"
@@ -56,10 +55,11 @@ class ExperimentConfig:
     engine: str = "batched"  # or "sequential": the original's one-prompt-at-a-time pattern (for measurement)
     servers: str | None = None  # a servers YAML: communities (and the main LLM) on OpenAI-compatible servers
     chunk_size: int = 8  # items per batched method call (and per flush)
-    message_tokens: int = 200
+    protocol: str | dict = "modplural"  # "original", "modplural", or {base: NAME, switch: value, ...}
+    message_tokens: int | None = None  # None: the protocol's (200); a number overrides it (recorded in the protocol's name)
     message_temperature: float = 1.0
     message_top_p: float = 0.9
-    main_tokens: int = 200
+    main_tokens: int | None = None  # None: the protocol's (200); a number overrides main_tokens and steer_tokens
     scorer: str = "embedding"
     nli_model: str | None = None
     device: str = "auto"
@@ -83,6 +83,18 @@ class ExperimentConfig:
         check_engine(self.engine)
         if self.scorer not in ("embedding", "nli"):
             raise ModPluralError(f"unknown scorer {self.scorer!r}: choose embedding or nli")
+        self.resolved_protocol()
+
+    def resolved_protocol(self) -> Protocol:
+        """The protocol with this config's token overrides folded in."""
+        overrides: dict = {}
+        if self.message_tokens is not None:
+            overrides["message_tokens"] = self.message_tokens
+        if self.main_tokens is not None:
+            overrides["main_tokens"] = self.main_tokens
+            if resolve_protocol(self.protocol).steer_tokens == resolve_protocol("modplural").steer_tokens:
+                overrides["steer_tokens"] = self.main_tokens
+        return resolve_protocol({"base": resolve_protocol(self.protocol), **overrides}) if overrides else resolve_protocol(self.protocol)
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -95,10 +107,14 @@ def load_config(path: Path, **overrides) -> ExperimentConfig:
 
 
 def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
+    """The first ``limit`` items, or with ``sample`` the ``limit`` items whose seeded hash of the id is lowest: an item
+    is picked or not whatever else is in the pool, so protocols that keep different items still share their picks."""
     if config.limit is None or config.limit >= len(items):
         return items
     if config.sample:
-        return sorted(random.Random(config.seed).sample(items, config.limit), key=items.index)
+        rank = {i.id: hashlib.sha256(f"{config.seed}|{i.id}".encode()).hexdigest() for i in items}
+        chosen = set(sorted(rank, key=rank.get)[: config.limit])
+        return [i for i in items if i.id in chosen]
     return items[: config.limit]
 
 
@@ -123,84 +139,79 @@ def _versions() -> dict:
     return {"modplural": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "python": platform.python_version()}
 
 
-def read_predictions(path: Path) -> list[dict]:
-    """Finished records; a last line cut off by a kill is removed from the file (its item reruns)."""
-    if not path.is_file():
-        return []
-    records, good_bytes = [], 0
-    with path.open("rb") as f:
-        for raw in f:
-            try:
-                if not raw.endswith(b"\n"):
-                    raise ValueError("incomplete line")
-                records.append(json.loads(raw))
-            except ValueError:
-                print(f"modplural: {path.name}: dropping an incomplete last line left by an interrupted run", file=sys.stderr)
-                break
-            good_bytes += len(raw)
-    if good_bytes != path.stat().st_size:
-        with path.open("r+b") as f:
-            f.truncate(good_bytes)
-    return records
-
-
 class Experiment:
-    """One run directory for one config; ``run`` fills it, resuming whatever is already there."""
+    """One run directory for one config; ``run`` fills it, resuming whatever is already there; ``score`` scores it."""
 
     def __init__(self, config: ExperimentConfig, data_dir: Path, out_dir: Path, command: str | None = None) -> None:
-        self.config, self.data_dir, self.out_dir = config, data_dir, out_dir
+        self.config, self.data_dir = config, data_dir
+        self.run_dir = RunDir(out_dir)
+        self.out_dir = self.run_dir.path
+        self.protocol = config.resolved_protocol()
         self.command = command or " ".join(sys.argv)
         self.tasks: dict[str, tuple[Task, Path, list[Item], list[str]]] = {}
         for name in config.tasks:  # every item is validated before any model loads
-            task, path, items, skipped = load_task(name, data_dir)
+            task, path, items, skipped = load_task(name, data_dir, self.protocol)
             self.tasks[name] = (task, path, select_items(items, config), skipped)
 
+    @classmethod
+    def from_run_dir(cls, run_dir: Path, data_dir: Path) -> "Experiment":
+        """The experiment a finished run directory holds, its data checked against the manifest's hashes."""
+        manifest = RunDir(run_dir).manifest()
+        if not isinstance(manifest.get("config"), dict):
+            raise ModPluralError(f"{RunDir(run_dir).manifest_path}: no config in the manifest")
+        config = from_mapping(ExperimentConfig, manifest["config"], str(RunDir(run_dir).manifest_path))
+        experiment = cls(config, data_dir, run_dir, manifest.get("command"))
+        for name, (_, path, _, _) in experiment.tasks.items():
+            recorded = manifest.get("data", {}).get(name, {}).get("sha256")
+            if recorded != _sha256(path):
+                raise ModPluralError(f"{path} differs from the file this run used (sha256 {str(recorded)[:12]}...); pass the --data-dir the run used")
+        return experiment
+
     def _check_manifest(self) -> dict:
-        path = self.out_dir / "manifest.json"
-        if path.is_file():
-            manifest = json.loads(path.read_text())
+        if self.run_dir.manifest_path.is_file():
+            manifest = self.run_dir.manifest()
             if manifest.get("config") != self.config.as_dict():
                 raise ModPluralError(f"{self.out_dir} holds a run of another config; use a new --out directory")
             return manifest
         return {}
 
     def run(self, progress: bool = True) -> dict:
-        previous = self._check_manifest()
-        (self.out_dir / "predictions").mkdir(parents=True, exist_ok=True)
-        methods, main_identity, pool, scorer = self._build()
-        manifest = {
-            "config": self.config.as_dict(),
-            "command": self.command,
-            "started": previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "resumed": bool(previous),
-            "git_commit": _git_commit(),
-            "data": {name: {"file": str(path), "sha256": _sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
-            "main_model": main_identity,
-            "communities": {n: pool.backend.adapter_identity(n) for n in pool.names} if pool else {},
-            "scorer": {"name": self.config.scorer, "identity": getattr(scorer, "identity", None), "proxy": getattr(scorer, "proxy", None)} if scorer else None,
-            "versions": _versions(),
-            "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
-        }
-        self._write_json("manifest.json", manifest)
-        for task_name, (task, _, items, _) in self.tasks.items():
-            for method_name, method in methods.items():
-                self._run_pair(task_name, task, items, method_name, method, scorer, progress)
-        metrics = self.metrics()
-        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        self._write_json("manifest.json", manifest)
-        return metrics
+        with self.run_dir.lock():
+            previous = self._check_manifest()
+            self.run_dir.predictions_dir.mkdir(parents=True, exist_ok=True)
+            methods, main_identity, pool = self._build()
+            manifest = {
+                "config": self.config.as_dict(),
+                "protocol": self.protocol.as_dict(),
+                "command": self.command,
+                "started": previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "resumed": bool(previous),
+                "git_commit": _git_commit(),
+                "data": {name: {"file": str(path), "sha256": _sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
+                "main_model": main_identity,
+                "communities": {n: pool.backend.adapter_identity(n) for n in pool.names} if pool else {},
+                "versions": _versions(),
+                "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+            }
+            self.run_dir.write_json("manifest.json", manifest)
+            for task_name, (task, _, items, _) in self.tasks.items():
+                for method_name, method in methods.items():
+                    self._run_pair(task_name, task, items, method_name, method, progress)
+            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            self.run_dir.write_json("manifest.json", manifest)
+        return self.score()
 
     def _build(self):
         from modplural.message_cache import MessageCache
         from modplural.methods import build_method
-        from modplural.pool import CommunityPool
+        from modplural.pool import MESSAGE_DECODING, CommunityPool
         from modplural.servers import load_servers
 
-        c = self.config
+        c, p = self.config, self.protocol
         servers = load_servers(c.servers) if c.servers else None
         pool = None
         if NEEDS_POOL & set(c.methods):
-            decoding = Decoding(max_new_tokens=c.message_tokens, temperature=c.message_temperature, top_p=c.message_top_p, seed=c.seed)
+            decoding = dataclasses.replace(MESSAGE_DECODING, max_new_tokens=p.message_tokens, temperature=c.message_temperature, top_p=c.message_top_p, seed=c.seed)
             pool = CommunityPool.from_registry(c.communities, c.registry, device=c.device, dtype=c.dtype, batch_size=c.batch_size, engine=c.engine,
                                                decoding=decoding, cache=MessageCache() if c.cache else None, servers=servers)
         if servers is not None and servers.main is not None:
@@ -209,17 +220,12 @@ class Experiment:
             main = pool.backend
         else:
             main = local_backend(c.main_model or "default", engine=c.engine, device=c.device, dtype=c.dtype, batch_size=c.batch_size)
-        methods = {name: build_method(name, main, pool, Decoding(max_new_tokens=c.main_tokens)) for name in c.methods}
-        scorer = None
-        if any(task.needs_scorer for task, *_ in self.tasks.values()):
-            from modplural.scorers import build_scorer
+        methods = {name: build_method(name, main, pool, p, c.seed) for name in c.methods}
+        return methods, main.adapter_identity(None), pool
 
-            scorer = build_scorer(c.scorer, c.nli_model)
-        return methods, main.adapter_identity(None), pool, scorer
-
-    def _run_pair(self, task_name: str, task: Task, items: list[Item], method_name: str, method, scorer, progress: bool) -> None:
-        path = self.out_dir / "predictions" / f"{task_name}__{method_name}.jsonl"
-        done = {r["id"] for r in read_predictions(path)}
+    def _run_pair(self, task_name: str, task: Task, items: list[Item], method_name: str, method, progress: bool) -> None:
+        path = self.run_dir.predictions_path(task_name, method_name)
+        done = {r["id"] for r in self.run_dir.read_predictions(task_name, method_name, repair=True)}
         pending = [i for i in items if i.id not in done]
         print(f"{task_name} / {method_name}: {len(done)} items already done, {len(pending)} to run", file=sys.stderr, flush=True)
         if not pending:
@@ -228,30 +234,59 @@ class Experiment:
         with path.open("a") as out:
             for start in range(0, len(pending), self.config.chunk_size):
                 chunk = pending[start : start + self.config.chunk_size]
-                for item, result in zip(chunk, method.run(task.mode, [i.query for i in chunk])):
-                    record = result.to_dict()
-                    record.pop("main_prompts")
-                    line = {"id": item.id, "task": task_name, "method": method_name, "result": record, "metrics": task.item_metrics(item, record, scorer)}
-                    out.write(json.dumps(line, ensure_ascii=False) + "\n")
+                asked = [i for i in chunk if i.fixed is None]
+                answers = dict(zip((i.id for i in asked), method.run(task.mode, [i.query for i in asked]))) if asked else {}
+                for item in chunk:
+                    if item.fixed is not None:
+                        record = {"mode": task.mode, "method": method_name, "fixed": True, **item.fixed}
+                    else:
+                        record = answers[item.id].to_dict()
+                        record.pop("main_prompts")
+                    out.write(json.dumps({"id": item.id, "task": task_name, "method": method_name, "result": record}, ensure_ascii=False) + "\n")
                     out.flush()
                     os.fsync(out.fileno())
                     bar.update(1)
         bar.close()
 
-    def metrics(self) -> dict:
-        """Metrics per task and method from the predictions on disk, plus paired comparisons with ``modular``."""
+    def score(self, scorer_name: str | None = None, nli_model: str | None = None) -> dict:
+        """Metrics per task and method from the stored predictions (no generator is loaded), plus paired comparisons
+        with ``modular``. Writes metrics.json and scores.json, or metrics.<scorer>.json with another Overton scorer."""
+        scorer_name = scorer_name or self.config.scorer
+        suffix = None if scorer_name == self.config.scorer and (nli_model is None or nli_model == self.config.nli_model) else scorer_name
+        manifest = self.run_dir.manifest()
+        if "finished" not in manifest:
+            raise ModPluralError(f"{self.out_dir}: the run is unfinished (no 'finished' in manifest.json); run `modplural run` again to finish it")
+        scorer = None
+        if any(task.needs_scorer for task, *_ in self.tasks.values()):
+            from modplural.scorers import build_scorer
+
+            scorer = build_scorer(scorer_name, nli_model if nli_model is not None else self.config.nli_model)
+        metrics, scores = self.compute_metrics(self.protocol, scorer)
+        metrics = {"protocol": self.protocol.name, "scorer": {"name": scorer_name, "identity": getattr(scorer, "identity", None), "proxy": getattr(scorer, "proxy", None)} if scorer else None, **metrics}
+        self.run_dir.write_json(self.run_dir.metrics_path(suffix).name, metrics)
+        self.run_dir.write_json(self.run_dir.scores_path(suffix).name, scores)
+        return metrics
+
+    def compute_metrics(self, protocol: Protocol, scorer=None) -> tuple[dict, dict]:
+        """(metrics, per-item scores) of the stored predictions under ``protocol``'s scoring definitions; kept
+        one-option items count only where ``protocol`` keeps them."""
         out: dict = {"tasks": {}, "paired": {}}
+        scores: dict = {}
         for task_name, (task, _, items, _) in self.tasks.items():
+            if protocol.single_option_items == "drop":
+                items = [i for i in items if i.fixed is None]
             per_method: dict[str, dict[str, dict]] = {}
             for method_name in self.config.methods:
-                records = {r["id"]: r["metrics"] for r in read_predictions(self.out_dir / "predictions" / f"{task_name}__{method_name}.jsonl")}
-                ordered = [i for i in items if i.id in records]
-                if ordered:
-                    out["tasks"].setdefault(task_name, {})[method_name] = task.aggregate(ordered, [records[i.id] for i in ordered])
-                per_method[method_name] = {i.id: records[i.id] for i in ordered}
+                results = {r["id"]: r["result"] for r in self.run_dir.read_predictions(task_name, method_name)}
+                missing = [i.id for i in items if i.id not in results]
+                if missing:
+                    raise ModPluralError(f"{self.run_dir.predictions_path(task_name, method_name)}: {len(missing)} of {len(items)} items have no prediction (first: {missing[0]}); the run is unfinished")
+                records = [task.item_metrics(i, results[i.id], protocol, scorer) for i in items]
+                out["tasks"].setdefault(task_name, {})[method_name] = task.aggregate(items, records, protocol)
+                per_method[method_name] = {i.id: r for i, r in zip(items, records)}
             out["paired"][task_name] = self._paired(task, per_method)
-        self._write_json("metrics.json", out)
-        return out
+            scores[task_name] = per_method
+        return out, scores
 
     def _paired(self, task: Task, per_method: dict[str, dict[str, dict]]) -> dict:
         if PRIMARY not in per_method:
@@ -267,8 +302,3 @@ class Experiment:
                 b = [task.item_score(records[i]) for i in shared]
                 comparisons[f"{PRIMARY} - {other}"] = {"metric": key, "higher_is_better": higher_is_better, **paired_bootstrap(a, b)}
         return comparisons
-
-    def _write_json(self, name: str, payload: dict) -> None:
-        tmp = self.out_dir / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, self.out_dir / name)

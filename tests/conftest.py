@@ -35,3 +35,20 @@ def backend(adapter_dirs):
     from modplural.backends.local import LocalBackend
 
     return LocalBackend("default", adapters=adapter_dirs, device="cpu", dtype="float32", batch_size=8)
+
+
+@pytest.fixture(scope="session")
+def tiny_nli(tmp_path_factory) -> Path:
+    """A small randomly initialised MNLI-style classifier, with the BERT tokenizer of all-MiniLM-L6-v2."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from modplural.scorers import EmbeddingScorer
+
+    path = tmp_path_factory.mktemp("nli")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        num_labels=3, id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}, label2id={"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2})
+    BertForSequenceClassification(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(EmbeddingScorer._packaged_model()).save_pretrained(path)
+    return path

@@ -17,7 +17,7 @@ from tests.helpers import assert_one_line_error, run_cli, write_registry
 
 QUESTION = "Should parents be allowed to refuse vaccines for their children?"
 OPTIONS = ["Yes", "No", "It depends"]
-SHORT = Decoding(max_new_tokens=10)
+SHORT = {"base": "modplural", "main_tokens": 10}  # the modplural protocol with short main-LLM answers
 MESSAGES = Decoding(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=0)
 
 
@@ -51,7 +51,7 @@ def pool(backend, registry_path):
 
 @pytest.fixture
 def modular(backend, pool):
-    return ModularPluralism(backend, pool, main_decoding=SHORT)
+    return ModularPluralism(backend, pool, protocol=SHORT)
 
 
 def test_overton_grounds_the_main_llm_on_every_message(modular):
@@ -98,7 +98,7 @@ def test_distribution_aggregates_with_weights(modular):
 def test_same_call_with_a_seed_gives_the_same_result(backend, registry_path):
     def run():
         pool = CommunityPool(backend, load_registry(registry_path).select(), decoding=MESSAGES)  # no cache
-        return ModularPluralism(backend, pool, main_decoding=SHORT).distribution(QUESTION, OPTIONS).to_dict()
+        return ModularPluralism(backend, pool, protocol=SHORT).distribution(QUESTION, OPTIONS).to_dict()
 
     assert run() == run()
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from experiments.benchmark_items import ITEMS
-from modplural import prompts
+from modplural.prompts import modplural as prompts
+from modplural.types import Query
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.batch_size import auto_rows, bytes_per_row, parse_batch_size
 from modplural.backends.engines import check_engine
@@ -16,7 +17,7 @@ from modplural.backends.sequential import SequentialBackend
 from modplural.errors import ModPluralError
 from tests.helpers import assert_one_line_error, run_cli
 
-QUESTIONS = [prompts.community_prompt(question) for question, _ in ITEMS[:2]]  # the benchmark's prompts
+QUESTIONS = [prompts.community(Query(question), "overton") for question, _ in ITEMS[:2]]  # the benchmark's prompts
 ADAPTERS = [None, "alpha", "beta"]
 
 

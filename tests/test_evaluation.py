@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from modplural.errors import ModPluralError
+from modplural.protocol import MODPLURAL
 from modplural.tasks import TASKS, load_task
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask
@@ -25,7 +26,7 @@ DATA = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_every_task_file_loads(name):
-    task, path, items, skipped = load_task(name, DATA)
+    task, path, items, skipped = load_task(name, DATA, MODPLURAL)
     assert items and len({i.id for i in items}) == len(items)
     assert all(i.query.text for i in items)
     if task.mode != "overton":
@@ -34,9 +35,9 @@ def test_every_task_file_loads(name):
 
 def test_framing_follows_the_original_wording():
     assert opinionqa_framing("POLPARTY_Democrat") == ("the people of Democrat in terms of political party", "In terms of political party, you are Democrat.")
-    _, _, items, skipped = load_task("vital_steerable_opinionqa", DATA)
+    _, _, items, skipped = load_task("vital_steerable_opinionqa", DATA, MODPLURAL)
     assert skipped and all("single option" in s for s in skipped)  # left out with a note, never silently
-    _, _, items, _ = load_task("vital_distributional_globalopinionqa", DATA)
+    _, _, items, _ = load_task("vital_distributional_globalopinionqa", DATA, MODPLURAL)
     assert items[0].query.persona.startswith("You are from the country of ")
 
 
@@ -62,16 +63,16 @@ GOOD = {"question": "Q?", "options": ["a", "b"], "attribute": "POLPARTY_Democrat
 def test_bad_task_items_name_file_index_and_field(tmp_path, row, message):
     path = _write(tmp_path, [GOOD, row])
     with pytest.raises(ModPluralError, match=message) as info:
-        SteerableOpinionQA().load(path)
+        SteerableOpinionQA().load(path, MODPLURAL)
     assert str(path) in str(info.value)
 
 
 def test_bad_files(tmp_path):
     (tmp_path / "bad.json").write_text("[{")
     with pytest.raises(ModPluralError, match="not valid JSON"):
-        DistributionalTask("d", False).load(tmp_path / "bad.json")
+        DistributionalTask("d", False).load(tmp_path / "bad.json", MODPLURAL)
     with pytest.raises(ModPluralError, match="task file not found"):
-        DistributionalTask("d", False).load(tmp_path / "none.json")
+        DistributionalTask("d", False).load(tmp_path / "none.json", MODPLURAL)
 
 
 def test_sentence_splitting():
@@ -79,23 +80,6 @@ def test_sentence_splitting():
 
     assert split_sentences("It saves lives. But one dies! Is it fair?\nYes, e.g. sometimes.") == ["It saves lives.", "But one dies!", "Is it fair?", "Yes, e.g. sometimes."]
     assert split_sentences("") == []
-
-
-@pytest.fixture(scope="module")
-def tiny_nli(tmp_path_factory) -> Path:
-    """A small randomly initialised MNLI-style classifier, with the BERT tokenizer of all-MiniLM-L6-v2."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    from modplural.scorers import EmbeddingScorer
-
-    path = tmp_path_factory.mktemp("nli")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        num_labels=3, id2label={0: "CONTRADICTION", 1: "NEUTRAL", 2: "ENTAILMENT"}, label2id={"CONTRADICTION": 0, "NEUTRAL": 1, "ENTAILMENT": 2})
-    BertForSequenceClassification(config).save_pretrained(path)
-    AutoTokenizer.from_pretrained(EmbeddingScorer._packaged_model()).save_pretrained(path)
-    return path
 
 
 def test_nli_scorer_code_path(tiny_nli):
@@ -114,8 +98,8 @@ def test_nli_scorer_code_path(tiny_nli):
         direct = torch.softmax(model(**tok(premises[1], hypotheses[2], return_tensors="pt")).logits[0], -1)[2].item()
     assert scores[1, 2] == pytest.approx(direct, abs=1e-5)
     task = OvertonTask()
-    item = task.parse(Path("x.json"), 0, {"vrd": ["Life", "Autonomy"], "explanation": premises, "input": "Comment.", "id": 3})
-    metrics = task.item_metrics(item, {"response": " ".join(hypotheses)}, scorer)
+    item = task.parse(Path("x.json"), 0, {"vrd": ["Life", "Autonomy"], "explanation": premises, "input": "Comment.", "situation": "S", "id": 3}, MODPLURAL)
+    metrics = task.item_metrics(item, {"response": " ".join(hypotheses)}, MODPLURAL, scorer)
     assert metrics["coverage"] == pytest.approx(scores.max(axis=1).mean(), abs=1e-6)
     assert metrics["sentences"] == 3 and metrics["above_threshold"] == float(metrics["coverage"] > 0.33)
 
@@ -204,7 +188,7 @@ def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     result = run_cli("run", str(_config(tmp_path, registry)), "--data-dir", str(tmp_path / "data"))
     assert_one_line_error(result, "item 0: field 'gold_distribution' must be non-negative and sum to 1")
     assert time.time() - started < 60  # no model was loaded for any of these
-    assert_one_line_error(run_cli("report", str(tmp_path)), "not a finished run directory")
+    assert_one_line_error(run_cli("report", str(tmp_path)), "not a run directory")
 
 
 def test_download_without_internet_points_to_data_dir(tmp_path):

@@ -26,6 +26,7 @@ class Decoding:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    top_k: int = 0  # sample among the k likeliest tokens only (0: no limit; transformers' generate defaults to 50)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -34,6 +35,8 @@ class Decoding:
             raise ModPluralError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ModPluralError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ModPluralError(f"top_k must be >= 0, got {self.top_k}")
 
     @property
     def greedy(self) -> bool:
@@ -94,12 +97,35 @@ class OptionRequest:
 
 
 @dataclass(frozen=True)
+class NextTokenRequest:
+    """The ``k`` likeliest next tokens after the prompt (and ``answer_prefix``), as the original scripts read answers."""
+
+    messages: tuple[Message, ...] | None = None
+    prompt: str | None = None
+    adapter: str | None = None
+    answer_prefix: str = ""
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.messages is not None:
+            object.__setattr__(self, "messages", tuple(self.messages))
+        _check_input(self.messages, self.prompt)
+        if self.k < 1:
+            raise ModPluralError(f"k must be at least 1, got {self.k}")
+
+
+TopTokens = list[tuple[str, float]]  # decoded token text and probability, likeliest first
+
+
+@dataclass(frozen=True)
 class OptionResult:
-    """A normalized distribution over the labels, and the raw probability mass that fell on them."""
+    """A normalized distribution over the labels, the raw probability mass that fell on them, and ``unread``:
+    probability of label spellings too unlikely to be followed (an upper bound on what reading missed)."""
 
     labels: tuple[str, ...]
     probs: tuple[float, ...]
     mass: float
+    unread: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return dict(zip(self.labels, self.probs))
@@ -114,3 +140,10 @@ class Backend(Protocol):
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]: ...
 
     def adapter_identity(self, adapter: str | None) -> str: ...
+
+
+@runtime_checkable
+class TopTokenBackend(Protocol):
+    """Optional: backends that can list the likeliest next tokens (needed by ``answer_reading: top10``)."""
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]: ...

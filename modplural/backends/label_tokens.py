@@ -1,4 +1,6 @@
-"""Which vocabulary tokens spell an option label (``A``, `` A``, ``▁A``, ``\\nA`` ...)."""
+"""Which vocabulary tokens spell an option label (``A``, `` A``, ``▁A`` ...), which tokens are only whitespace
+(so that two-token spellings such as ``Ġ`` + ``1`` or ``Ċ`` + ``A`` can be followed), and the original
+scripts' top-10 reading."""
 
 from __future__ import annotations
 
@@ -19,14 +21,18 @@ class LabelTokens:
 
     def __init__(self, tokenizer) -> None:
         self._by_text: dict[str, list[int]] = {}
+        self.whitespace: list[int] = []  # tokens that decode to whitespace only: a label may follow them
         special = set(getattr(tokenizer, "all_special_ids", []) or [])
         size = len(tokenizer)
         texts = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
         for token_id, text in enumerate(texts):
             key = text.strip()
-            if token_id in special or not key or len(key) > _MAX_LABEL_CHARS:
+            if token_id in special or not text:
                 continue
-            self._by_text.setdefault(key, []).append(token_id)
+            if not key:
+                self.whitespace.append(token_id)
+            elif len(key) <= _MAX_LABEL_CHARS:
+                self._by_text.setdefault(key, []).append(token_id)
 
     def ids(self, labels: Sequence[str]) -> list[list[int]]:
         """Token ids for each label; raises if a label is not a single token."""
@@ -53,4 +59,21 @@ def from_top_tokens(labels: Sequence[str], token_probs: dict[str, float]) -> Opt
     mass = sum(values)
     if mass <= 0:
         return OptionResult(tuple(labels), tuple(1.0 / len(keys) for _ in keys), 0.0)
+    return OptionResult(tuple(labels), tuple(v / mass for v in values), mass)
+
+
+def read_top_tokens_original(labels: Sequence[str], top: Sequence[tuple[str, float]]) -> OptionResult:
+    """The released scripts' reading of an answer from the top-k next tokens (``lm_utils.llm_response`` + the loop in
+    ``ours_distributional.py``): tokens become a text -> probability dict in rank order (a later token decoding to the
+    same text overwrites the value but keeps the first one's place); each label takes the value of the first key that
+    equals it after stripping; no label found -> uniform (mass 0); else normalized."""
+    table: dict[str, float] = {}
+    for text, prob in top:
+        table[text] = prob
+    values = []
+    for label in labels:
+        values.append(next((prob for text, prob in table.items() if text.strip() == label), 0.0))
+    mass = sum(values)
+    if mass == 0:
+        return OptionResult(tuple(labels), tuple(1.0 / len(labels) for _ in labels), 0.0)
     return OptionResult(tuple(labels), tuple(v / mass for v in values), mass)

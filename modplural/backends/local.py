@@ -12,13 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
+
+
+WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
+WHITESPACE_TOLERANCE = 1e-5  # whitespace paths less likely than this are not followed (their mass is reported as unread)
+WHITESPACE_NODES = 8  # at most this many followed paths per request and depth (bounded KV-cache copies)
 
 
 def _fallback_chat(messages: Sequence[dict]) -> str:
@@ -282,7 +287,7 @@ class LocalBackend:
 
     # ----------------------------------------------------------------- option_probs
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
-        """Distributions over each request's labels from the full next-token softmax."""
+        """Distributions over each request's labels, read exactly from the full softmax (``_label_mass``)."""
         import torch
 
         for r in requests:
@@ -292,18 +297,82 @@ class LocalBackend:
         label_ids = [self._label_tokens.ids(r.labels) for r in requests]
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[OptionResult | None] = [None] * len(requests)
+        for batch in self._batches([len(e) for e in encoded], WHITESPACE_DEPTH):
+            ids, mask, positions = self._left_pad([encoded[i] for i in batch])
+            started = self._clock()
+            with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]) as bank:
+                values, unread = self._label_mass(ids, mask, positions, [label_ids[i] for i in batch], bank)
+            self.stats.scoring_seconds += self._clock() - started
+            self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
+            for row, i in enumerate(batch):
+                results[i] = _option_result(requests[i].labels, values[row], unread[row])
+        return results  # type: ignore[return-value]
+
+    def _label_mass(self, ids, mask, positions, label_ids: list[list[list[int]]], bank) -> tuple[list[list[float]], list[float]]:
+        """Per row and label, the probability that the answer is the label, after any run of whitespace tokens.
+
+        A label's spellings are every token that equals it once stripped (``A``, ``ĠA``) and any of those after
+        whitespace-only tokens (``Ġ`` + ``1``, ``Ċ`` + ``Ċ`` + ``A``): the chain rule sums them exactly along every
+        whitespace path more likely than ``WHITESPACE_TOLERANCE``, up to ``WHITESPACE_DEPTH`` tokens deep, reusing the
+        prompt's KV cache. What is left unfollowed is returned as ``unread`` (an upper bound on the error).
+        """
+        import torch
+
+        whitespace = torch.tensor(self._label_tokens.whitespace, dtype=torch.long)
+        cache = self._new_cache(ids.shape[1] + WHITESPACE_DEPTH)
+        logits = self._forward(ids, mask, positions, cache)
+        rows = ids.shape[0]
+        values = [[0.0] * len(labels) for labels in label_ids]
+        unread = [0.0] * rows
+        node_rows, node_prob, last = list(range(rows)), torch.ones(rows, dtype=torch.float64), positions[:, -1:]
+        for depth in range(WHITESPACE_DEPTH + 1):
+            probs = torch.softmax(logits.double(), dim=-1).cpu()
+            if not torch.isfinite(probs).all():
+                raise ModPluralError("the model produced non-finite probabilities while reading option labels")
+            for node, row in enumerate(node_rows):
+                for j, token_ids in enumerate(label_ids[row]):
+                    values[row][j] += float(node_prob[node] * probs[node, token_ids].sum())
+            paths = probs[:, whitespace] * node_prob[:, None]
+            follow = (paths > WHITESPACE_TOLERANCE).nonzero() if depth < WHITESPACE_DEPTH else paths.new_zeros((0, 2), dtype=torch.long)
+            if len(follow) > WHITESPACE_NODES * rows:  # keep the likeliest paths: memory stays bounded
+                follow = follow[paths[follow[:, 0], follow[:, 1]].topk(WHITESPACE_NODES * rows).indices]
+            followed = torch.zeros(len(node_rows), dtype=torch.float64).index_add_(0, follow[:, 0], paths[follow[:, 0], follow[:, 1]])
+            for node, row in enumerate(node_rows):
+                unread[row] += float(paths[node].sum() - followed[node])
+            if not len(follow):
+                break
+            parents = follow[:, 0]
+            node_prob = paths[parents, follow[:, 1]]
+            node_rows = [node_rows[p] for p in parents.tolist()]
+            index = parents.to(ids.device)
+            cache.batch_select_indices(index)
+            if bank is not None:
+                bank.keep_rows(index)
+            mask = torch.cat([mask[index], mask.new_ones((len(index), 1))], dim=1)
+            last = last[index] + 1
+            logits = self._forward(whitespace[follow[:, 1]][:, None].to(ids.device), mask, last, cache)
+        return values, unread
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        """The ``k`` likeliest next tokens of each prompt (decoded text, probability), likeliest first."""
+        import torch
+
+        for r in requests:
+            self._check_adapter(r.adapter)
+        encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
+        results: list[TopTokens] = [[] for _ in requests]
         for batch in self._batches([len(e) for e in encoded]):
             ids, mask, positions = self._left_pad([encoded[i] for i in batch])
             started = self._clock()
             with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
                 logits = self._forward(ids, mask, positions)
-            probs = torch.softmax(logits.double(), dim=-1).cpu()
+            probs = torch.softmax(logits.float(), dim=-1).cpu()
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
             for row, i in enumerate(batch):
-                results[i] = _option_result(requests[i].labels, label_ids[i], probs[row])
-        return results  # type: ignore[return-value]
-
+                top = probs[row].topk(requests[i].k)
+                results[i] = [(self.tokenizer.decode([t]), float(p)) for t, p in zip(top.indices.tolist(), top.values.tolist())]
+        return results
 
     # ----------------------------------------------------------------- scoring text
     def token_nll(self, blocks: Sequence[Sequence[int]], adapters: Sequence[str | None]) -> list[tuple[float, int]]:
@@ -337,12 +406,11 @@ class EngineStats:
     scoring_seconds: float = 0.0  # option distributions: one forward pass
 
 
-def _option_result(labels: tuple[str, ...], label_ids: list[list[int]], probs) -> OptionResult:
-    values = [float(probs[ids].sum()) for ids in label_ids]
+def _option_result(labels: tuple[str, ...], values: list[float], unread: float) -> OptionResult:
     mass = sum(values)
     if mass <= 0:
         raise ModPluralError(f"the model put zero probability on every option label {list(labels)}")
-    return OptionResult(labels, tuple(v / mass for v in values), mass)
+    return OptionResult(labels, tuple(v / mass for v in values), mass, unread)
 
 
 def _row_generator(decoding: Decoding):
@@ -375,6 +443,11 @@ def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> l
     temperature = torch.tensor([requests[r].decoding.temperature for r in sampled], device=device)
     top_p = torch.tensor([requests[r].decoding.top_p for r in sampled], device=device)
     probs = torch.softmax(logits[sampled].float() / temperature[:, None], dim=-1)
+    top_k = [requests[r].decoding.top_k or probs.shape[-1] for r in sampled]
+    if min(top_k) < probs.shape[-1]:  # as transformers does: keep the k likeliest, renormalize, then top-p
+        kth = probs.topk(max(top_k), dim=-1).values.gather(1, torch.tensor(top_k, device=device)[:, None] - 1)
+        probs = probs * (probs >= kth)
+        probs = probs / probs.sum(-1, keepdim=True)
     values, order = _nucleus(probs, top_p)
     uniform = torch.tensor([float(torch.rand((), generator=generators[r])) for r in sampled], device=device)
     cumulative = values.cumsum(-1)

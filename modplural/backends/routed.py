@@ -6,7 +6,7 @@ from typing import Mapping, Sequence
 
 from dataclasses import replace
 
-from modplural.backends.base import Backend, GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.base import Backend, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.errors import ModPluralError
 
 
@@ -46,6 +46,8 @@ class RoutedBackend:
             groups[id(backend)][2].append(replace(r, adapter=name))
         out: list = [None] * len(requests)
         for backend, indices, routed in groups.values():
+            if not hasattr(backend, call):
+                raise ModPluralError(f"{type(backend).__name__} cannot serve {call} (needed by this protocol's answer reading)")
             for i, result in zip(indices, getattr(backend, call)(routed)):
                 out[i] = result
         return out
@@ -55,3 +57,6 @@ class RoutedBackend:
 
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         return self._dispatch(requests, "option_probs")
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        return self._dispatch(requests, "next_tokens")

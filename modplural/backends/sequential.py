@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
-from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.local import LocalBackend
 from modplural.errors import ModPluralError
@@ -63,14 +63,14 @@ class SequentialBackend(LocalBackend):
         """One block at a time, each under its own adapter."""
         return [super(SequentialBackend, self).token_nll([b], [a])[0] for b, a in zip(blocks, adapters)]
 
-    def _hf_generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int | None) -> list[int]:
+    def _hf_generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0) -> list[int]:
         import torch
 
         inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
         sample = temperature > 0
         if sample and seed is not None:
             torch.manual_seed(seed)
-        options = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=None) if sample else dict(do_sample=False)
+        options = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=top_k or None) if sample else dict(do_sample=False)
         with torch.inference_mode():
             out = self._model.generate(
                 input_ids=inputs,
@@ -101,14 +101,12 @@ class SequentialBackend(LocalBackend):
         for ids, r in zip(encoded, requests):
             d = r.decoding
             with self._use_adapter(r.adapter):
-                tokens = self._hf_generate(ids, d.max_new_tokens, d.temperature, d.top_p, d.seed)
+                tokens = self._hf_generate(ids, d.max_new_tokens, d.temperature, d.top_p, d.seed, d.top_k)
             results.append(self._decode(tokens))
         return results
 
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         """A sampled 20-token answer, then a full forward pass whose top-10 next tokens give the distribution."""
-        import torch
-
         for r in requests:
             self._check_adapter(r.adapter)
         results = []
@@ -116,14 +114,28 @@ class SequentialBackend(LocalBackend):
             ids = self._encode(r.messages, r.prompt, r.answer_prefix)
             with self._use_adapter(r.adapter):
                 self._hf_generate(ids, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
-                with torch.inference_mode():
-                    inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
-                    logits = self._model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
-                self.stats.prompt_tokens += len(ids)
-            top = torch.softmax(logits[0, -1].float(), dim=-1).topk(TOP_K_READ)
+                top = self._top_tokens(ids, TOP_K_READ)
             token_probs: dict[str, float] = {}
-            for token, prob in zip(top.indices.tolist(), top.values.tolist()):
-                text = self.tokenizer.decode([token])
+            for text, prob in top:
                 token_probs[text] = token_probs.get(text, 0.0) + prob
             results.append(from_top_tokens(r.labels, token_probs))
         return results
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        """One full forward pass per request; its ``k`` likeliest next tokens."""
+        results = []
+        for r in requests:
+            self._check_adapter(r.adapter)
+            with self._use_adapter(r.adapter):
+                results.append(self._top_tokens(self._encode(r.messages, r.prompt, r.answer_prefix), r.k))
+        return results
+
+    def _top_tokens(self, ids: list[int], k: int) -> TopTokens:
+        import torch
+
+        with torch.inference_mode():
+            inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
+            logits = self._model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
+        self.stats.prompt_tokens += len(ids)
+        top = torch.softmax(logits[0, -1].float(), dim=-1).topk(k)
+        return [(self.tokenizer.decode([t]), p) for t, p in zip(top.indices.tolist(), top.values.tolist())]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from modplural.errors import ModPluralError
+from modplural.protocol import Protocol
 from modplural.tasks.base import Item, Task
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask
@@ -31,11 +32,11 @@ def get_task(name: str) -> tuple[Task, str]:
     return TASKS[name]
 
 
-def load_task(name: str, data_dir: Path) -> tuple[Task, Path, list[Item], list[str]]:
-    """The task, its file, its validated items, and notes on items left out."""
+def load_task(name: str, data_dir: Path, protocol: Protocol) -> tuple[Task, Path, list[Item], list[str]]:
+    """The task, its file, its validated items under ``protocol``, and notes on items left out."""
     task, relative = get_task(name)
     path = data_dir / relative
-    items, skipped = task.load(path)
+    items, skipped = task.load(path, protocol)
     return task, path, items, skipped
 
 

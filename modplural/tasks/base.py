@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from modplural.errors import ModPluralError
-from modplural.method_base import Query
+from modplural.protocol import Protocol
+from modplural.types import Query
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,10 @@ class Item:
     """One task item: the method's input, what scoring needs, and the group for per-attribute breakdowns."""
 
     id: str
-    query: Query
+    query: Query | None
     gold: dict[str, Any]
     group: str | None = None
+    fixed: dict | None = None  # a result every method gives without being asked (a kept one-option item), else None
 
 
 class ItemError(ModPluralError):
@@ -96,16 +98,23 @@ class SurveyRow:
     attribute: str
 
 
-def survey_row(path: Path, index: int, row: dict) -> SurveyRow | str:
-    """A validated survey row, or a note saying why the item is left out."""
+def survey_row(path: Path, index: int, row: dict, protocol: Protocol) -> SurveyRow | str:
+    """A validated survey row, or a note saying why the item is left out (``single_option_items: keep`` keeps one-option items)."""
     options = string_list(path, index, row, "options")
     gold = distribution(path, index, row, "gold_distribution", len(options))
     item_id = str(field(path, index, row, "id", (int, str)))
     attribute = field(path, index, row, "attribute")
     problem = option_problem(options)
-    if problem:
+    if problem and not (len(options) == 1 and protocol.single_option_items == "keep"):
         return f"item {index} (id {item_id}) {problem}"
     return SurveyRow(item_id, field(path, index, row, "question"), tuple(options), gold, attribute)
+
+
+def survey_item(item_id: str, survey: SurveyRow, query: Query | None, group: str) -> Item:
+    """A survey item; a kept one-option item needs no method: its answer is all mass on that option (JS 0, correct)."""
+    if len(survey.options) == 1:
+        return Item(item_id, None, {"distribution": survey.gold}, group, fixed={"options": list(survey.options), "distribution": [1.0], "option_mass": None})
+    return Item(item_id, query, {"distribution": survey.gold}, group)
 
 
 def per_group(items: Sequence[Item], records: Sequence[dict], key: str) -> dict[str, dict]:
@@ -128,12 +137,12 @@ class Task:
         """The per-item number behind ``primary`` (paired comparisons)."""
         return metrics[self.primary[0]]
 
-    def load(self, path: Path) -> tuple[list[Item], list[str]]:
+    def load(self, path: Path, protocol: Protocol) -> tuple[list[Item], list[str]]:
         """Validated items, and notes on items left out (e.g. single-option questions), never silently."""
         items, skipped = [], []
         for index, row in enumerate(read_items(path)):
             try:
-                item = self.parse(path, index, row)
+                item = self.parse(path, index, row, protocol)
             except ItemError:
                 raise
             except ModPluralError as exc:
@@ -147,11 +156,11 @@ class Task:
             raise ModPluralError(f"{path}: item ids are not unique")
         return items, skipped
 
-    def parse(self, path: Path, index: int, row: dict) -> Item | str:
+    def parse(self, path: Path, index: int, row: dict, protocol: Protocol) -> Item | str:
         raise NotImplementedError
 
-    def item_metrics(self, item: Item, result: dict, scorer=None) -> dict[str, float]:
+    def item_metrics(self, item: Item, result: dict, protocol: Protocol, scorer=None) -> dict[str, float]:
         raise NotImplementedError
 
-    def aggregate(self, items: Sequence[Item], records: Sequence[dict]) -> dict:
+    def aggregate(self, items: Sequence[Item], records: Sequence[dict], protocol: Protocol) -> dict:
         raise NotImplementedError

@@ -1,0 +1,188 @@
+"""What each protocol switch does to the numbers: experiments/results/fidelity.md.
+
+Starting from a finished run under ``protocol: original`` (and one under ``modplural`` on the same items), each
+generation switch is flipped alone to its modplural value in a new run of the tasks and methods it can affect
+(community messages come from the message cache, so only the main LLM's work is redone), and each scoring switch
+is flipped alone by re-scoring the original run's stored predictions. Effects are differences of each task's
+headline metrics (flipped - original) with paired percentile-bootstrap 95% intervals over the same items.
+
+    modplural run experiments/configs/vital_protocols.yaml --protocol original
+    modplural run experiments/configs/vital_protocols.yaml --protocol modplural
+    python experiments/fidelity.py            # runs the ablations under runs/fidelity/, writes the report
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
+from modplural.metrics import accuracy, macro_f1  # noqa: E402
+from modplural.protocol import MODPLURAL, SWITCHES, Protocol  # noqa: E402
+from modplural.runner import Experiment  # noqa: E402
+
+ALL_METHODS = ("vanilla", "prompting", "moe", "modular")
+OVERTON, VK, OQA = "vital_overton", "vital_steerable_vk", "vital_steerable_opinionqa"
+MC, GOQA = "vital_distributional_moralchoice", "vital_distributional_globalopinionqa"
+# generation switch -> (tasks, methods) it can change
+ABLATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "answer_reading": ((OQA, MC, GOQA), ALL_METHODS),
+    "selection_reading": ((VK, OQA), ("moe", "modular")),
+    "main_temperature": ((OVERTON, VK, OQA), ALL_METHODS),
+    "steerable_answer": ((VK,), ALL_METHODS),
+    "main_input": ((OVERTON, VK, OQA, MC, GOQA), ALL_METHODS),
+    "prompts": ((VK, OQA, MC, GOQA), ALL_METHODS),
+}
+SCORING = [name for name, switch in SWITCHES.items() if switch.scoring]
+
+
+def headline(task: str, records: list[dict], protocol: Protocol) -> dict[str, float]:
+    """The numbers a paper's table shows for ``task``, from per-item records."""
+    if task.endswith("overton"):
+        return {"coverage": float(np.mean([r["coverage"] for r in records]))}
+    if task.endswith("steerable_vk"):
+        gold, pred = [int(r["gold"]) for r in records], [int(r["pred"]) for r in records]
+        labels = None if protocol.f1_labels == "present" else [0, 1, 2]
+        if protocol.binary_filter == "gold_or_pred":
+            pairs = [(g, p) for g, p in zip(gold, pred) if g != 2 and p != 2]
+        else:
+            pairs = [(int(r["gold"]), int(r.get("pred_binary", r["pred"]))) for r in records if r["gold"] != 2]
+        out = {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred, labels)}
+        out["binary_accuracy"] = accuracy([g for g, _ in pairs], [p for _, p in pairs]) if pairs else float("nan")
+        return out
+    if task.endswith("opinionqa"):
+        return {"accuracy": float(np.mean([r["correct"] for r in records])), "js_distance": float(np.mean([r["js_distance"] for r in records]))}
+    return {"js_distance": float(np.mean([r["js_distance"] for r in records]))}
+
+
+def paired_effect(a: dict[str, dict], b: dict[str, dict], stat: Callable[[list[dict], list[dict]], dict[str, tuple[float, float]]], resamples: int = 1000) -> dict[str, tuple[float, float, float, int]]:
+    """Per metric: (b - a, 2.5%, 97.5%, n) over the item ids both hold, resampled together."""
+    ids = [i for i in a if i in b]
+    if not ids:
+        return {}
+    rng = np.random.default_rng(0)
+    point = stat([a[i] for i in ids], [b[i] for i in ids])
+    draws: dict[str, list[float]] = {k: [] for k in point}
+    for _ in range(resamples):
+        pick = [ids[j] for j in rng.integers(0, len(ids), len(ids))]
+        for k, (x, y) in stat([a[i] for i in pick], [b[i] for i in pick]).items():
+            if np.isfinite(x) and np.isfinite(y):
+                draws[k].append(y - x)
+    return {k: (y - x, *np.percentile(draws[k], [2.5, 97.5]), len(ids)) for k, (x, y) in point.items() if draws[k]}
+
+
+def compare(task: str, scores_a: dict, protocol_a: Protocol, scores_b: dict, protocol_b: Protocol) -> dict[str, dict]:
+    """method -> metric -> effect of going from (a) to (b)."""
+    out = {}
+    for method in scores_a:
+        if method not in scores_b:
+            continue
+        stat = lambda x, y: {k: (v, headline(task, y, protocol_b)[k]) for k, v in headline(task, x, protocol_a).items()}  # noqa: E731
+        out[method] = paired_effect(scores_a[method], scores_b[method], stat)
+    return out
+
+
+def _cell(effect: tuple[float, float, float, int] | None) -> str:
+    if effect is None:
+        return "—"
+    value, low, high, _ = effect
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"{value:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
+
+
+def table(effects: dict[str, dict[str, dict]]) -> list[str]:
+    """Rows: task / metric; columns: methods."""
+    lines = ["| task | metric | " + " | ".join(ALL_METHODS) + " | n |", "|---|---|" + "---|" * (len(ALL_METHODS) + 1)]
+    for task, per_method in effects.items():
+        metrics = sorted({m for e in per_method.values() for m in e})
+        for metric in metrics:
+            cells = [_cell(per_method.get(method, {}).get(metric)) for method in ALL_METHODS]
+            n = next((e[metric][3] for e in per_method.values() if metric in e), 0)
+            lines.append(f"| {task} | {metric} | " + " | ".join(cells) + f" | {n} |")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--original", default="runs/vital_protocols_original")
+    parser.add_argument("--modplural", default="runs/vital_protocols_modplural")
+    parser.add_argument("--runs-dir", default="runs/fidelity")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--switches", default=",".join(ABLATIONS), help="generation switches to ablate (comma-separated)")
+    parser.add_argument("--out", default="experiments/results/fidelity.md")
+    args = parser.parse_args()
+    data = default_data_dir(args.data_dir)
+
+    base = Experiment.from_run_dir(Path(args.original), data)
+    from modplural.scorers import build_scorer
+
+    scorer = build_scorer(base.config.scorer, base.config.nli_model)
+    base_metrics, base_scores = base.compute_metrics(base.protocol, scorer)
+    sections: list[tuple[str, str, dict]] = []
+
+    ours = Experiment.from_run_dir(Path(args.modplural), data)
+    _, ours_scores = ours.compute_metrics(ours.protocol, scorer)
+    sections.append(("all switches (protocol modplural vs original)", "both full runs", {t: compare(t, base_scores[t], base.protocol, ours_scores[t], ours.protocol) for t in base_scores if t in ours_scores}))
+
+    for name in SCORING:
+        flipped = dataclasses.replace(base.protocol, **{name: getattr(MODPLURAL, name)})
+        _, scores = base.compute_metrics(flipped, scorer)
+        sections.append((name, "re-scored from the original run's predictions", {t: compare(t, base_scores[t], base.protocol, scores[t], flipped) for t in base_scores}))
+
+    for name in [s for s in args.switches.split(",") if s]:
+        tasks, methods = ABLATIONS[name]
+        protocol = {"base": base.config.protocol, name: getattr(MODPLURAL, name)}
+        config = dataclasses.replace(base.config, name=f"fidelity_{name}", tasks=tasks, methods=methods, protocol=protocol)
+        run = Experiment(config, data, Path(args.runs_dir) / name, command=f"python experiments/fidelity.py --switches {name}")
+        print(f"ablation {name}: protocol {run.protocol.name}", file=sys.stderr, flush=True)
+        run.run(progress=True)
+        _, scores = run.compute_metrics(run.protocol, scorer)
+        sections.append((name, f"a new run of {', '.join(tasks)} x {', '.join(methods)}", {t: compare(t, base_scores[t], base.protocol, scores[t], run.protocol) for t in tasks}))
+
+    write(Path(args.out), base, ours, sections, getattr(scorer, "identity", "none"))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple[str, str, dict]], scorer: str) -> None:
+    manifest = base.run_dir.manifest()
+    items = {t: len(i) for t, (_, _, i, _) in base.tasks.items()}
+    lines = [
+        "# Fidelity: what each protocol switch does to the numbers", "",
+        f"Produced by `python experiments/fidelity.py` on the 2-core reference CPU machine from `{base.out_dir}` "
+        f"(`{manifest['command']}`) and `{ours.out_dir}`; git commit `{manifest.get('git_commit')}`.", "",
+        f"- Model: `{manifest['main_model']}` as main LLM and base of the {len(manifest['communities'])} shipped communities (these are our numbers for a 135M model, never the papers').",
+        f"- Data: VITAL development split, the same seeded sample in every run: {', '.join(f'{t} {n}' for t, n in items.items())} items.",
+        f"- Base protocol: `{base.protocol.name}`; comparison protocol `{ours.protocol.name}`. Both shorten community messages to "
+        f"{base.protocol.message_tokens} and Overton responses to {base.protocol.main_tokens} new tokens (the protocols' 200) to fit the CPU budget.",
+        f"- Overton scorer: `{scorer}` — an embedding **proxy**, so Overton coverage here is not comparable with the papers' NLI numbers.", "",
+        "Each cell: the change of the metric when the switch is flipped alone from the original's value to modplural's "
+        "(flipped − original), with a paired bootstrap 95% interval over the same items; `*` marks intervals that exclude 0. "
+        "JS distance: lower is better. `—`: the switch cannot change that method there (not rerun).", "",
+        "## Which numbers are comparable with the papers", "",
+        "Only runs under `protocol: original` with `scorer: nli` (an MNLI model such as microsoft/deberta-v2-xlarge-mnli) for Overton "
+        "reproduce the papers' protocol; with the same models and full test files they can be set beside the published tables. "
+        "Runs under `modplural`, runs with any switch flipped, and Overton coverage from the `embedding` scorer are not comparable "
+        "with published numbers; compare methods within one protocol instead.", "",
+    ]
+    for name, how, effects in sections:
+        switch = SWITCHES.get(name)
+        lines += [f"## {name}", ""]
+        if switch:
+            lines += [f"- original: {switch.original}", f"- modplural: {switch.modplural}", f"- measured by: {how}", ""]
+        else:
+            lines += [f"- measured by: {how}", ""]
+        lines += table(effects) + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
