@@ -10,6 +10,7 @@ from modplural.backends.base import OptionResult
 from modplural.errors import ModPluralError
 
 _MAX_LABEL_CHARS = 16
+MASS_TOLERANCE = 1e-3  # probability above 1 that is float rounding (top-k softmax, JSON round trips)
 
 
 class LabelTokens:
@@ -47,19 +48,27 @@ class LabelTokens:
         return out
 
 
-def from_top_tokens(labels: Sequence[str], token_probs: dict[str, float]) -> OptionResult:
+def from_top_tokens(labels: Sequence[str], token_probs: dict[str, float], source: str = "the model") -> OptionResult:
     """A label distribution from the few most likely next tokens (text -> probability), as engines that return
     only a top-k report them: a label's probability sums the tokens that spell it (whitespace stripped), a label
-    outside the top-k gets 0, and with no label among them the result is uniform with ``mass == 0``."""
+    outside the top-k gets 0, and with no label among them the result is uniform with ``mass == 0``.
+
+    Probabilities outside [0, 1], or labels holding more than probability 1 (beyond ``MASS_TOLERANCE`` of
+    rounding) are errors naming ``source``: such numbers are not a distribution and would be normalized away.
+    """
     keys = [str(label).strip() for label in labels]
     values = [0.0] * len(keys)
     for token, prob in token_probs.items():
+        if not 0.0 <= prob <= 1.0 + MASS_TOLERANCE:  # NaN fails too
+            raise ModPluralError(f"{source} gave token {token!r} the probability {prob!r}, outside [0, 1]")
         if token.strip() in keys:
             values[keys.index(token.strip())] += prob
     mass = sum(values)
+    if mass > 1.0 + MASS_TOLERANCE:
+        raise ModPluralError(f"{source} gave the labels {', '.join(keys)} a total probability of {mass:.4g}, more than 1")
     if mass <= 0:
         return OptionResult(tuple(labels), tuple(1.0 / len(keys) for _ in keys), 0.0)
-    return OptionResult(tuple(labels), tuple(v / mass for v in values), mass)
+    return OptionResult(tuple(labels), tuple(v / mass for v in values), min(mass, 1.0))
 
 
 def read_top_tokens_original(labels: Sequence[str], top: Sequence[tuple[str, float]]) -> OptionResult:

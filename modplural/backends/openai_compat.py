@@ -15,24 +15,60 @@ Answer distributions come from the log-probabilities of the first generated toke
 alternatives, 20 by default): a label's probability is the sum over returned tokens that spell it
 (whitespace stripped). A label outside the returned top-k gets probability 0; ``mass`` reports how much
 probability the labels covered, and when no label is among them the result is uniform with ``mass == 0``.
+
+Replies are checked: a body that is not UTF-8 JSON, a reply without ``choices``, a log-probability that is not
+a number <= 0, alternatives whose probabilities add up to more than 1, or a ``/models`` / ``/lora-adapters``
+listing of the wrong shape are one-line errors naming the server and the field. Redirects are never followed
+(urllib would send the API key along to the new address), the key is removed from every error message, and a
+key about to travel over plain ``http://`` to another machine gets a one-line warning on stderr.
 """
 
 from __future__ import annotations
 
+import http.client
+import ipaddress
 import json
 import math
 import socket
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
-from modplural.backends.label_tokens import from_top_tokens
+from modplural.backends.label_tokens import MASS_TOLERANCE, from_top_tokens
 from modplural.errors import ModPluralError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+LOGPROB_TOLERANCE = 1e-6  # a log-probability this far above 0 is float rounding, read as 0
+_WARNED_CLEAR_TEXT: set[str] = set()  # base URLs already warned about, so the warning comes once per process
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: urllib would copy the Authorization header to the new host and turn a POST into a GET."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def sends_key_in_clear(base_url: str, api_key: str | None) -> bool:
+    """Whether ``api_key`` would travel unencrypted: plain ``http://`` to a host that is not this machine's loopback."""
+    parts = urllib.parse.urlsplit(base_url)
+    if not api_key or parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return True
 
 
 class OpenAIBackend:
@@ -69,6 +105,9 @@ class OpenAIBackend:
         self._tokenizer_spec = tokenizer
         self._tokenizer = None
         self._lora_ids: dict[str, int] | None = None
+        if sends_key_in_clear(self.base_url, api_key) and self.base_url not in _WARNED_CLEAR_TEXT:
+            _WARNED_CLEAR_TEXT.add(self.base_url)
+            print(f"modplural: warning: server {self.base_url}: the API key goes unencrypted over plain http:// to another machine; use https://", file=sys.stderr)
 
     # ----------------------------------------------------------------- protocol
     @property
@@ -85,14 +124,21 @@ class OpenAIBackend:
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """One completion per request (sent concurrently, at most ``max_concurrency`` at a time), in order."""
         bodies = [self._generate_body(r) for r in requests]
-        return [self._text(reply) for reply in self._post_all(bodies)]
+        return [self._text(path, reply) for (path, _), reply in zip(bodies, self._post_all(bodies))]
 
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         """Label distributions from the first token's ``top_logprobs``."""
         bodies = [self._option_body(r) for r in requests]
-        return [from_top_tokens(r.labels, self._top_logprobs(reply)) for r, reply in zip(requests, self._post_all(bodies))]
+        replies = self._post_all(bodies)
+        return [from_top_tokens(r.labels, self._top_logprobs(path, reply), source=f"server {self.base_url}") for r, (path, _), reply in zip(requests, bodies, replies)]
 
     # ----------------------------------------------------------------- request bodies
+    def _error(self, message: str) -> ModPluralError:
+        """A one-line error naming this server, with the API key (should a server echo it) removed."""
+        if self.api_key:
+            message = message.replace(self.api_key, "***")
+        return ModPluralError(" ".join(f"server {self.base_url} {message}".split()))
+
     def _check_adapter(self, adapter: str | None) -> None:
         if adapter is not None and adapter not in self.served:
             raise ModPluralError(f"unknown adapter {adapter!r} for server {self.base_url} (configured: {', '.join(self.served) or 'none'})")
@@ -156,21 +202,25 @@ class OpenAIBackend:
         return self.style
 
     def _check_served_models(self) -> None:
-        listed = {m.get("id") for m in (self._get("/models") or {}).get("data", [])}
+        reply = self._get("/models")
+        data = reply.get("data") if isinstance(reply, dict) else None
+        if not isinstance(data, list) or not all(isinstance(m, dict) and isinstance(m.get("id"), str) for m in data):
+            raise self._error(f"answered GET {self._server_path('/models')} without a 'data' list of objects with a string 'id'")
+        listed = {m["id"] for m in data}
         missing = [name for name in self.served.values() if name not in listed]
         if missing:
-            raise ModPluralError(f"server {self.base_url} serves no adapter {', '.join(map(repr, missing))} (it serves: {', '.join(sorted(map(str, listed)))})")
+            raise self._error(f"serves no adapter {', '.join(map(repr, missing))} (it serves: {', '.join(sorted(listed))})")
 
     def _llama_lora_ids(self) -> dict[str, int]:
         if self._lora_ids is None:
-            listed = self._get("/lora-adapters", root=True) or []
-            ids = {}
-            for entry in listed:
-                name = str(entry.get("path", "")).rsplit("/", 1)[-1].removesuffix(".gguf")
-                ids[name] = int(entry["id"])
+            listed = self._get("/lora-adapters", root=True)
+            if not isinstance(listed, list) or not all(_is_lora_entry(e) for e in listed):
+                raise self._error(f"answered GET {self._server_path('/lora-adapters', root=True)} with something other than a list of objects "
+                                  "with an integer 'id' and a string 'path'")
+            ids = {e["path"].rsplit("/", 1)[-1].removesuffix(".gguf"): e["id"] for e in listed}
             missing = [name for name in self.served.values() if name not in ids]
             if missing:
-                raise ModPluralError(f"server {self.base_url} serves no LoRA adapter {', '.join(map(repr, missing))} (it serves: {', '.join(sorted(ids)) or 'none'})")
+                raise self._error(f"serves no LoRA adapter {', '.join(map(repr, missing))} (it serves: {', '.join(sorted(ids)) or 'none'})")
             self._lora_ids = ids
         return self._lora_ids
 
@@ -178,6 +228,10 @@ class OpenAIBackend:
     def _url(self, path: str, root: bool = False) -> str:
         base = self.base_url.removesuffix("/v1") if root else self.base_url
         return base + path
+
+    def _server_path(self, path: str, root: bool = False) -> str:
+        """The path as the server sees it (``/completions`` -> ``/v1/completions``), for error messages."""
+        return urllib.parse.urlsplit(self._url(path, root)).path
 
     def _headers(self) -> dict:
         headers = {"Content-Type": "application/json"}
@@ -191,7 +245,7 @@ class OpenAIBackend:
         except _NotFound:
             if missing_ok:
                 return None
-            raise ModPluralError(f"server {self.base_url} has no {path} endpoint") from None
+            raise self._error(f"has no {path} endpoint") from None
 
     def _post_all(self, bodies: Sequence[tuple[str, dict]]) -> list[dict]:
         if not bodies:
@@ -202,67 +256,106 @@ class OpenAIBackend:
     def _post(self, path: str, body: dict) -> dict:
         data = json.dumps(body).encode()
         try:
-            return self._call(urllib.request.Request(self._url(path), data=data, headers=self._headers(), method="POST"))
+            reply = self._call(urllib.request.Request(self._url(path), data=data, headers=self._headers(), method="POST"))
         except _NotFound as exc:
-            raise ModPluralError(f"server {self.base_url} rejected the request to {path} (404): {exc}") from None
+            raise self._error(f"rejected the request to {path} (404): {exc}") from None
+        if not isinstance(reply, dict):
+            raise self._error(f"answered POST {self._server_path(path)} with JSON that is not an object")
+        return reply
 
     def _call(self, request: urllib.request.Request):
         """One HTTP call with retries on connection errors, timeouts, 429 and 5xx; other errors are final."""
         last = ""
+        what = f"{request.get_method()} {request.selector}"
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 8.0))
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return json.loads(response.read().decode() or "null")
+                with _OPENER.open(request, timeout=self.timeout) as response:
+                    return json.loads(response.read().decode("utf-8") or "null")
             except urllib.error.HTTPError as exc:
-                detail = _error_detail(exc)
+                if 300 <= exc.code < 400:
+                    raise self._error(f"redirected {what} ({exc.code}) to {exc.headers.get('Location', 'no Location')}: redirects are not "
+                                      "followed for API calls (the API key would go along); set base_url to the final address") from None
+                detail = _error_detail(exc, self.api_key)
                 if exc.code == 404:
                     raise _NotFound(detail) from None
                 if exc.code not in RETRY_STATUS:
-                    raise ModPluralError(f"server {self.base_url} rejected the request ({exc.code}): {detail}") from None
+                    raise self._error(f"rejected the request ({exc.code}): {detail}") from None
                 last = f"HTTP {exc.code}: {detail}"
             except (socket.timeout, TimeoutError):
                 last = f"no answer within {self.timeout:g} s"
             except (urllib.error.URLError, ConnectionError) as exc:
                 last = f"cannot connect ({getattr(exc, 'reason', exc)})"
+            except http.client.HTTPException as exc:
+                last = f"broken HTTP reply ({type(exc).__name__})"
+            except UnicodeDecodeError:
+                raise self._error(f"answered {what} with a body that is not UTF-8 text") from None
             except json.JSONDecodeError:
-                raise ModPluralError(f"server {self.base_url} answered with something that is not JSON") from None
-        raise ModPluralError(f"server {self.base_url} failed after {self.retries + 1} attempts: {last}")
+                raise self._error(f"answered {what} with something that is not JSON") from None
+        raise self._error(f"failed after {self.retries + 1} attempts: {last}")
 
     # ----------------------------------------------------------------- replies
-    def _text(self, reply: dict) -> str:
-        try:
-            choice = reply["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-        except (KeyError, IndexError, TypeError):
-            raise ModPluralError(f"server {self.base_url} returned no completion text") from None
+    def _choice(self, path: str, reply: dict) -> dict:
+        """The reply's first choice."""
+        choices = reply.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise self._error(f"answered POST {self._server_path(path)} without a 'choices' list holding an object")
+        return choices[0]
+
+    def _text(self, path: str, reply: dict) -> str:
+        choice = self._choice(path, reply)
+        chat = "message" in choice
+        holder, key = (choice["message"], "content") if chat else (choice, "text")
+        text = holder.get(key, ...) if isinstance(holder, dict) else ...
+        if text is not None and not isinstance(text, str):  # absent (...) or not text; null content is an empty answer
+            raise self._error(f"answered POST {self._server_path(path)} without a string {'choices[0].message.content' if chat else 'choices[0].text'}")
         return (text or "").strip()
 
-    def _top_logprobs(self, reply: dict) -> dict[str, float]:
+    def _top_logprobs(self, path: str, reply: dict) -> dict[str, float]:
         """Token text -> probability of the first generated token's alternatives (chat and legacy formats)."""
+        logprobs = self._choice(path, reply).get("logprobs")
+        chat = isinstance(logprobs, dict) and bool(logprobs.get("content"))
+        field = "choices[0].logprobs.content[0].top_logprobs" if chat else "choices[0].logprobs.top_logprobs[0]"
         try:
-            logprobs = reply["choices"][0]["logprobs"]
-            if logprobs.get("content"):
+            if chat:
                 entries = [(e["token"], e["logprob"]) for e in logprobs["content"][0]["top_logprobs"]]
             else:
                 entries = list(logprobs["top_logprobs"][0].items())
         except (KeyError, IndexError, TypeError, AttributeError):
-            raise ModPluralError(f"server {self.base_url} returned no log-probabilities (does it support logprobs / top_logprobs?)") from None
+            raise self._error(f"answered POST {self._server_path(path)} without {field} (does it support logprobs / top_logprobs?)") from None
         probs: dict[str, float] = {}
         for token, logprob in entries:
-            probs[token] = probs.get(token, 0.0) + math.exp(logprob)
+            probs[token] = probs.get(token, 0.0) + self._probability(path, field, token, logprob)
+        total = sum(probs.values())
+        if total > 1 + MASS_TOLERANCE:
+            raise self._error(f"answered POST {self._server_path(path)} with {field} whose probabilities add up to {total:.4g}, more than 1")
         return probs
+
+    def _probability(self, path: str, field: str, token, logprob) -> float:
+        """exp(logprob) for one alternative; a token that is not text or a logprob that is not a number <= 0 is an error."""
+        number = isinstance(logprob, (int, float)) and not isinstance(logprob, bool)
+        if not isinstance(token, str) or not number or math.isnan(logprob) or logprob > LOGPROB_TOLERANCE:
+            raise self._error(f"answered POST {self._server_path(path)} with a bad {field} entry {token!r}: {logprob!r} "
+                              "(expected token text and a log-probability <= 0)")
+        return math.exp(min(logprob, 0.0))
 
 
 class _NotFound(Exception):
     pass
 
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
+def _is_lora_entry(entry) -> bool:
+    """A llama.cpp ``/lora-adapters`` entry: ``{"id": int, "path": str, ...}``."""
+    return isinstance(entry, dict) and type(entry.get("id")) is int and isinstance(entry.get("path"), str)
+
+
+def _error_detail(exc: urllib.error.HTTPError, secret: str | None) -> str:
+    """The first line of a server's error message (the key removed before it is cut to 200 characters)."""
     try:
         payload = json.loads(exc.read().decode())
         error = payload.get("error", payload)
-        return str(error.get("message", error) if isinstance(error, dict) else error).splitlines()[0][:200]
+        text = str(error.get("message", error) if isinstance(error, dict) else error).splitlines()[0]
     except Exception:  # noqa: BLE001 - any unreadable body: fall back to the reason
-        return str(exc.reason)
+        text = str(exc.reason)
+    return (text.replace(secret, "***") if secret else text)[:200]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import string
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,8 @@ class TrainConfig:
             raise ModPluralError(f"field 'warmup_steps' must be in [0, max_steps), got {self.warmup_steps}")
         if not self.target_modules:
             raise ModPluralError("field 'target_modules' is empty")
+        if not _only_community_placeholder(self.output_dir):
+            raise ModPluralError(f"field 'output_dir' {self.output_dir!r} has a placeholder other than {{community}} (write literal braces as {{{{ and }}}})")
 
     @property
     def adapter_dir(self) -> Path:
@@ -71,16 +75,38 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def _only_community_placeholder(template: str) -> bool:
+    """Whether ``template``'s only ``{...}`` field is a plain ``{community}`` (``{{``/``}}`` are literal braces)."""
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template) if name is not None]
+    except ValueError:  # a lone { or }
+        return False
+    return all(field == ("community", "", None) for field in fields)
+
+
 def _repo_path(path: str) -> Path:
     p = Path(path).expanduser()
     return p if p.is_absolute() else REPO_ROOT / p
 
 
 def load_train_config(path: Path, **overrides) -> TrainConfig:
-    """Read a training config file (with ``extends``) and apply command-line overrides."""
+    """Read a training config file (with ``extends``) and apply command-line overrides.
+
+    A ``max_steps`` override at or below the file's ``warmup_steps`` lowers the warm-up to ``max_steps - 1``
+    (with a one-line notice on stderr), so a short trial run works with the shipped recipe.
+    """
     data = read_yaml(path)
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    data.update(overrides)
+    steps, warmup = data.get("max_steps"), data.get("warmup_steps", TrainConfig.warmup_steps)
+    if "max_steps" in overrides and "warmup_steps" not in overrides and _ints(steps, warmup) and 1 <= steps <= warmup:
+        data["warmup_steps"] = steps - 1
+        print(f"modplural: note: {path}: warmup_steps {warmup} lowered to {steps - 1} for max_steps {steps}", file=sys.stderr)
     return from_mapping(TrainConfig, data, str(path))
+
+
+def _ints(*values) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
 def community_config_path(community: str, config_dir: Path = CONFIG_DIR) -> Path:

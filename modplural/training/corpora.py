@@ -39,31 +39,57 @@ def _require(path: Path) -> Path:
     return path
 
 
-def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with _require(path).open() as f:
-        for line_no, line in enumerate(f, 1):
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; a line that is not UTF-8 text or not a
+    JSON object is an error naming the file and line."""
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ModPluralError(f"{path}: line {line_no} is not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
-                yield line_no, json.loads(line)
+                row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise ModPluralError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise ModPluralError(f"{path}: line {line_no} is not a JSON object")
+            yield line_no, row
+
+
+def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
+    yield from jsonl_objects(_require(path))
 
 
 def _csv(path: Path, fields: Iterable[str]) -> Iterator[tuple[int, dict]]:
-    with _require(path).open(newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in fields if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ModPluralError(f"{path}: missing column(s) {', '.join(missing)}")
-        for row_no, row in enumerate(reader, 2):
-            yield row_no, row
+    with _require(path).open(newline="", encoding="utf-8") as f:
+        try:
+            reader = csv.DictReader(f)
+            missing = [c for c in fields if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ModPluralError(f"{path}: missing column(s) {', '.join(missing)}")
+            for row_no, row in enumerate(reader, 2):
+                yield row_no, row
+        except UnicodeDecodeError:  # text is decoded in chunks: find the line from the bytes
+            raise ModPluralError(f"{path}: line {_first_non_utf8_line(path)} is not UTF-8 text") from None
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    """The line of the first byte that is not UTF-8 (0 if the file decodes after all)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return data.count(b"\n", 0, exc.start) + 1
+    return 0
 
 
 def _field(path: Path, line: int, row: dict, name: str) -> str:
     value = row.get(name)
     if not isinstance(value, str):
-        raise ModPluralError(f"{path}: line {line}: missing field {name!r}")
+        raise ModPluralError(f"{path}: line {line}: " + (f"field {name!r} is {json.dumps(value)[:40]}, not a string" if name in row else f"missing field {name!r}"))
     return value
 
 

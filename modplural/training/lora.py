@@ -22,23 +22,22 @@ from pathlib import Path
 
 from modplural.errors import ModPluralError
 from modplural.training.config import TrainConfig
+from modplural.training.corpora import jsonl_objects
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "training_manifest.json"
 
 
 def _read_passages(path: Path) -> list[str]:
+    """The ``text`` of every row of a corpus JSONL file; errors name the file and line."""
     if not path.is_file():
         raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
     texts = []
-    with path.open() as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                texts.append(json.loads(line)["text"])
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise ModPluralError(f"{path}: line {line_no}: expected a JSON object with a 'text' field") from exc
+    for line_no, row in jsonl_objects(path):
+        if not isinstance(row.get("text"), str):
+            got = f"'text': {json.dumps(row['text'])[:40]}" if "text" in row else "no 'text'"
+            raise ModPluralError(f"{path}: line {line_no}: expected a JSON object with a string 'text' field, got {got}")
+        texts.append(row["text"])
     return texts
 
 
