@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from modplural.errors import ModPluralError
+from modplural.validation import check_weights
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -180,9 +181,10 @@ def _parse_weights(text: str | None):
     if text is None or text in ("uniform", "registry"):
         return text
     try:
-        return tuple(float(w) for w in text.split(","))
+        values = tuple(float(w) for w in text.split(","))
     except ValueError as exc:
         raise ModPluralError(f"--weights must be 'uniform', 'registry' or comma-separated numbers, got {text!r}") from exc
+    return check_weights(values, "--weights")
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from modplural.config_files import read_yaml
 from modplural.errors import ModPluralError
+from modplural.validation import finite_float
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -108,8 +109,8 @@ def _parse_community(where: str, data: Any, root: Path) -> Community:
         raise ModPluralError(f"{where}: name {name!r} must be lower_snake_case")
     corpus = data["corpus"]
     _check_fields(f"{where} ({name}).corpus", corpus, _CORPUS_FIELDS, ["source", "licence"])
-    weight = float(data.get("weight", 1.0))
-    if not weight >= 0:
+    weight = finite_float(data.get("weight", 1.0), f"{where} ({name}): weight")
+    if weight < 0:
         raise ModPluralError(f"{where} ({name}): weight must be >= 0, got {data.get('weight')}")
     return Community(
         name=name,

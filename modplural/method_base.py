@@ -3,12 +3,13 @@ and the two ways the main LLM answers (free text, or a distribution over lettere
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Sequence
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest, OptionRequest
 from modplural.errors import ModPluralError
 from modplural.prompts import ANSWER_PREFIX, option_labels
+from modplural.validation import WEIGHT_NAMES, check_options, check_text, check_weights
 
 MODES = ("overton", "steer", "distribution")
 # The original answers with temperature 0.1; we decode the main LLM greedily by default (configurable).
@@ -26,23 +27,37 @@ class Query:
     weights: tuple[float, ...] | str | None = None  # distribution: None/'uniform', 'registry' or one per community
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text.strip():
+        if not check_text(self.text, "the query").strip():
             raise ModPluralError("the query is empty")
         if self.options is not None:
-            options = tuple(self.options)
+            options = check_options(self.options)
             object.__setattr__(self, "options", options)
             if len(options) < 2:
                 raise ModPluralError(f"need at least two options, got {len(options)}")
-            if any(not isinstance(o, str) or not o.strip() for o in options):
+            if any(not check_text(o, f"option {i + 1}").strip() for i, o in enumerate(options)):
                 raise ModPluralError("options must be non-empty strings")
             if len({o.strip().lower() for o in options}) != len(options):
                 raise ModPluralError(f"options must be distinct, got {list(options)}")
             if len(options) > 26:
                 raise ModPluralError(f"at most 26 options are supported, got {len(options)}")
-        if self.attribute is not None and not self.attribute.strip():
+        if self.attribute is not None and not check_text(self.attribute, "the attribute").strip():
             raise ModPluralError("the attribute is empty")
-        if isinstance(self.weights, list):
-            object.__setattr__(self, "weights", tuple(self.weights))
+        if self.persona is not None:
+            check_text(self.persona, "the persona")
+        if self.weights is not None and not (isinstance(self.weights, str) and self.weights in WEIGHT_NAMES):
+            object.__setattr__(self, "weights", check_weights(self.weights))
+
+
+QUERY_FIELDS = frozenset(f.name for f in fields(Query))
+
+
+def query_from(value: str | dict) -> Query:
+    """A query from a string or a dict of ``Query`` fields (what a LangChain runnable is given)."""
+    if isinstance(value, str):
+        return Query(value)
+    if isinstance(value, dict) and "text" in value and set(value) <= QUERY_FIELDS:
+        return Query(**value)
+    raise ModPluralError(f"expected a query string or a dict with 'text' and any of {', '.join(sorted(QUERY_FIELDS))}, got {value!r}")
 
 
 @dataclass
@@ -85,13 +100,13 @@ class Method:
         """A response steered to ``attribute``; with ``options``, a distribution over them instead of text."""
         if attribute is None:
             raise ModPluralError("the attribute is empty")
-        return self.run("steer", [Query(query, options=tuple(options) if options else None, attribute=attribute, persona=persona)])[0]
+        return self.run("steer", [Query(query, options=options, attribute=attribute, persona=persona)])[0]
 
     def distribution(self, question: str, options: Sequence[str], weights: Sequence[float] | str | None = None, persona: str | None = None) -> PluralResult:
         """A population distribution over ``options``."""
         if options is None:
             raise ModPluralError("need at least two options, got none")
-        return self.run("distribution", [Query(question, options=tuple(options), persona=persona, weights=weights)])[0]
+        return self.run("distribution", [Query(question, options=options, persona=persona, weights=weights)])[0]
 
     def as_runnable(self, mode: str = "overton"):
         """This method as a LangChain ``Runnable``: input a query string or a dict of ``Query`` fields, output the result dict."""
@@ -101,8 +116,7 @@ class Method:
             raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
 
         def invoke(value: str | dict) -> dict:
-            query = Query(value) if isinstance(value, str) else Query(**value)
-            return self.run(mode, [query])[0].to_dict()
+            return self.run(mode, [query_from(value)])[0].to_dict()
 
         return RunnableLambda(invoke, name=f"{self.name}-{mode}")
 
@@ -111,6 +125,8 @@ class Method:
         """Run ``mode`` on many queries at once (model calls are batched across them)."""
         if mode not in MODES:
             raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        if isinstance(queries, (str, bytes)) or any(not isinstance(q, Query) for q in queries):
+            raise ModPluralError("run needs a list of Query objects")
         if mode == "steer" and any(q.attribute is None for q in queries):
             raise ModPluralError("steer needs an attribute for every query")
         if mode == "distribution" and any(q.options is None for q in queries):

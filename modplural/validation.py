@@ -1,0 +1,80 @@
+"""Checks shared by every reader of user input: text files, text values, numbers and weights.
+
+Each check raises ``ModPluralError`` with a message that names what was wrong (``what``: a file, field or
+option), so callers never let a ``ValueError``/``TypeError``/``UnicodeError`` reach the user.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+from modplural.errors import ModPluralError
+
+WEIGHT_NAMES = ("uniform", "registry")
+
+
+def is_text(value: Any) -> bool:
+    """A ``str`` that can be written as UTF-8 (no lone surrogates, as left by undecodable argv bytes or JSON escapes)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(value: Any, what: str) -> str:
+    """``value`` if it is valid text, else an error naming ``what``."""
+    if not isinstance(value, str):
+        raise ModPluralError(f"{what} must be a string, got {type(value).__name__}")
+    if not is_text(value):
+        raise ModPluralError(f"{what} is not valid UTF-8 text")
+    return value
+
+
+def is_number(value: Any) -> bool:
+    """A real number that is not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def finite_float(value: Any, what: str) -> float:
+    """``value`` as a finite float, or an error naming ``what`` (bools, NaN, infinities and huge ints are refused)."""
+    if not is_number(value):
+        raise ModPluralError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise ModPluralError(f"{what} must be a finite number, got {value!r}")
+    return number
+
+
+def check_weights(weights: Any, what: str = "weights") -> tuple[float, ...]:
+    """One finite, non-negative number per community, not all zero."""
+    if isinstance(weights, (str, bytes)) or not isinstance(weights, Sequence):
+        raise ModPluralError(f"{what} must be 'uniform', 'registry' or a list of numbers (one per community), got {weights!r}")
+    values = tuple(finite_float(w, f"{what}[{i}]") for i, w in enumerate(weights))
+    if any(v < 0 for v in values):
+        raise ModPluralError(f"{what} must be non-negative, got {list(values)}")
+    if values and max(values) == 0:
+        raise ModPluralError(f"{what} sum to zero")
+    return values
+
+
+def normalise(values: Sequence[float]) -> list[float]:
+    """Checked non-negative weights scaled to sum to 1; dividing by the largest first keeps huge weights from overflowing."""
+    largest = max(values)
+    scaled = [v / largest for v in values]
+    total = sum(scaled)
+    return [v / total for v in scaled]
+
+
+def check_options(options: Any, what: str = "options") -> tuple[str, ...]:
+    """A list or tuple of option strings (a single string is refused, not split into characters)."""
+    if isinstance(options, (str, bytes)) or not isinstance(options, Sequence):
+        raise ModPluralError(f"{what} must be a list of strings, got {type(options).__name__} {options!r}")
+    return tuple(options)
