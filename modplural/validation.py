@@ -8,11 +8,24 @@ from __future__ import annotations
 
 import math
 import numbers
+from pathlib import Path
 from typing import Any, Sequence
 
 from modplural.errors import ModPluralError
 
 WEIGHT_NAMES = ("uniform", "registry")
+
+
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (a UTF-8 byte-order mark is allowed); unreadable or non-UTF-8 files name the file."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModPluralError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModPluralError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset {exc.start})") from exc
 
 
 def is_text(value: Any) -> bool:
@@ -33,6 +46,24 @@ def check_text(value: Any, what: str) -> str:
     if not is_text(value):
         raise ModPluralError(f"{what} is not valid UTF-8 text")
     return value
+
+
+def bad_text_location(data: Any) -> str | None:
+    """Where a nested structure of dicts and lists holds a string (or key) that is not valid text, e.g. ``communities[0].name``."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str):
+            if not is_text(value):
+                return where or "the top level"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if isinstance(key, str) and not is_text(key):
+                    return f"{where}.<key>" if where else "a key"
+                stack.append((f"{where}.{key}" if where else str(key), item))
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(value))
+    return None
 
 
 def is_number(value: Any) -> bool:

@@ -128,3 +128,83 @@ def test_runnable_input_is_checked(value, message):
 def test_run_needs_query_objects():
     with pytest.raises(ModPluralError, match="run needs a list of Query objects"):
         Method(main=None).run("overton", ["Is fluoride safe?"])
+
+
+# 8. undecodable text, non-UTF-8 files, extends cycles -------------------------------------------
+
+def test_cli_question_that_is_not_utf8_is_one_line():
+    result = subprocess.run([sys.executable, "-m", "modplural", "ask", b"\xff\xfe"], capture_output=True, text=True, timeout=300)
+    assert_one_line_error(result, "the query is not valid UTF-8 text")
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "utf-16"])
+def test_registry_not_utf8_names_the_file(tmp_path, encoding):
+    path = tmp_path / "registry.yaml"
+    path.write_bytes(yaml.safe_dump({"communities": [{**ENTRY, "description": "Santé publique"}]}, allow_unicode=True).encode(encoding))
+    with pytest.raises(ModPluralError, match="not UTF-8 text"):
+        load_registry(path)
+    assert_one_line_error(run_cli("communities", "list", "--registry", str(path)), str(path), "not UTF-8 text")
+
+
+def test_task_file_not_utf8_names_the_file_before_the_run_directory(tmp_path):
+    task_file = tmp_path / "data" / "vital" / "vital_distributional_moralchoice.json"
+    task_file.parent.mkdir(parents=True)
+    task_file.write_bytes(json.dumps([{**SURVEY, "question": "Faut-il vacciner?"}]).encode("utf-16"))
+    with pytest.raises(ModPluralError, match="not UTF-8 text") as info:
+        DistributionalTask("d", country_persona=False).load(task_file)
+    assert str(task_file) in str(info.value)
+    out = tmp_path / "out"
+    result = run_cli("run", str(_yaml(tmp_path / "c.yaml", CONFIG)), "--data-dir", str(tmp_path / "data"), "--out", str(out))
+    assert_one_line_error(result, str(task_file), "not UTF-8 text")
+    assert not out.exists()
+
+
+def test_a_utf8_byte_order_mark_is_fine(tmp_path):
+    path = tmp_path / "task.json"
+    path.write_bytes(json.dumps([SURVEY]).encode("utf-8-sig"))
+    items, _ = DistributionalTask("d", country_persona=False).load(path)
+    assert [i.id for i in items] == ["1|Kenya"]
+
+
+def test_lone_surrogates_in_a_task_file_name_item_and_field(tmp_path):
+    path = tmp_path / "task.json"
+    path.write_text('[{"id": 1, "input": "ok", "vrd": ["v", "\\udc80"], "explanation": ["e", "f"]}]')
+    with pytest.raises(ModPluralError, match=r"item 0: field vrd\[1\] is not valid UTF-8 text"):
+        OvertonTask().load(path)
+
+
+def test_extends_cycles_are_one_line(tmp_path):
+    _yaml(tmp_path / "self.yaml", {**CONFIG, "extends": "self.yaml"})
+    _yaml(tmp_path / "a.yaml", {"extends": "b.yaml"})
+    _yaml(tmp_path / "b.yaml", {**CONFIG, "extends": "a.yaml"})
+    with pytest.raises(ModPluralError, match=r"self.yaml: 'extends' forms a cycle: .*self.yaml -> .*self.yaml$"):
+        load_config(tmp_path / "self.yaml")
+    with pytest.raises(ModPluralError, match=r"'extends' forms a cycle: .*a.yaml -> .*b.yaml -> .*a.yaml$"):
+        load_config(tmp_path / "a.yaml")
+    assert_one_line_error(run_cli("run", str(tmp_path / "b.yaml"), "--out", str(tmp_path / "out")), "'extends' forms a cycle", "b.yaml -> ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_extends_that_is_not_a_file_name(tmp_path):
+    with pytest.raises(ModPluralError, match="field 'extends' must be a file name"):
+        load_config(_yaml(tmp_path / "c.yaml", {**CONFIG, "extends": ["base.yaml"]}))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("when: 2020-13-45", "month must be in 1..12"),
+        ("seed: !!int x", "not valid YAML"),
+        ("seed: !!timestamp x", "not valid YAML"),
+        ("seed: 1" + "0" * 5000, "not valid YAML"),
+        ("tasks: " + "[" * 5000 + "]" * 5000, "not valid YAML"),
+        ('name: "\\udc80"', "name is not valid UTF-8 text"),
+        ("[1, 2]", "expected a mapping at the top level"),
+    ],
+)
+def test_yaml_parser_failures_are_errors(tmp_path, text, message):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ModPluralError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
