@@ -8,7 +8,7 @@ import sys
 from typing import Sequence
 
 from modplural.errors import ModPluralError
-from modplural.validation import check_weights
+from modplural.validation import check_count, check_weights
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -197,6 +197,8 @@ def _cmd_ask(args: argparse.Namespace) -> int:
     from modplural.servers import load_servers
 
     mode = MODE_NAMES[args.mode]
+    check_count(args.max_new_tokens, "--max-new-tokens")
+    check_count(args.message_tokens, "--message-tokens")
     query = Query(args.question, options=tuple(args.option) if args.option else None, attribute=args.attribute, persona=args.persona, weights=_parse_weights(args.weights))
     if mode == "steer" and query.attribute is None:
         raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")

@@ -34,7 +34,9 @@ from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL
+from modplural.models import DEVICES, DTYPES
 from modplural.tasks import TASKS, Item, Task, load_task
+from modplural.validation import check_choice, check_count, finite_float
 
 PRIMARY = "modular"
 
@@ -83,6 +85,14 @@ class ExperimentConfig:
         check_engine(self.engine)
         if self.scorer not in ("embedding", "nli"):
             raise ModPluralError(f"unknown scorer {self.scorer!r}: choose embedding or nli")
+        check_count(self.message_tokens, "message_tokens")
+        check_count(self.main_tokens, "main_tokens")
+        if finite_float(self.message_temperature, "message_temperature") < 0:
+            raise ModPluralError(f"message_temperature must be >= 0, got {self.message_temperature}")
+        if not 0 < finite_float(self.message_top_p, "message_top_p") <= 1:
+            raise ModPluralError(f"message_top_p must be in (0, 1], got {self.message_top_p}")
+        check_choice(self.device, DEVICES, "device")
+        check_choice(self.dtype, DTYPES, "dtype")
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

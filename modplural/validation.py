@@ -109,3 +109,17 @@ def check_options(options: Any, what: str = "options") -> tuple[str, ...]:
     if isinstance(options, (str, bytes)) or not isinstance(options, Sequence):
         raise ModPluralError(f"{what} must be a list of strings, got {type(options).__name__} {options!r}")
     return tuple(options)
+
+
+def check_count(value: int, what: str) -> int:
+    """A count that must be at least 1 (token lengths, sizes)."""
+    if value < 1:
+        raise ModPluralError(f"{what} must be at least 1, got {value}")
+    return value
+
+
+def check_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """One of ``choices``."""
+    if value not in choices:
+        raise ModPluralError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
+    return value

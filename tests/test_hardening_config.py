@@ -208,3 +208,38 @@ def test_yaml_parser_failures_are_errors(tmp_path, text, message):
     with pytest.raises(ModPluralError, match=message) as info:
         load_config(path)
     assert str(path) in str(info.value)
+
+
+# 9. option and config-field names ----------------------------------------------------------------
+
+@pytest.mark.parametrize("option", ["--message-tokens", "--max-new-tokens"])
+def test_cli_token_counts_name_the_option(option):
+    assert_one_line_error(run_cli("ask", "Q?", option, "-1"), f"{option} must be at least 1, got -1")
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("message_top_p", 2, r"message_top_p must be in \(0, 1\], got 2"),
+        ("message_top_p", 0, r"message_top_p must be in \(0, 1\], got 0"),
+        ("message_temperature", math.nan, "message_temperature must be a finite number, got nan"),
+        ("message_temperature", -0.5, "message_temperature must be >= 0"),
+        ("message_tokens", 0, "message_tokens must be at least 1, got 0"),
+        ("main_tokens", -5, "main_tokens must be at least 1, got -5"),
+        ("device", "tpu", "device must be one of auto, cpu, cuda, mps, got 'tpu'"),
+        ("dtype", "float8", "dtype must be one of auto, float32, bfloat16, float16, got 'float8'"),
+    ],
+)
+def test_config_values_name_file_and_field(tmp_path, field, value, message):
+    path = _yaml(tmp_path / "bad.yaml", {**CONFIG, field: value})
+    with pytest.raises(ModPluralError, match=message) as info:
+        load_config(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("field, value", [("message_top_p", 2), ("device", "tpu")])
+def test_cli_config_value_errors_come_before_the_run_directory(tmp_path, field, value):
+    path = _yaml(tmp_path / "bad.yaml", {**CONFIG, field: value})
+    out = tmp_path / "run"
+    assert_one_line_error(run_cli("run", str(path), "--out", str(out)), str(path), field)
+    assert not out.exists()
