@@ -105,13 +105,15 @@ def _check_fields(where: str, data: Any, fields: dict, required: Sequence[str]) 
 def _parse_community(where: str, data: Any, root: Path) -> Community:
     _check_fields(where, data, _FIELDS, ["name", "description", "axis", "base_model", "adapter", "corpus"])
     name = data["name"]
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ModPluralError(f"{where}: name {name!r} must be lower_snake_case")
     corpus = data["corpus"]
     _check_fields(f"{where} ({name}).corpus", corpus, _CORPUS_FIELDS, ["source", "licence"])
     weight = finite_float(data.get("weight", 1.0), f"{where} ({name}): weight")
     if weight < 0:
         raise ModPluralError(f"{where} ({name}): weight must be >= 0, got {data.get('weight')}")
+    if "\0" in data["adapter"]:
+        raise ModPluralError(f"{where} ({name}): adapter path contains a NUL character")
     return Community(
         name=name,
         description=data["description"].strip(),
