@@ -8,6 +8,7 @@ import sys
 from typing import Sequence
 
 from modplural.errors import ModPluralError
+from modplural.validation import check_count, check_weights
 
 
 def _add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -198,30 +199,31 @@ def _parse_weights(text: str | None):
     if text is None or text in ("uniform", "registry"):
         return text
     try:
-        return tuple(float(w) for w in text.split(","))
+        values = tuple(float(w) for w in text.split(","))
     except ValueError as exc:
         raise ModPluralError(f"--weights must be 'uniform', 'registry' or comma-separated numbers, got {text!r}") from exc
+    return check_weights(values, "--weights")
 
 
 def _cmd_ask(args: argparse.Namespace) -> int:
     from modplural.backends.engines import local_backend
     from modplural.message_cache import MessageCache
-    from modplural.types import Query
     from modplural.methods import NEEDS_POOL, build_method
     from modplural.pool import MESSAGE_DECODING, CommunityPool
     from modplural.protocol import resolve_protocol
     from modplural.servers import load_servers
+    from modplural.types import Query
 
     mode = MODE_NAMES[args.mode]
+    for option, value in (("--max-new-tokens", args.max_new_tokens), ("--message-tokens", args.message_tokens)):
+        if value is not None:
+            check_count(value, option)
     query = Query(args.question, options=tuple(args.option) if args.option else None, attribute=args.attribute, persona=args.persona, weights=_parse_weights(args.weights))
     if mode == "steer" and query.attribute is None:
         raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
     if mode == "distribution" and query.options is None:
         raise ModPluralError("--mode distributional needs at least two --option values")
     protocol = resolve_protocol(args.protocol)
-    for option, value in (("--max-new-tokens", args.max_new_tokens), ("--message-tokens", args.message_tokens)):
-        if value is not None and value < 1:
-            raise ModPluralError(f"{option} must be at least 1, got {value}")
     if args.max_new_tokens is not None:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     servers = load_servers(args.servers) if args.servers else None

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 from modplural.config_files import read_yaml
 from modplural.errors import ModPluralError
+from modplural.validation import finite_float
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -104,13 +105,15 @@ def _check_fields(where: str, data: Any, fields: dict, required: Sequence[str]) 
 def _parse_community(where: str, data: Any, root: Path) -> Community:
     _check_fields(where, data, _FIELDS, ["name", "description", "axis", "base_model", "adapter", "corpus"])
     name = data["name"]
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ModPluralError(f"{where}: name {name!r} must be lower_snake_case")
     corpus = data["corpus"]
     _check_fields(f"{where} ({name}).corpus", corpus, _CORPUS_FIELDS, ["source", "licence"])
-    weight = float(data.get("weight", 1.0))
-    if not weight >= 0:
+    weight = finite_float(data.get("weight", 1.0), f"{where} ({name}): weight")
+    if weight < 0:
         raise ModPluralError(f"{where} ({name}): weight must be >= 0, got {data.get('weight')}")
+    if "\0" in data["adapter"]:
+        raise ModPluralError(f"{where} ({name}): adapter path contains a NUL character")
     return Community(
         name=name,
         description=data["description"].strip(),

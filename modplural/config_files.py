@@ -11,23 +11,52 @@ from typing import Any, TypeVar
 import yaml
 
 from modplural.errors import ModPluralError
+from modplural.validation import bad_text_location, read_text
 
 T = TypeVar("T")
 
 
-def read_yaml(path: Path, extends_key: str | None = "extends") -> dict[str, Any]:
-    """Read a YAML mapping; ``extends: other.yaml`` (relative to the file) merges the other file underneath."""
-    if not path.is_file():
-        raise ModPluralError(f"config file not found: {path}")
+# Besides YAMLError, PyYAML's constructors let these out on malformed values (`2020-13-45`, `!!int x`,
+# `!!timestamp x`, a 5000-digit integer, thousands of nested brackets).
+_PARSER_ERRORS = (yaml.YAMLError, ValueError, TypeError, AttributeError, RecursionError)
+
+
+def _parse_yaml(path: Path) -> dict[str, Any]:
+    """One YAML file's top-level mapping, with every string valid UTF-8 text."""
+    text = read_text(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ModPluralError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+        data = yaml.safe_load(text)
+    except _PARSER_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModPluralError(f"{path}: not valid YAML: {detail}") from exc
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ModPluralError(f"{path}: expected a mapping at the top level")
+    bad = bad_text_location(data)
+    if bad:
+        raise ModPluralError(f"{path}: {bad} is not valid UTF-8 text")
+    return data
+
+
+def read_yaml(path: Path, extends_key: str | None = "extends") -> dict[str, Any]:
+    """Read a YAML mapping; ``extends: other.yaml`` (relative to the file) merges the other file underneath."""
+    return _read_extending(path, extends_key, ())
+
+
+def _read_extending(path: Path, extends_key: str | None, chain: tuple[Path, ...]) -> dict[str, Any]:
+    """``read_yaml`` for a file reached through ``chain`` (the files that extend it); a file met twice is a cycle."""
+    if not path.is_file():
+        raise ModPluralError(f"config file not found: {path}")
+    here = path.resolve()
+    if here in chain:
+        cycle = " -> ".join(str(p) for p in (*chain[chain.index(here):], here))
+        raise ModPluralError(f"{chain[0]}: 'extends' forms a cycle: {cycle}")
+    data = _parse_yaml(path)
     if extends_key and extends_key in data:
-        parent = read_yaml(path.parent / str(data.pop(extends_key)), extends_key)
-        data = {**parent, **data}
+        parent = data.pop(extends_key)
+        if not isinstance(parent, str) or not parent.strip():
+            raise ModPluralError(f"{path}: field {extends_key!r} must be a file name, got {parent!r}")
+        data = {**_read_extending(path.parent / parent, extends_key, (*chain, here)), **data}
     return data
 
 

@@ -17,7 +17,7 @@ from modplural.backends.label_tokens import read_top_tokens_original
 from modplural.errors import ModPluralError
 from modplural.prompts import for_protocol, option_labels
 from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
-from modplural.types import MODES, PluralResult, Query
+from modplural.types import MODES, PluralResult, Query, query_from
 
 TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
 
@@ -57,13 +57,13 @@ class Method:
         """A response steered to ``attribute``; with ``options``, a distribution over them instead of text."""
         if attribute is None:
             raise ModPluralError("the attribute is empty")
-        return self.run("steer", [Query(query, options=tuple(options) if options else None, attribute=attribute, persona=persona)])[0]
+        return self.run("steer", [Query(query, options=options, attribute=attribute, persona=persona)])[0]
 
     def distribution(self, question: str, options: Sequence[str], weights: Sequence[float] | str | None = None, persona: str | None = None) -> PluralResult:
         """A population distribution over ``options``."""
         if options is None:
             raise ModPluralError("need at least two options, got none")
-        return self.run("distribution", [Query(question, options=tuple(options), persona=persona, weights=weights)])[0]
+        return self.run("distribution", [Query(question, options=options, persona=persona, weights=weights)])[0]
 
     def as_runnable(self, mode: str = "overton"):
         """This method as a LangChain ``Runnable``: input a query string or a dict of ``Query`` fields, output the result dict."""
@@ -73,8 +73,7 @@ class Method:
             raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
 
         def invoke(value: str | dict) -> dict:
-            query = Query(value) if isinstance(value, str) else Query(**value)
-            return self.run(mode, [query])[0].to_dict()
+            return self.run(mode, [query_from(value)])[0].to_dict()
 
         return RunnableLambda(invoke, name=f"{self.name}-{mode}")
 
@@ -83,6 +82,8 @@ class Method:
         """Run ``mode`` on many queries at once (model calls are batched across them)."""
         if mode not in MODES:
             raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        if isinstance(queries, (str, bytes)) or any(not isinstance(q, Query) for q in queries):
+            raise ModPluralError("run needs a list of Query objects")
         if mode == "steer" and any(q.attribute is None for q in queries):
             raise ModPluralError("steer needs an attribute for every query")
         if mode == "distribution" and any(q.options is None for q in queries):

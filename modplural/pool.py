@@ -15,6 +15,7 @@ from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.protocol import SAMPLING_TOP_K
 from modplural.servers import Servers, community_backend
+from modplural.validation import check_weights, normalise
 
 # Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, transformers' top-k 50, 200 new tokens); ours are seeded.
 MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0, top_k=SAMPLING_TOP_K)
@@ -91,21 +92,15 @@ class CommunityPool:
     def resolve_weights(self, weights: Sequence[float] | str | None) -> list[float]:
         """Normalized weights: None or 'uniform' (the original's choice), 'registry', or one number per community."""
         if weights is None or weights == "uniform":
-            raw = [1.0] * len(self.communities)
+            raw, what = [1.0] * len(self.communities), "weights"
         elif weights == "registry":
-            raw = [c.weight for c in self.communities]
-        elif isinstance(weights, str):
-            raise ModPluralError(f"unknown weights {weights!r}: use 'uniform', 'registry' or one number per community")
+            raw, what = [c.weight for c in self.communities], "registry weights"
         else:
-            raw = [float(w) for w in weights]
-            if len(raw) != len(self.communities):
-                raise ModPluralError(f"got {len(raw)} weights for {len(self.communities)} communities ({', '.join(self.names)})")
-        if any(w < 0 or w != w for w in raw):
-            raise ModPluralError(f"weights must be non-negative numbers, got {raw}")
-        total = sum(raw)
-        if total <= 0:
-            raise ModPluralError("weights sum to zero")
-        return [w / total for w in raw]
+            raw, what = weights, "weights"
+        values = check_weights(raw, what)
+        if len(values) != len(self.communities):
+            raise ModPluralError(f"got {len(values)} weights for {len(self.communities)} communities ({', '.join(self.names)})")
+        return normalise(values)
 
     def _request(self, name: str, prompt: str) -> GenerateRequest:
         decoding = self.decoding

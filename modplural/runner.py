@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -31,9 +32,11 @@ from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL
+from modplural.models import DEVICES, DTYPES
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.run_dir import RunDir
 from modplural.tasks import TASKS, Item, Task, load_task
+from modplural.validation import check_choice, check_count, finite_float
 
 PRIMARY = "modular"
 
@@ -83,6 +86,16 @@ class ExperimentConfig:
         check_engine(self.engine)
         if self.scorer not in ("embedding", "nli"):
             raise ModPluralError(f"unknown scorer {self.scorer!r}: choose embedding or nli")
+        if self.message_tokens is not None:
+            check_count(self.message_tokens, "message_tokens")
+        if self.main_tokens is not None:
+            check_count(self.main_tokens, "main_tokens")
+        if finite_float(self.message_temperature, "message_temperature") < 0:
+            raise ModPluralError(f"message_temperature must be >= 0, got {self.message_temperature}")
+        if not 0 < finite_float(self.message_top_p, "message_top_p") <= 1:
+            raise ModPluralError(f"message_top_p must be in (0, 1], got {self.message_top_p}")
+        check_choice(self.device, DEVICES, "device")
+        check_choice(self.dtype, DTYPES, "dtype")
         self.resolved_protocol()
 
     def resolved_protocol(self) -> Protocol:
@@ -176,10 +189,16 @@ class Experiment:
         return {}
 
     def run(self, progress: bool = True) -> dict:
+        created = not self.out_dir.exists()
         with self.run_dir.lock():
             previous = self._check_manifest()
+            try:
+                methods, main_identity, pool = self._build()
+            except BaseException:
+                if created:  # nothing was run: leave no directory behind
+                    shutil.rmtree(self.out_dir, ignore_errors=True)
+                raise
             self.run_dir.predictions_dir.mkdir(parents=True, exist_ok=True)
-            methods, main_identity, pool = self._build()
             manifest = {
                 "config": self.config.as_dict(),
                 "protocol": self.protocol.as_dict(),

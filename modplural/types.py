@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from modplural.errors import ModPluralError
+from modplural.validation import WEIGHT_NAMES, check_options, check_text, check_weights
 
 MODES = ("overton", "steer", "distribution")
 
@@ -22,23 +23,41 @@ class Query:
     frame: tuple[str, ...] | None = None  # the dataset family, for protocol 'original' (see modplural/prompts/original.py)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.text, str) or not self.text.strip():
+        if not check_text(self.text, "the query").strip():
             raise ModPluralError("the query is empty")
         if self.options is not None:
-            options = tuple(self.options)
+            options = check_options(self.options)
             object.__setattr__(self, "options", options)
             if len(options) < 2:
                 raise ModPluralError(f"need at least two options, got {len(options)}")
-            if any(not isinstance(o, str) or not o.strip() for o in options):
+            if any(not check_text(o, f"option {i + 1}").strip() for i, o in enumerate(options)):
                 raise ModPluralError("options must be non-empty strings")
             if len({o.strip().lower() for o in options}) != len(options):
                 raise ModPluralError(f"options must be distinct, got {list(options)}")
             if len(options) > 26:
                 raise ModPluralError(f"at most 26 options are supported, got {len(options)}")
-        if self.attribute is not None and not self.attribute.strip():
+        if self.attribute is not None and not check_text(self.attribute, "the attribute").strip():
             raise ModPluralError("the attribute is empty")
-        if isinstance(self.weights, list):
-            object.__setattr__(self, "weights", tuple(self.weights))
+        if self.persona is not None:
+            check_text(self.persona, "the persona")
+        if self.situation is not None:
+            check_text(self.situation, "the situation")
+        if self.frame is not None:
+            object.__setattr__(self, "frame", tuple(check_text(part, "the frame") for part in self.frame))
+        if self.weights is not None and not (isinstance(self.weights, str) and self.weights in WEIGHT_NAMES):
+            object.__setattr__(self, "weights", check_weights(self.weights))
+
+
+QUERY_FIELDS = frozenset(f.name for f in fields(Query))
+
+
+def query_from(value: str | dict) -> Query:
+    """A query from a string or a dict of ``Query`` fields (what a LangChain runnable is given)."""
+    if isinstance(value, str):
+        return Query(value)
+    if isinstance(value, dict) and "text" in value and set(value) <= QUERY_FIELDS:
+        return Query(**value)
+    raise ModPluralError(f"expected a query string or a dict with 'text' and any of {', '.join(sorted(QUERY_FIELDS))}, got {value!r}")
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from modplural.errors import ModPluralError
 from modplural.protocol import Protocol
 from modplural.types import Query
+from modplural.validation import bad_text_location, finite_float, read_text
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,21 @@ def read_items(path: Path) -> list[dict]:
     """A JSON list of objects (the released VITAL / Modular Pluralism format)."""
     if not path.is_file():
         raise ModPluralError(f"task file not found: {path} (pass --data-dir, or run `modplural data download vital`)")
+    text = read_text(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ModPluralError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:  # a 5000-digit number, thousands of nested brackets
+        raise ModPluralError(f"{path}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
     if not isinstance(data, list):
         raise ModPluralError(f"{path}: expected a JSON list of items")
     for i, row in enumerate(data):
         if not isinstance(row, dict):
             raise ModPluralError(f"{path}: item {i}: expected an object")
+        bad = bad_text_location(row)
+        if bad:
+            raise ModPluralError(f"{path}: item {i}: field {bad} is not valid UTF-8 text")
     return data
 
 
@@ -66,9 +73,10 @@ def distribution(path: Path, index: int, row: dict, name: str, length: int) -> l
     values = field(path, index, row, name, list)
     if len(values) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         raise ItemError(f"{path}: item {index}: field {name!r} must hold {length} numbers, one per option (has {len(values)})")
-    if any(v < 0 for v in values) or not math.isclose(sum(values), 1.0, abs_tol=1e-3):
-        raise ItemError(f"{path}: item {index}: field {name!r} must be non-negative and sum to 1 (sums to {sum(values):.4f})")
-    return [float(v) for v in values]
+    numbers = [finite_float(v, f"field {name!r}[{i}]") for i, v in enumerate(values)]  # Task.load adds file and item
+    if any(v < 0 for v in numbers) or not math.isclose(sum(numbers), 1.0, abs_tol=1e-3):
+        raise ItemError(f"{path}: item {index}: field {name!r} must be non-negative and sum to 1 (sums to {sum(numbers):.4f})")
+    return numbers
 
 
 def string_list(path: Path, index: int, row: dict, name: str) -> list[str]:

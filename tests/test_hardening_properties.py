@@ -1,0 +1,185 @@
+"""Property tests: malformed task files, experiment configs and registries give ModPluralError naming the file,
+or valid objects, never another exception.
+
+Each reader gets (a) every valid document with each single place deleted or replaced by each of a list of nasty
+values, exhaustively, and (b) Hypothesis' random documents: up to three random changes, random JSON/YAML values,
+random bytes and random text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modplural.backends.base import Decoding
+from modplural.communities import load_registry
+from modplural.errors import ModPluralError
+from modplural.runner import ExperimentConfig, load_config
+from modplural.tasks import TASKS
+
+SETTINGS = settings(max_examples=60, deadline=None)
+
+# Replacements that each broke a reader: NaN/inf, huge ints, bools as numbers, NUL, lone surrogates (from \udc80
+# escapes), a trailing newline, empty and nested containers. DELETE removes the place instead.
+NASTY = [math.nan, math.inf, -math.inf, 10**400, 1e308, -1, 0, 2, 0.5, True, None, "", " ", "a\x00b", "\udc80", "left\n", [], {}, [[]]]
+DELETE = object()
+TEXT = st.text(max_size=12) | st.sampled_from(["\udc80", "a\ud800b", "\x00", "Santé", "A", "POLPARTY_Democrat"])
+NUMBER = st.integers() | st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([10**400, -(10**400), 1e308])
+VALUE = st.recursive(st.none() | st.booleans() | NUMBER | TEXT, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=10)
+
+SURVEY = {"id": 1, "question": "Q?", "options": ["a", "b"], "attribute": "POLPARTY_Democrat", "gold_distribution": [0.25, 0.75]}
+VALID_ROWS = {
+    "vital_overton": {"id": 1, "input": "A situation", "vrd": ["Autonomy", "Care"], "explanation": ["because", "and because"]},
+    "vital_steerable_vk": {"id": 1, "input": "A situation", "vrd": "Autonomy", "label": "A"},
+    "vital_steerable_opinionqa": SURVEY,
+    "vital_distributional_moralchoice": SURVEY,
+    "vital_distributional_globalopinionqa": {**SURVEY, "attribute": "Kenya"},
+}
+CONFIG = ExperimentConfig(name="prop", tasks=("vital_overton",), methods=("vanilla", "modular"), limit=3, communities=("left",)).as_dict()
+ENTRY = {"name": "left", "description": "d", "axis": "a", "base_model": "default", "adapter": "a/left",
+         "corpus": {"source": "s", "licence": "CC0", "url": "https://example.org"}, "weight": 1.0}
+REGISTRY = {"version": 1, "communities": [ENTRY, {**ENTRY, "name": "right", "weight": 2}]}
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every place inside nested dicts and lists (not the whole value)."""
+    inner = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return [p for key, item in inner for p in [(*prefix, key), *_paths(item, (*prefix, key))]]
+
+
+def _replace(value: Any, path: tuple, new: Any) -> Any:
+    """A copy of ``value`` with the place at ``path`` replaced by ``new`` (or removed, for ``DELETE``)."""
+    head, *rest = path
+    copy = dict(value) if isinstance(value, dict) else list(value)
+    if rest:
+        copy[head] = _replace(value[head], tuple(rest), new)
+    elif new is DELETE:
+        del copy[head]
+    else:
+        copy[head] = new
+    return copy
+
+
+def single_replacements(valid: Any) -> Iterator[Any]:
+    """``valid`` with one place deleted or replaced by one nasty value, for every place and value."""
+    for path in _paths(valid):
+        for new in [DELETE, *NASTY]:
+            yield _replace(valid, path, new)
+
+
+@st.composite
+def mutated(draw, valid: Any) -> Any:
+    """``valid`` with one to three places deleted or replaced by a nasty or random value."""
+    data = valid
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(data)
+        if not paths:
+            break
+        data = _replace(data, draw(st.sampled_from(paths)), draw(st.sampled_from([DELETE, *NASTY]) | VALUE))
+    return data
+
+
+def random_files(valid: Any, dump: Callable[[Any], str]) -> st.SearchStrategy[bytes]:
+    """Mostly a mutated valid document; sometimes any JSON/YAML value, any bytes or any text (lone surrogates included)."""
+    anything = VALUE.map(lambda data: dump(data).encode()) | st.binary(max_size=64) | TEXT.map(lambda t: t.encode("utf-8", "surrogatepass"))
+    return st.integers(0, 9).flatmap(lambda k: mutated(valid).map(lambda data: dump(data).encode()) if k < 7 else anything)
+
+
+def _load_task(name: str, path: Path, content: bytes) -> None:
+    """Load a task file: ModPluralError naming the file, or items that methods and metrics can use."""
+    path.write_bytes(content)
+    try:
+        items, skipped = TASKS[name][0].load(path)
+    except ModPluralError as exc:
+        assert str(path) in str(exc)
+        return
+    assert len({i.id for i in items}) == len(items) and all(isinstance(s, str) for s in skipped)
+    for item in items:
+        assert item.id and item.query.text.strip()
+        json.dumps([asdict(item.query), item.gold], ensure_ascii=False, allow_nan=False).encode("utf-8")  # as predictions store them
+        gold = item.gold.get("distribution")
+        if gold is not None:
+            assert len(gold) == len(item.query.options) and all(math.isfinite(p) and p >= 0 for p in gold)
+            assert sum(gold) == pytest.approx(1.0, abs=1e-3)
+
+
+def _load_config(path: Path, content: bytes) -> None:
+    """Read an experiment config: ModPluralError naming the file, or a config whose decodings and manifest work."""
+    path.write_bytes(content)
+    try:
+        config = load_config(path)
+    except ModPluralError as exc:
+        assert str(path) in str(exc)
+        return
+    Decoding(max_new_tokens=config.message_tokens, temperature=config.message_temperature, top_p=config.message_top_p, seed=config.seed)
+    Decoding(max_new_tokens=config.main_tokens)
+    json.dumps(config.as_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8")  # what the manifest stores
+
+
+def _load_registry(path: Path, content: bytes) -> None:
+    """Read a registry: ModPluralError naming the file, or communities with usable names, weights and paths."""
+    path.write_bytes(content)
+    try:
+        registry = load_registry(path)
+    except ModPluralError as exc:
+        assert str(path) in str(exc)
+        return
+    assert len(set(registry.names)) == len(registry.names)
+    for c in registry.communities:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", c.name) and math.isfinite(c.weight) and c.weight >= 0
+        c.adapter.exists()  # a usable path (no NUL, no lone surrogate)
+        json.dumps([c.name, c.description, c.axis, c.base_model, c.corpus.source, c.corpus.licence, c.corpus.url], ensure_ascii=False).encode("utf-8")
+
+
+def _check_random_files(files: st.SearchStrategy[bytes], check: Callable[[bytes], None]) -> None:
+    @SETTINGS
+    @given(files)
+    def run(content: bytes) -> None:
+        check(content)
+
+    run()
+
+
+def _rows(name: str) -> list[dict]:
+    return [VALID_ROWS[name], {**VALID_ROWS[name], "id": "2"}]
+
+
+@pytest.mark.parametrize("name", list(VALID_ROWS))
+def test_task_loaders_every_single_nasty_value(name, tmp_path):
+    for rows in single_replacements(_rows(name)):
+        _load_task(name, tmp_path / "task.json", json.dumps(rows).encode())
+
+
+@pytest.mark.parametrize("name", list(VALID_ROWS))
+def test_task_loaders_random_files(name, tmp_path_factory):
+    path = tmp_path_factory.mktemp(name) / "task.json"
+    _check_random_files(random_files(_rows(name), json.dumps), lambda content: _load_task(name, path, content))
+
+
+def test_config_reader_every_single_nasty_value(tmp_path):
+    for data in single_replacements(CONFIG):
+        _load_config(tmp_path / "experiment.yaml", yaml.safe_dump(data).encode())
+
+
+def test_config_reader_random_files(tmp_path_factory):
+    path = tmp_path_factory.mktemp("config") / "experiment.yaml"
+    _check_random_files(random_files(CONFIG, yaml.safe_dump), lambda content: _load_config(path, content))
+
+
+def test_registry_reader_every_single_nasty_value(tmp_path):
+    for data in single_replacements(REGISTRY):
+        _load_registry(tmp_path / "registry.yaml", yaml.safe_dump(data).encode())
+
+
+def test_registry_reader_random_files(tmp_path_factory):
+    path = tmp_path_factory.mktemp("registry") / "registry.yaml"
+    _check_random_files(random_files(REGISTRY, yaml.safe_dump), lambda content: _load_registry(path, content))
