@@ -262,9 +262,12 @@ def _render(result, main_identity: str) -> str:
             lines.append(f"  [{name}] {' '.join(text.split())}")
         lines.append("")
     if result.selection_scores:
-        lines.append(f"Selection (chosen: {result.chosen_community})")
+        mass = f", probability mass on the numbers: {result.selection_mass:.2f}" if result.selection_mass is not None else ""
+        lines.append(f"Selection (chosen: {result.chosen_community}{mass})")
         lines += [f"  {name:<24} {score:.3f}" for name, score in result.selection_scores.items()]
         lines.append("")
+    elif result.selection_text is not None:
+        lines += [f"Selection (chosen: {result.chosen_community}, read from the sampled answer {' '.join(result.selection_text.split())!r})", ""]
     if result.distribution is not None:
         lines.append("Answer distribution" + (f" (probability mass on the option labels: {result.option_mass:.2f})" if result.option_mass is not None else ""))
         for option, p in zip(result.options, result.distribution):

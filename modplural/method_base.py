@@ -106,7 +106,10 @@ class Method:
         """Request fields: raw text (``main_input: raw``) or a chat turn opened by ``prefix``."""
         if self.protocol.main_input == "raw":
             return {"prompt": f"{prompt}\n{prefix}" if prefix else prompt}
-        return {"messages": ({"role": "user", "content": prompt},), "answer_prefix": prefix} if prefix else {"messages": ({"role": "user", "content": prompt},)}
+        fields: dict = {"messages": ({"role": "user", "content": prompt},)}
+        if prefix:  # option and selection requests only (generation has no prefix)
+            fields["answer_prefix"] = prefix
+        return fields
 
     def _decoding(self, tokens: int, prompt: str) -> Decoding:
         temperature = self.protocol.main_temperature

@@ -466,7 +466,8 @@ def _nucleus(probs, top_p, candidates: int = 512):
     """
     k = min(candidates, probs.shape[-1])
     values, order = probs.topk(k, dim=-1)
-    short = (values.sum(-1) < top_p).nonzero()[:, 0]
+    # short: the candidates miss part of the nucleus (a zero last candidate means they already hold all the mass)
+    short = ((values.sum(-1) < top_p) & (values[:, -1] > 0)).nonzero()[:, 0]
     if k < probs.shape[-1] and len(short):
         full_values, full_order = probs[short].sort(dim=-1, descending=True)
         values, order = _widen(values, probs.shape[-1]), _widen(order, probs.shape[-1])
