@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -16,7 +15,8 @@ from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, Op
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
-from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
+from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
+from modplural.backends.lora_bank import LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -87,52 +87,43 @@ class LocalBackend:
         return f"{self.loaded.identity}+{adapter}:{self._adapters[adapter]}"
 
     def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a peft LoRA adapter from ``path`` under ``name``, after checking it fits the base model."""
+        """Load a peft LoRA adapter from ``path`` under ``name``, after checking its files and that it fits the base model."""
         if not name:
             raise ModPluralError(f"invalid adapter name {name!r}")
         if name in self._adapters:
             raise ModPluralError(f"adapter {name!r} is already loaded")
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise ModPluralError(f"adapter directory for {name!r} not found: {path}")
-        for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-            if not (path / required).is_file():
-                raise ModPluralError(f"adapter {name!r} at {path} has no {required}")
-        self._check_fits_base(name, path)
+        adapter = read_adapter(name, Path(path).expanduser())
+        self._check_fits_base(adapter)
         try:
-            self._attach_adapter(name, path)
+            self._attach_adapter(adapter)
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            raise ModPluralError(f"adapter {name!r} at {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._adapters[name] = _sha256(path / ADAPTER_WEIGHTS)
+            raise ModPluralError(f"adapter {name!r} at {adapter.path} could not be loaded: {str(exc).splitlines()[0]}") from exc
+        self._adapters[name] = _sha256(adapter.path / ADAPTER_WEIGHTS)
 
-    def _attach_adapter(self, name: str, path: Path) -> None:
+    def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
         if self._bank is None:
             self._bank = LoraBank(self._model)
-        self._bank.add(name, path)
+        self._bank.add(adapter)
 
-    def _check_fits_base(self, name: str, path: Path) -> None:
+    def _check_fits_base(self, adapter: AdapterFiles) -> None:
         """Refuse an adapter whose LoRA shapes or recorded base model do not match the loaded model."""
-        from safetensors import safe_open
-
-        config = json.loads((path / ADAPTER_CONFIG).read_text())
         modules = dict(self.loaded.model.named_modules())
-        with safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as f:
-            for key in f.keys():
-                if ".lora_A." not in key:
-                    continue
-                module_name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-                module = modules.get(module_name)
-                r, in_features = f.get_slice(key).get_shape()
-                if module is None or getattr(module, "in_features", in_features) != in_features:
-                    raise ModPluralError(
-                        f"adapter {name!r} at {path} was made for another base model "
-                        f"({config.get('base_model_name_or_path') or 'unknown'}): its layer {module_name} does not fit {self.loaded.base_name}"
-                    )
-        recorded = config.get("base_model_name_or_path")
+        recorded = adapter.config.get("base_model_name_or_path")
+        for key, tensor in adapter.weights.items():
+            if ".lora_A." not in key:
+                continue
+            module_name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            module = modules.get(module_name)
+            in_features = tensor.shape[-1]
+            if module is None or getattr(module, "in_features", in_features) != in_features:
+                raise ModPluralError(
+                    f"adapter {adapter.name!r} at {adapter.path} was made for another base model "
+                    f"({recorded or 'unknown'}): its layer {module_name} does not fit {self.loaded.base_name}"
+                )
         if recorded and Path(recorded).name.lower() != Path(self.loaded.base_name).name.lower():
             print(
-                f"modplural: warning: adapter {name!r} records base model {recorded}, loaded base is {self.loaded.base_name}",
+                f"modplural: warning: adapter {adapter.name!r} records base model {recorded}, loaded base is {self.loaded.base_name}",
                 file=sys.stderr,
             )
 

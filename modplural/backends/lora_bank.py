@@ -17,17 +17,15 @@ The extra work is ``2 * n_present * r / in_features`` of the base layer's (3.5% 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from modplural.backends.adapter_files import AdapterFiles
 from modplural.errors import ModPluralError
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 _PREFIX = "base_model.model."
 
 
@@ -100,16 +98,14 @@ class LoraBank:
         self._layers: dict[str, _AdaptedLinear] = {}
         self._rank = 0
 
-    def add(self, name: str, path: Path) -> None:
-        """Load the adapter at ``path`` (peft format) under ``name``; nothing changes if it cannot be loaded."""
+    def add(self, adapter: AdapterFiles) -> None:
+        """Load ``adapter`` (peft format) under its name; nothing changes if it cannot be served."""
         import torch
-        from safetensors.torch import load_file
 
-        config = json.loads((path / ADAPTER_CONFIG).read_text())
+        name, path, config = adapter.name, adapter.path, adapter.config
         _check_supported(name, path, config)
-        weights = load_file(str(path / ADAPTER_WEIGHTS), device="cpu")
         pairs: dict[str, dict[str, torch.Tensor]] = {}
-        for key, tensor in weights.items():
+        for key, tensor in adapter.weights.items():
             match = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key)
             if match is None:
                 raise ModPluralError(f"adapter {name!r} at {path}: unsupported tensor {key} (only LoRA A/B weights can be served batched)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
+from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
 from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.local import LocalBackend
@@ -44,14 +45,14 @@ class SequentialBackend(LocalBackend):
         """The weights' identity, marked with this engine: its sampled texts differ from the batched engine's."""
         return f"{super().adapter_identity(adapter)}|engine=sequential"
 
-    def _attach_adapter(self, name: str, path) -> None:
+    def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Inject the adapter with peft, the way the original fine-tuned community models are used one by one."""
         from peft import PeftModel
 
         if isinstance(self._model, PeftModel):
-            self._model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            self._model.load_adapter(str(adapter.path), adapter_name=adapter.name, is_trainable=False)
         else:
-            self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name, is_trainable=False)
+            self._model = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=adapter.name, is_trainable=False)
         self._model.eval()
 
     def _rows(self, adapters):
