@@ -75,3 +75,32 @@ def test_cli_broken_adapter_is_one_line(tmp_path, how, command):
         result = run_cli("ask", "Is fluoride safe?", "--communities", "patients,broken", "--registry", registry, "--device", "cpu", "--no-cache")
     assert_one_line_error(result, "adapter 'broken'", named)
     assert result.returncode == 2
+
+
+# ----------------------------------------------------------------------------- rows of one adapter cannot change others
+def _nan_factors(backend: LocalBackend, adapter: str) -> None:
+    """Bypass the load check: overwrite a loaded adapter's factors in the LoRA bank with NaN."""
+    index = backend._bank.names.index(adapter)
+    for layer in backend._bank._layers.values():
+        layer.factors[index].a.fill_(float("nan"))
+        layer.factors[index].b.fill_(float("nan"))
+
+
+def test_an_adapter_with_nan_factors_cannot_change_other_rows(loaded):
+    """Rows of a NaN adapter stay NaN; base and healthy rows equal a batch run without that adapter."""
+    adapters = {name: SHIPPED / name for name in ("patients", "clinicians", "public_health_agencies")}
+    backend = LocalBackend(loaded=loaded, adapters=adapters)
+    _nan_factors(backend, "public_health_agencies")
+    ids = backend.tokenizer("Vaccines for children are", return_tensors="pt")["input_ids"]
+    with_bad = [None, "patients", "public_health_agencies", "clinicians"]
+    without = [None, "patients", "clinicians"]
+    with torch.inference_mode():
+        with backend._rows(with_bad):
+            mixed = backend._model(input_ids=ids.repeat(4, 1)).logits[:, -1]
+        with backend._rows(without):
+            clean = backend._model(input_ids=ids.repeat(3, 1)).logits[:, -1]
+    assert mixed[2].isnan().all()  # the injected NaN really reaches its own row
+    healthy = mixed[[0, 1, 3]]
+    assert torch.isfinite(healthy).all()
+    assert (healthy - clean).abs().max() < 1e-5
+    assert (clean[1] - clean[0]).abs().max() > 1e-2 and (clean[2] - clean[1]).abs().max() > 1e-2  # the adapters do act
