@@ -13,9 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.local import LocalBackend
 from modplural.backends.sequential import SequentialBackend
+from modplural.communities import load_registry
 from modplural.errors import ModPluralError
+from modplural.message_cache import MessageCache
+from modplural.pool import CommunityPool
 from tests.helpers import assert_one_line_error, run_cli, write_registry
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,3 +108,33 @@ def test_an_adapter_with_nan_factors_cannot_change_other_rows(loaded):
     assert torch.isfinite(healthy).all()
     assert (healthy - clean).abs().max() < 1e-5
     assert (clean[1] - clean[0]).abs().max() > 1e-2 and (clean[2] - clean[1]).abs().max() > 1e-2  # the adapters do act
+
+
+# ----------------------------------------------------------------------------- non-finite logits are never used or cached
+def test_non_finite_logits_raise_naming_the_adapter_and_nothing_is_cached(loaded, tmp_path):
+    registry = load_registry(write_registry(tmp_path / "registry.yaml", {n: SHIPPED / n for n in ("patients", "clinicians")}))
+    backend = LocalBackend(loaded=loaded, adapters={c.name: c.adapter for c in registry.communities})
+    _nan_factors(backend, "clinicians")
+    cache = MessageCache(tmp_path / "messages.sqlite")
+    pool = CommunityPool(backend, registry.select(), Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0), cache)
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        pool.messages(["Is fluoride in tap water safe?"])
+    assert len(cache) == 0 and pool.generated == 0
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.option_probs([OptionRequest(labels=("A", "B"), prompt="A or B? Answer:", adapter=a) for a in ("patients", "clinicians")])
+    [message] = pool.subset(["patients"]).messages(["Is fluoride in tap water safe?"])
+    clean = LocalBackend("default", adapters={"patients": SHIPPED / "patients"}, device="cpu", dtype="float32")
+    [expected] = CommunityPool(clean, registry.select(["patients"]), pool.decoding).messages(["Is fluoride in tap water safe?"])
+    assert message == expected and len(cache) == 1
+
+
+def test_sequential_engine_refuses_non_finite_logits(loaded):
+    backend = SequentialBackend(loaded=loaded, adapters={n: SHIPPED / n for n in ("patients", "clinicians")})
+    for name, parameter in backend._model.named_parameters():
+        if ".clinicians." in name:
+            parameter.data.fill_(float("nan"))
+    chat = ({"role": "user", "content": "Should parents be allowed to refuse vaccines for their children?"},)
+    request = lambda adapter: GenerateRequest(messages=chat, adapter=adapter, decoding=Decoding(max_new_tokens=4, temperature=1.0, seed=1))  # noqa: E731
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.generate([request("clinicians")])
+    assert backend.generate([request("patients")])[0]

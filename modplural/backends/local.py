@@ -231,6 +231,7 @@ class LocalBackend:
             prefilled = self._clock()
             self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
+                check_finite(logits, [requests[i].adapter for i in active])
                 chosen = _choose_tokens(logits, [requests[i] for i in active], [generators[i] for i in active])
                 keep = []
                 for pos, (row, token) in enumerate(zip(active, chosen)):
@@ -288,6 +289,7 @@ class LocalBackend:
             started = self._clock()
             with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
                 logits = self._forward(ids, mask, positions)
+            check_finite(logits, [requests[i].adapter for i in batch])
             probs = torch.softmax(logits.double(), dim=-1).cpu()
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
@@ -310,6 +312,7 @@ class LocalBackend:
             ids, mask, positions = self._left_pad([blocks[i] for i in batch])
             with torch.inference_mode(), self._rows([adapters[i] for i in batch]):
                 logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+            check_finite(logits, [adapters[i] for i in batch], mask)
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             valid = mask[:, 1:].bool() & mask[:, :-1].bool()
             for row, i in enumerate(batch):
@@ -326,6 +329,22 @@ class EngineStats:
     prefill_seconds: float = 0.0  # generation: reading the prompts
     decode_seconds: float = 0.0  # generation: one token per step
     scoring_seconds: float = 0.0  # option distributions: one forward pass
+
+
+def check_finite(logits, adapters: Sequence[str | None], mask=None) -> None:
+    """Refuse NaN or infinite logits (row ``i`` from ``adapters[i]``; positions where ``mask`` is 0 are padding), so
+    broken weights never yield text, a distribution or a likelihood."""
+    import torch
+
+    finite = torch.isfinite(logits).all(dim=-1)  # (rows,) or (rows, positions)
+    if mask is not None:
+        finite |= ~mask.bool()
+    finite = finite.reshape(len(finite), -1).all(dim=-1)
+    if bool(finite.all()):
+        return
+    adapter = adapters[int((~finite).nonzero()[0])]
+    source = "the base model" if adapter is None else f"adapter {adapter!r}"
+    raise ModPluralError(f"{source} produced NaN or infinite logits (broken weights?); no output of this call was kept")
 
 
 def _option_result(labels: tuple[str, ...], label_ids: list[list[int]], probs) -> OptionResult:

@@ -19,7 +19,7 @@ from typing import Sequence
 from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
 from modplural.backends.label_tokens import from_top_tokens
-from modplural.backends.local import LocalBackend
+from modplural.backends.local import LocalBackend, check_finite
 from modplural.errors import ModPluralError
 
 ANSWER_SAMPLE_TOKENS = 20  # the original's max_new_tokens when it asks for probabilities
@@ -64,7 +64,7 @@ class SequentialBackend(LocalBackend):
         """One block at a time, each under its own adapter."""
         return [super(SequentialBackend, self).token_nll([b], [a])[0] for b, a in zip(blocks, adapters)]
 
-    def _hf_generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int | None) -> list[int]:
+    def _hf_generate(self, ids: list[int], adapter: str | None, max_new_tokens: int, temperature: float, top_p: float, seed: int | None) -> list[int]:
         import torch
 
         inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
@@ -79,6 +79,7 @@ class SequentialBackend(LocalBackend):
                 max_new_tokens=max_new_tokens,
                 eos_token_id=sorted(self._eos_ids),
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=_finite_logits(adapter),
                 **options,
             )
         new = out[0, len(ids) :].tolist()
@@ -102,7 +103,7 @@ class SequentialBackend(LocalBackend):
         for ids, r in zip(encoded, requests):
             d = r.decoding
             with self._use_adapter(r.adapter):
-                tokens = self._hf_generate(ids, d.max_new_tokens, d.temperature, d.top_p, d.seed)
+                tokens = self._hf_generate(ids, r.adapter, d.max_new_tokens, d.temperature, d.top_p, d.seed)
             results.append(self._decode(tokens))
         return results
 
@@ -116,11 +117,12 @@ class SequentialBackend(LocalBackend):
         for r in requests:
             ids = self._encode(r.messages, r.prompt, r.answer_prefix)
             with self._use_adapter(r.adapter):
-                self._hf_generate(ids, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
+                self._hf_generate(ids, r.adapter, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
                 with torch.inference_mode():
                     inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
                     logits = self._model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
                 self.stats.prompt_tokens += len(ids)
+            check_finite(logits[:, -1], [r.adapter])
             top = torch.softmax(logits[0, -1].float(), dim=-1).topk(TOP_K_READ)
             token_probs: dict[str, float] = {}
             for token, prob in zip(top.indices.tolist(), top.values.tolist()):
@@ -128,3 +130,15 @@ class SequentialBackend(LocalBackend):
                 token_probs[text] = token_probs.get(text, 0.0) + prob
             results.append(from_top_tokens(r.labels, token_probs))
         return results
+
+
+def _finite_logits(adapter: str | None):
+    """A logits processor list whose one processor refuses NaN or infinite logits from the model (``check_finite``)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class FiniteLogits(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            check_finite(scores, [adapter] * len(scores))
+            return scores
+
+    return LogitsProcessorList([FiniteLogits()])
