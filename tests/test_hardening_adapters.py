@@ -138,3 +138,26 @@ def test_sequential_engine_refuses_non_finite_logits(loaded):
     with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
         backend.generate([request("clinicians")])
     assert backend.generate([request("patients")])[0]
+
+
+# ----------------------------------------------------------------------------- message cache
+def _ask_with_cache(*args: str, env: dict | None = None):
+    return run_cli("ask", "Is fluoride safe?", "--communities", "patients", "--device", "cpu", *args, env=env)
+
+
+def test_cli_corrupt_message_cache_is_one_line_and_kept(tmp_path):
+    cache = tmp_path / "messages.sqlite"
+    garbage = b"these bytes are not an SQLite database " * 100
+    cache.write_bytes(garbage)
+    result = _ask_with_cache("--cache", str(cache))
+    assert_one_line_error(result, f"message cache {cache} is unusable", "not a database")
+    assert result.returncode == 2
+    assert cache.read_bytes() == garbage  # a user's cache is never deleted or rewritten
+
+
+def test_cli_message_cache_that_is_a_directory_is_one_line(tmp_path):
+    assert_one_line_error(_ask_with_cache("--cache", str(tmp_path)), f"message cache {tmp_path} is a directory")
+    (tmp_path / "messages.sqlite").mkdir()
+    result = _ask_with_cache(env={"MODPLURAL_CACHE": str(tmp_path)})
+    assert_one_line_error(result, f"message cache {tmp_path / 'messages.sqlite'} is a directory")
+    assert result.returncode == 2
