@@ -6,6 +6,7 @@ SQLite path, a real checkpoint written by a short training run.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -160,4 +161,18 @@ def test_cli_message_cache_that_is_a_directory_is_one_line(tmp_path):
     (tmp_path / "messages.sqlite").mkdir()
     result = _ask_with_cache(env={"MODPLURAL_CACHE": str(tmp_path)})
     assert_one_line_error(result, f"message cache {tmp_path / 'messages.sqlite'} is a directory")
+    assert result.returncode == 2
+
+
+# ----------------------------------------------------------------------------- model specs
+def test_cli_model_that_is_not_a_model_is_one_line(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("just some text\n")
+    result = run_cli("ask", "Is fluoride safe?", "--method", "vanilla", "--model", str(fake), "--device", "cpu")
+    assert_one_line_error(result, str(fake), "not a GGUF file")
+    only_config = tmp_path / "only_config"
+    only_config.mkdir()
+    (only_config / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "vocab_size": 128}))
+    result = run_cli("ask", "Is fluoride safe?", "--method", "vanilla", "--model", str(only_config), "--device", "cpu")
+    assert_one_line_error(result, f"could not load model '{only_config}'")
     assert result.returncode == 2
