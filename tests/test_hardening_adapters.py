@@ -129,6 +129,17 @@ def test_non_finite_logits_raise_naming_the_adapter_and_nothing_is_cached(loaded
     assert message == expected and len(cache) == 1
 
 
+def test_likelihoods_refuse_non_finite_logits_but_not_padding(loaded):
+    backend = LocalBackend(loaded=loaded, adapters={n: SHIPPED / n for n in ("patients", "clinicians")})
+    texts = ["Vaccines save lives.", "Sugar taxes change what families in poor countries buy every week."]
+    blocks = backend.tokenizer(texts, add_special_tokens=False)["input_ids"]  # different lengths: one block is left-padded
+    nll = backend.token_nll(blocks, ["patients", "clinicians"])
+    assert [count for _, count in nll] == [len(b) - 1 for b in blocks] and all(value > 0 for value, _ in nll)
+    _nan_factors(backend, "clinicians")
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.token_nll(blocks, ["patients", "clinicians"])
+
+
 def test_sequential_engine_refuses_non_finite_logits(loaded):
     backend = SequentialBackend(loaded=loaded, adapters={n: SHIPPED / n for n in ("patients", "clinicians")})
     for name, parameter in backend._model.named_parameters():

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
-from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
 from modplural.backends.lora_bank import LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
