@@ -6,14 +6,17 @@ chat prompt and the decoding settings including the seed; a rerun with the same 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Iterator
 
 from modplural.backends.base import GenerateRequest
+from modplural.errors import ModPluralError
 from modplural.models import cache_dir
 
 
@@ -25,13 +28,29 @@ class MessageCache:
     """A key -> text store; safe to share between processes (SQLite WAL) and threads."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path).expanduser() if path else default_cache_path()
+        if self.path.is_dir():
+            raise ModPluralError(f"message cache {self.path} is a directory, not a file: use another cache file (--cache, MODPLURAL_CACHE) or --no-cache")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModPluralError(f"message cache {self.path}: cannot create its directory ({exc})") from exc
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
-        self._db.commit()
+        with self._errors():
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS messages (key TEXT PRIMARY KEY, text TEXT NOT NULL)")
+            self._db.commit()
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite errors (a corrupt or unreadable file) as one-line errors naming the file; the file is left as it is."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise ModPluralError(
+                f"message cache {self.path} is unusable ({exc}): move it away or use another cache file (--cache, MODPLURAL_CACHE) or --no-cache"
+            ) from exc
 
     @staticmethod
     def key(identity: str, request: GenerateRequest) -> str:
@@ -44,7 +63,7 @@ class MessageCache:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
-        with self._lock:
+        with self._lock, self._errors():
             found: dict[str, str] = {}
             for start in range(0, len(keys), 500):
                 chunk = keys[start : start + 500]
@@ -53,10 +72,10 @@ class MessageCache:
             return found
 
     def put_many(self, items: dict[str, str]) -> None:
-        with self._lock:
+        with self._lock, self._errors():
             self._db.executemany("INSERT OR REPLACE INTO messages (key, text) VALUES (?, ?)", list(items.items()))
             self._db.commit()
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._errors():
             return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])

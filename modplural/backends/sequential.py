@@ -16,9 +16,10 @@ from __future__ import annotations
 import contextlib
 from typing import Sequence
 
+from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.label_tokens import from_top_tokens
-from modplural.backends.local import LocalBackend
+from modplural.backends.local import LocalBackend, check_finite
 from modplural.errors import ModPluralError
 
 ANSWER_SAMPLE_TOKENS = 20  # the original's max_new_tokens when it asks for probabilities
@@ -44,14 +45,14 @@ class SequentialBackend(LocalBackend):
         """The weights' identity, marked with this engine: its sampled texts differ from the batched engine's."""
         return f"{super().adapter_identity(adapter)}|engine=sequential"
 
-    def _attach_adapter(self, name: str, path) -> None:
+    def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Inject the adapter with peft, the way the original fine-tuned community models are used one by one."""
         from peft import PeftModel
 
         if isinstance(self._model, PeftModel):
-            self._model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+            self._model.load_adapter(str(adapter.path), adapter_name=adapter.name, is_trainable=False)
         else:
-            self._model = PeftModel.from_pretrained(self._model, str(path), adapter_name=name, is_trainable=False)
+            self._model = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=adapter.name, is_trainable=False)
         self._model.eval()
 
     def _rows(self, adapters):
@@ -63,7 +64,7 @@ class SequentialBackend(LocalBackend):
         """One block at a time, each under its own adapter."""
         return [super(SequentialBackend, self).token_nll([b], [a])[0] for b, a in zip(blocks, adapters)]
 
-    def _hf_generate(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0) -> list[int]:
+    def _hf_generate(self, ids: list[int], adapter: str | None, max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0) -> list[int]:
         import torch
 
         inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
@@ -78,6 +79,7 @@ class SequentialBackend(LocalBackend):
                 max_new_tokens=max_new_tokens,
                 eos_token_id=sorted(self._eos_ids),
                 pad_token_id=self.tokenizer.pad_token_id,
+                logits_processor=_finite_logits(adapter),
                 **options,
             )
         new = out[0, len(ids) :].tolist()
@@ -101,7 +103,7 @@ class SequentialBackend(LocalBackend):
         for ids, r in zip(encoded, requests):
             d = r.decoding
             with self._use_adapter(r.adapter):
-                tokens = self._hf_generate(ids, d.max_new_tokens, d.temperature, d.top_p, d.seed, d.top_k)
+                tokens = self._hf_generate(ids, r.adapter, d.max_new_tokens, d.temperature, d.top_p, d.seed, d.top_k)
             results.append(self._decode(tokens))
         return results
 
@@ -113,8 +115,8 @@ class SequentialBackend(LocalBackend):
         for r in requests:
             ids = self._encode(r.messages, r.prompt, r.answer_prefix)
             with self._use_adapter(r.adapter):
-                self._hf_generate(ids, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
-                top = self._top_tokens(ids, TOP_K_READ)
+                self._hf_generate(ids, r.adapter, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
+                top = self._top_tokens(ids, r.adapter, TOP_K_READ)
             token_probs: dict[str, float] = {}
             for text, prob in top:
                 token_probs[text] = token_probs.get(text, 0.0) + prob
@@ -127,15 +129,28 @@ class SequentialBackend(LocalBackend):
         for r in requests:
             self._check_adapter(r.adapter)
             with self._use_adapter(r.adapter):
-                results.append(self._top_tokens(self._encode(r.messages, r.prompt, r.answer_prefix), r.k))
+                results.append(self._top_tokens(self._encode(r.messages, r.prompt, r.answer_prefix), r.adapter, r.k))
         return results
 
-    def _top_tokens(self, ids: list[int], k: int) -> TopTokens:
+    def _top_tokens(self, ids: list[int], adapter: str | None, k: int) -> TopTokens:
         import torch
 
         with torch.inference_mode():
             inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
             logits = self._model(input_ids=inputs, attention_mask=torch.ones_like(inputs)).logits
         self.stats.prompt_tokens += len(ids)
+        check_finite(logits[:, -1], [adapter])
         top = torch.softmax(logits[0, -1].float(), dim=-1).topk(k)
         return [(self.tokenizer.decode([t]), p) for t, p in zip(top.indices.tolist(), top.values.tolist())]
+
+
+def _finite_logits(adapter: str | None):
+    """A logits processor list whose one processor refuses NaN or infinite logits from the model (``check_finite``)."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class FiniteLogits(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            check_finite(scores, [adapter] * len(scores))
+            return scores
+
+    return LogitsProcessorList([FiniteLogits()])

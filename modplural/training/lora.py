@@ -110,7 +110,6 @@ def _save_checkpoint(partial: Path, model, optimizer, scheduler, step: int, conf
 
 
 def _load_checkpoint(partial: Path, model, optimizer, scheduler, config: TrainConfig) -> tuple[int, list[float], float | None]:
-    import torch
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -123,10 +122,25 @@ def _load_checkpoint(partial: Path, model, optimizer, scheduler, config: TrainCo
             f"{checkpoint} belongs to a run with another config; rerun with --restart to discard it"
         )
     set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter.safetensors")))
-    saved = torch.load(checkpoint / "optimizer.pt", weights_only=False)
+    saved = _load_optimizer_state(checkpoint / "optimizer.pt")
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     return int(state["step"]), list(state["losses"]), state.get("valid_loss_base")
+
+
+def _load_optimizer_state(path: Path) -> dict:
+    """The optimizer and scheduler state saved with a checkpoint, unpickled with ``weights_only=True``: only
+    tensors and plain data, so a tampered file cannot run code."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModPluralError(f"{path} is not plain tensors and data, so it was not unpickled (it may be corrupt or tampered with); rerun with --restart to discard the checkpoint") from exc
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise ModPluralError(f"{path} is unreadable ({str(exc).splitlines()[0]}); rerun with --restart to discard the checkpoint") from exc
 
 
 def _mean_loss(model, blocks: list[list[int]], batch_size: int, device) -> float:

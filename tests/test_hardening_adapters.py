@@ -1,0 +1,241 @@
+"""Broken adapters, caches, models and checkpoints: refused with one-line errors, never spread or stored.
+
+Every broken artefact here is a real file: a shipped community adapter copied and corrupted, a real
+SQLite path, a real checkpoint written by a short training run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.backends.local import LocalBackend
+from modplural.backends.sequential import SequentialBackend
+from modplural.communities import load_registry
+from modplural.errors import ModPluralError
+from modplural.message_cache import MessageCache
+from modplural.pool import CommunityPool
+from tests.helpers import assert_one_line_error, run_cli, write_registry
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "community_models" / "SmolLM2-135M-Instruct"
+
+
+# ----------------------------------------------------------------------------- broken adapter files
+def _copy(name: str, dest: Path) -> Path:
+    """A writable copy of a shipped community adapter."""
+    return Path(shutil.copytree(SHIPPED / name, dest))
+
+
+def _poison(adapter: Path, value: float = float("nan")) -> str:
+    """Fill the adapter's first tensor with ``value``; returns that tensor's name."""
+    file = adapter / "adapter_model.safetensors"
+    weights = load_file(str(file))
+    key = sorted(weights)[0]
+    weights[key] = torch.full_like(weights[key], value)
+    save_file(weights, str(file))
+    return key
+
+
+def _break(adapter: Path, how: str) -> str:
+    """Corrupt the adapter in one of several ways; returns what the error must name."""
+    weights, config = adapter / "adapter_model.safetensors", adapter / "adapter_config.json"
+    if how == "nan":
+        return _poison(adapter)
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+        return str(weights)
+    if how == "garbage":
+        weights.write_bytes(b"this is not a safetensors file " * 40)
+        return str(weights)
+    config.write_text("{'r': 8, lora_alpha: 16")
+    return str(config)
+
+
+@pytest.mark.parametrize("engine", [LocalBackend, SequentialBackend])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_adapter_weights_are_refused_at_load(loaded, tmp_path, engine, value):
+    broken = _copy("public_health_agencies", tmp_path / "broken")
+    tensor = _poison(broken, value)
+    backend = engine(loaded=loaded, adapters={"patients": SHIPPED / "patients"})
+    with pytest.raises(ModPluralError, match=rf"adapter 'broken': tensor {tensor} in .* holds NaN or infinite values"):
+        backend.load_adapter("broken", broken)
+    assert backend.adapters == ["patients"]
+
+
+@pytest.mark.parametrize("how, command", [("nan", "check"), ("truncated", "ask"), ("garbage", "check"), ("config", "ask")])
+def test_cli_broken_adapter_is_one_line(tmp_path, how, command):
+    broken = _copy("public_health_agencies", tmp_path / "broken")
+    named = _break(broken, how)
+    registry = str(write_registry(tmp_path / "registry.yaml", {"patients": SHIPPED / "patients", "broken": broken}))
+    if command == "check":
+        result = run_cli("communities", "check", "--registry", registry, "--device", "cpu")
+    else:
+        result = run_cli("ask", "Is fluoride safe?", "--communities", "patients,broken", "--registry", registry, "--device", "cpu", "--no-cache")
+    assert_one_line_error(result, "adapter 'broken'", named)
+    assert result.returncode == 2
+
+
+# ----------------------------------------------------------------------------- rows of one adapter cannot change others
+def _nan_factors(backend: LocalBackend, adapter: str) -> None:
+    """Bypass the load check: overwrite a loaded adapter's factors in the LoRA bank with NaN."""
+    index = backend._bank.names.index(adapter)
+    for layer in backend._bank._layers.values():
+        layer.factors[index].a.fill_(float("nan"))
+        layer.factors[index].b.fill_(float("nan"))
+
+
+def test_an_adapter_with_nan_factors_cannot_change_other_rows(loaded):
+    """Rows of a NaN adapter stay NaN; base and healthy rows equal a batch run without that adapter."""
+    adapters = {name: SHIPPED / name for name in ("patients", "clinicians", "public_health_agencies")}
+    backend = LocalBackend(loaded=loaded, adapters=adapters)
+    _nan_factors(backend, "public_health_agencies")
+    ids = backend.tokenizer("Vaccines for children are", return_tensors="pt")["input_ids"]
+    with_bad = [None, "patients", "public_health_agencies", "clinicians"]
+    without = [None, "patients", "clinicians"]
+    with torch.inference_mode():
+        with backend._rows(with_bad):
+            mixed = backend._model(input_ids=ids.repeat(4, 1)).logits[:, -1]
+        with backend._rows(without):
+            clean = backend._model(input_ids=ids.repeat(3, 1)).logits[:, -1]
+    assert mixed[2].isnan().all()  # the injected NaN really reaches its own row
+    healthy = mixed[[0, 1, 3]]
+    assert torch.isfinite(healthy).all()
+    assert (healthy - clean).abs().max() < 1e-5
+    assert (clean[1] - clean[0]).abs().max() > 1e-2 and (clean[2] - clean[1]).abs().max() > 1e-2  # the adapters do act
+
+
+# ----------------------------------------------------------------------------- non-finite logits are never used or cached
+def test_non_finite_logits_raise_naming_the_adapter_and_nothing_is_cached(loaded, tmp_path):
+    registry = load_registry(write_registry(tmp_path / "registry.yaml", {n: SHIPPED / n for n in ("patients", "clinicians")}))
+    backend = LocalBackend(loaded=loaded, adapters={c.name: c.adapter for c in registry.communities})
+    _nan_factors(backend, "clinicians")
+    cache = MessageCache(tmp_path / "messages.sqlite")
+    pool = CommunityPool(backend, registry.select(), Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0), cache)
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        pool.messages(["Is fluoride in tap water safe?"])
+    assert len(cache) == 0 and pool.generated == 0
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.option_probs([OptionRequest(labels=("A", "B"), prompt="A or B? Answer:", adapter=a) for a in ("patients", "clinicians")])
+    [message] = pool.subset(["patients"]).messages(["Is fluoride in tap water safe?"])
+    clean = LocalBackend("default", adapters={"patients": SHIPPED / "patients"}, device="cpu", dtype="float32")
+    [expected] = CommunityPool(clean, registry.select(["patients"]), pool.decoding).messages(["Is fluoride in tap water safe?"])
+    assert message == expected and len(cache) == 1
+
+
+def test_likelihoods_refuse_non_finite_logits_but_not_padding(loaded):
+    backend = LocalBackend(loaded=loaded, adapters={n: SHIPPED / n for n in ("patients", "clinicians")})
+    texts = ["Vaccines save lives.", "Sugar taxes change what families in poor countries buy every week."]
+    blocks = backend.tokenizer(texts, add_special_tokens=False)["input_ids"]  # different lengths: one block is left-padded
+    nll = backend.token_nll(blocks, ["patients", "clinicians"])
+    assert [count for _, count in nll] == [len(b) - 1 for b in blocks] and all(value > 0 for value, _ in nll)
+    _nan_factors(backend, "clinicians")
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.token_nll(blocks, ["patients", "clinicians"])
+
+
+def test_sequential_engine_refuses_non_finite_logits(loaded):
+    backend = SequentialBackend(loaded=loaded, adapters={n: SHIPPED / n for n in ("patients", "clinicians")})
+    for name, parameter in backend._model.named_parameters():
+        if ".clinicians." in name:
+            parameter.data.fill_(float("nan"))
+    chat = ({"role": "user", "content": "Should parents be allowed to refuse vaccines for their children?"},)
+    request = lambda adapter: GenerateRequest(messages=chat, adapter=adapter, decoding=Decoding(max_new_tokens=4, temperature=1.0, seed=1))  # noqa: E731
+    with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
+        backend.generate([request("clinicians")])
+    assert backend.generate([request("patients")])[0]
+
+
+# ----------------------------------------------------------------------------- message cache
+def _ask_with_cache(*args: str, env: dict | None = None):
+    return run_cli("ask", "Is fluoride safe?", "--communities", "patients", "--device", "cpu", *args, env=env)
+
+
+def test_cli_corrupt_message_cache_is_one_line_and_kept(tmp_path):
+    cache = tmp_path / "messages.sqlite"
+    garbage = b"these bytes are not an SQLite database " * 100
+    cache.write_bytes(garbage)
+    result = _ask_with_cache("--cache", str(cache))
+    assert_one_line_error(result, f"message cache {cache} is unusable", "not a database")
+    assert result.returncode == 2
+    assert cache.read_bytes() == garbage  # a user's cache is never deleted or rewritten
+
+
+def test_cli_message_cache_that_is_a_directory_is_one_line(tmp_path):
+    assert_one_line_error(_ask_with_cache("--cache", str(tmp_path)), f"message cache {tmp_path} is a directory")
+    (tmp_path / "messages.sqlite").mkdir()
+    result = _ask_with_cache(env={"MODPLURAL_CACHE": str(tmp_path)})
+    assert_one_line_error(result, f"message cache {tmp_path / 'messages.sqlite'} is a directory")
+    assert result.returncode == 2
+
+
+# ----------------------------------------------------------------------------- model specs
+def test_cli_model_that_is_not_a_model_is_one_line(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("just some text\n")
+    result = run_cli("ask", "Is fluoride safe?", "--method", "vanilla", "--model", str(fake), "--device", "cpu")
+    assert_one_line_error(result, str(fake), "not a GGUF file")
+    only_config = tmp_path / "only_config"
+    only_config.mkdir()
+    (only_config / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 64, "vocab_size": 128}))
+    result = run_cli("ask", "Is fluoride safe?", "--method", "vanilla", "--model", str(only_config), "--device", "cpu")
+    assert_one_line_error(result, f"could not load model '{only_config}'")
+    assert result.returncode == 2
+
+
+# ----------------------------------------------------------------------------- training checkpoints
+class _CreatesMarker:
+    """A pickle payload that creates ``marker`` when it is unpickled."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _tiny_run(tmp_path: Path) -> tuple[Path, list[str]]:
+    """A real training config, corpus and checkpoint (one step of three); returns the checkpoint and the CLI args to resume."""
+    from modplural.training.config import load_train_config
+    from modplural.training.lora import train
+
+    corpus = tmp_path / "corpora" / "patients"
+    corpus.mkdir(parents=True)
+    passage = "My doctor listened to my worries about the new treatment and explained the side effects slowly and kindly. "
+    for split, n in (("train", 12), ("valid", 3)):
+        (corpus / f"{split}.jsonl").write_text("".join(json.dumps({"text": f"{i}. {passage * 2}"}) + "\n" for i in range(n)))
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    (configs / "patients.yaml").write_text(
+        f"extends: {REPO / 'training' / 'configs' / '_smollm2_cpu.yaml'}\ncommunity: patients\nseq_len: 16\nbatch_size: 2\nwarmup_steps: 1\ncheckpoint_every: 1\neval_blocks: 1\n"
+    )
+    overrides = {"max_steps": 3, "corpus_dir": str(tmp_path / "corpora"), "output_dir": str(tmp_path / "out" / "{community}"), "device": "cpu"}
+    train(load_train_config(configs / "patients.yaml", **overrides), progress=False, stop_after=1)
+    args = ["train", "--community", "patients", "--config-dir", str(configs), "--max-steps", "3", "--corpus-dir", overrides["corpus_dir"],
+            "--output-dir", overrides["output_dir"], "--device", "cpu"]
+    return tmp_path / "out" / "patients.partial" / "checkpoint", args
+
+
+@pytest.mark.slow
+def test_resuming_never_unpickles_code_from_a_checkpoint(tmp_path):
+    from modplural.training.lora import _load_optimizer_state
+
+    checkpoint, args = _tiny_run(tmp_path)
+    genuine = _load_optimizer_state(checkpoint / "optimizer.pt")  # a real checkpoint loads with weights_only=True
+    assert genuine["optimizer"]["state"] and genuine["scheduler"]["last_epoch"] == 1
+    live = tmp_path / "live-marker"
+    torch.save({"optimizer": _CreatesMarker(live)}, tmp_path / "live.pt")
+    torch.load(tmp_path / "live.pt", weights_only=False)
+    assert live.exists()  # the payload does run when unpickled unsafely
+    marker = tmp_path / "marker"
+    torch.save({"optimizer": _CreatesMarker(marker), "scheduler": genuine["scheduler"]}, checkpoint / "optimizer.pt")
+    result = run_cli(*args)
+    assert_one_line_error(result, str(checkpoint / "optimizer.pt"), "was not unpickled", "--restart")
+    assert result.returncode == 2
+    assert not marker.exists()
