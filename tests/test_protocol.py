@@ -285,3 +285,28 @@ def test_scoring_and_reading_run_directories_fail_in_one_line(original_run, tmp_
     resumed = run_cli("run", str(config), "--protocol", "original", "--out", str(torn), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert "dropping an incomplete last line" in resumed.stderr and len(path.read_text().splitlines()) == 3
+
+
+def test_top_k_then_nucleus_matches_a_full_sort():
+    """transformers' order: keep the k likeliest, renormalize, then top-p; candidates that already hold all the mass
+    (top-k zeroed the rest) need no full sort, and sampling never leaves the top k."""
+    import torch
+
+    from modplural.backends.base import Decoding, GenerateRequest
+    from modplural.backends.local import _choose_tokens, _nucleus
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2000) * 3
+    requests = [GenerateRequest(prompt="x", decoding=Decoding(temperature=1.0, top_k=5, seed=s)) for s in range(3)]
+    allowed = logits.topk(5, dim=-1).indices
+    for draw in range(20):
+        generators = [torch.Generator().manual_seed(draw * 3 + r) for r in range(3)]
+        chosen = _choose_tokens(logits, requests, generators)
+        assert all(token in allowed[row].tolist() for row, token in enumerate(chosen))
+    probs = torch.softmax(logits, -1)
+    probs = probs * (probs >= probs.topk(5, -1).values[:, -1:])
+    probs = probs / probs.sum(-1, keepdim=True)
+    values, order = _nucleus(probs, torch.ones(3), candidates=64)
+    full_values, full_order = probs.sort(-1, descending=True)
+    assert values.shape[-1] == 64  # no full sort was needed
+    assert torch.allclose(values[:, :5], full_values[:, :5]) and torch.equal(order[:, :5], full_order[:, :5])
