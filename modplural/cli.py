@@ -303,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
     ask.add_argument("--servers", default=None, help="servers YAML: communities and/or the main LLM on OpenAI-compatible servers")
     ask.add_argument("--engine", choices=["batched", "sequential"], default="batched", help="sequential: the original's one-prompt-at-a-time pattern (slow; for comparison)")
-    ask.add_argument("--protocol", default="modplural", help="original: the released scripts' prompts, reading and decoding")
+    ask.add_argument("--protocol", default="modplural", help="modplural (default) or original: the released scripts' prompts, reading and decoding; original sends the question as written, so list the options in it and end it with 'Answer:' as the datasets do")
     ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
     ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
