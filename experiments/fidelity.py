@@ -35,11 +35,12 @@ MC, GOQA = "vital_distributional_moralchoice", "vital_distributional_globalopini
 ABLATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "answer_reading": ((OQA, MC, GOQA), ALL_METHODS),
     "selection_reading": ((VK, OQA), ("moe", "modular")),
-    "main_temperature": ((OVERTON, VK, OQA), ALL_METHODS),
     "steerable_answer": ((VK,), ALL_METHODS),
-    "main_input": ((OVERTON, VK, OQA, MC, GOQA), ALL_METHODS),
-    "prompts": ((VK, OQA, MC, GOQA), ALL_METHODS),
+    "main_input": ((VK, OQA, MC, GOQA), ALL_METHODS),  # Overton too, with --overton
+    "main_temperature": ((VK, OQA), ALL_METHODS),  # Overton too, with --overton
+    "prompts": ((VK, OQA, MC, GOQA), ALL_METHODS),  # regenerates community messages: slow
 }
+OVERTON_TOO = {"main_input", "main_temperature"}
 SCORING = [name for name, switch in SWITCHES.items() if switch.scoring]
 
 
@@ -57,7 +58,7 @@ def headline(task: str, records: list[dict], protocol: Protocol) -> dict[str, fl
         out = {"accuracy": accuracy(gold, pred), "macro_f1": macro_f1(gold, pred, labels)}
         out["binary_accuracy"] = accuracy([g for g, _ in pairs], [p for _, p in pairs]) if pairs else float("nan")
         return out
-    if task.endswith("opinionqa"):
+    if task.endswith("steerable_opinionqa"):
         return {"accuracy": float(np.mean([r["correct"] for r in records])), "js_distance": float(np.mean([r["js_distance"] for r in records]))}
     return {"js_distance": float(np.mean([r["js_distance"] for r in records]))}
 
@@ -116,6 +117,7 @@ def main() -> int:
     parser.add_argument("--runs-dir", default="runs/fidelity")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--switches", default=",".join(ABLATIONS), help="generation switches to ablate (comma-separated)")
+    parser.add_argument("--overton", action="store_true", help="also rerun Overton for main_input and main_temperature (long generations)")
     parser.add_argument("--out", default="experiments/results/fidelity.md")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
@@ -127,10 +129,6 @@ def main() -> int:
     base_metrics, base_scores = base.compute_metrics(base.protocol, scorer)
     sections: list[tuple[str, str, dict]] = []
 
-    ours = Experiment.from_run_dir(Path(args.modplural), data)
-    _, ours_scores = ours.compute_metrics(ours.protocol, scorer)
-    sections.append(("all switches (protocol modplural vs original)", "both full runs", {t: compare(t, base_scores[t], base.protocol, ours_scores[t], ours.protocol) for t in base_scores if t in ours_scores}))
-
     for name in SCORING:
         flipped = dataclasses.replace(base.protocol, **{name: getattr(MODPLURAL, name)})
         _, scores = base.compute_metrics(flipped, scorer)
@@ -138,6 +136,7 @@ def main() -> int:
 
     for name in [s for s in args.switches.split(",") if s]:
         tasks, methods = ABLATIONS[name]
+        tasks = (OVERTON, *tasks) if args.overton and name in OVERTON_TOO else tasks
         protocol = {"base": base.config.protocol, name: getattr(MODPLURAL, name)}
         config = dataclasses.replace(base.config, name=f"fidelity_{name}", tasks=tasks, methods=methods, protocol=protocol)
         run = Experiment(config, data, Path(args.runs_dir) / name, command=f"python experiments/fidelity.py --switches {name}")
@@ -146,6 +145,9 @@ def main() -> int:
         _, scores = run.compute_metrics(run.protocol, scorer)
         sections.append((name, f"a new run of {', '.join(tasks)} x {', '.join(methods)}", {t: compare(t, base_scores[t], base.protocol, scores[t], run.protocol) for t in tasks}))
 
+    ours = Experiment.from_run_dir(Path(args.modplural), data)
+    _, ours_scores = ours.compute_metrics(ours.protocol, scorer)
+    sections.insert(0, ("all switches (protocol modplural vs original)", "both full runs", {t: compare(t, base_scores[t], base.protocol, ours_scores[t], ours.protocol) for t in base_scores if t in ours_scores}))
     write(Path(args.out), base, ours, sections, getattr(scorer, "identity", "none"))
     print(f"wrote {args.out}")
     return 0

@@ -64,9 +64,11 @@ def test_adapters_change_the_output(backend):
 
 
 def test_option_probs_match_direct_full_softmax(backend, adapter_dirs):
-    """Recompute on an independently built peft model: softmax over the full vocabulary, summed per label."""
+    """Recompute on an independently built peft model: softmax over the full vocabulary, summed per label over every
+    token that spells it ("A" and " A"), plus the spellings after whitespace tokens by the chain rule."""
     from peft import PeftModel
 
+    from modplural.backends.local import WHITESPACE_DEPTH, WHITESPACE_TOLERANCE
     from modplural.models import load_model
 
     request = _option_requests()[1]  # adapter "alpha"
@@ -75,14 +77,26 @@ def test_option_probs_match_direct_full_softmax(backend, adapter_dirs):
     tok = fresh.tokenizer
     model = PeftModel.from_pretrained(fresh.model, str(adapter_dirs["alpha"])).eval()
     text = tok.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False) + request.answer_prefix
-    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
-    with torch.no_grad():
-        probs = torch.softmax(model(input_ids=ids).logits[0, -1].double(), dim=-1)
-    direct = []
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    texts = [tok.decode([i]) for i in range(len(tok))]
+    special = set(tok.all_special_ids)
+    whitespace = [i for i, t in enumerate(texts) if t and not t.strip() and i not in special]
+    variants = []
     for label in LABELS:
-        variants = {i for i in range(len(tok)) if tok.decode([i]).strip() == label} - set(tok.all_special_ids)
-        assert {tok.encode(label)[0], tok.encode(" " + label)[0]} <= variants  # "A" and " A" are both counted
-        direct.append(float(probs[sorted(variants)].sum()))
+        found = {i for i, t in enumerate(texts) if t.strip() == label} - special
+        assert {tok.encode(label)[0], tok.encode(" " + label)[0]} <= found  # "A" and " A" are both counted
+        variants.append(sorted(found))
+
+    def mass(seq, depth, path):  # the engine's rule: follow whitespace paths more likely than WHITESPACE_TOLERANCE
+        with torch.no_grad():
+            probs = torch.softmax(model(input_ids=torch.tensor([seq])).logits[0, -1].double(), dim=-1)
+        direct = [path * float(probs[v].sum()) for v in variants]
+        for w in whitespace if depth else []:
+            if path * probs[w] > WHITESPACE_TOLERANCE:
+                direct = [d + x for d, x in zip(direct, mass(seq + [w], depth - 1, path * float(probs[w])))]
+        return direct
+
+    direct = mass(ids, WHITESPACE_DEPTH, 1.0)
     assert result.mass == pytest.approx(sum(direct), abs=1e-5)
     for got, want in zip(result.probs, direct):
         assert got == pytest.approx(want / sum(direct), abs=1e-5)
