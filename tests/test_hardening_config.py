@@ -13,6 +13,7 @@ import yaml
 
 from modplural.communities import Community, Corpus, load_registry
 from modplural.errors import ModPluralError
+from modplural.protocol import MODPLURAL
 from modplural.method_base import Method, Query
 from modplural.pool import CommunityPool
 from modplural.runner import load_config
@@ -151,7 +152,7 @@ def test_task_file_not_utf8_names_the_file_before_the_run_directory(tmp_path):
     task_file.parent.mkdir(parents=True)
     task_file.write_bytes(json.dumps([{**SURVEY, "question": "Faut-il vacciner?"}]).encode("utf-16"))
     with pytest.raises(ModPluralError, match="not UTF-8 text") as info:
-        DistributionalTask("d", country_persona=False).load(task_file)
+        DistributionalTask("d", country_persona=False).load(task_file, MODPLURAL)
     assert str(task_file) in str(info.value)
     out = tmp_path / "out"
     result = run_cli("run", str(_yaml(tmp_path / "c.yaml", CONFIG)), "--data-dir", str(tmp_path / "data"), "--out", str(out))
@@ -162,7 +163,7 @@ def test_task_file_not_utf8_names_the_file_before_the_run_directory(tmp_path):
 def test_a_utf8_byte_order_mark_is_fine(tmp_path):
     path = tmp_path / "task.json"
     path.write_bytes(json.dumps([SURVEY]).encode("utf-8-sig"))
-    items, _ = DistributionalTask("d", country_persona=False).load(path)
+    items, _ = DistributionalTask("d", country_persona=False).load(path, MODPLURAL)
     assert [i.id for i in items] == ["1|Kenya"]
 
 
@@ -170,7 +171,7 @@ def test_lone_surrogates_in_a_task_file_name_item_and_field(tmp_path):
     path = tmp_path / "task.json"
     path.write_text('[{"id": 1, "input": "ok", "vrd": ["v", "\\udc80"], "explanation": ["e", "f"]}]')
     with pytest.raises(ModPluralError, match=r"item 0: field vrd\[1\] is not valid UTF-8 text"):
-        OvertonTask().load(path)
+        OvertonTask().load(path, MODPLURAL)
 
 
 def test_extends_cycles_are_one_line(tmp_path):

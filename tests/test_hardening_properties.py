@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from modplural.backends.base import Decoding
 from modplural.communities import load_registry
 from modplural.errors import ModPluralError
+from modplural.protocol import MODPLURAL, ORIGINAL
 from modplural.runner import ExperimentConfig, load_config
 from modplural.tasks import TASKS
 
@@ -95,21 +96,26 @@ def random_files(valid: Any, dump: Callable[[Any], str]) -> st.SearchStrategy[by
 
 
 def _load_task(name: str, path: Path, content: bytes) -> None:
-    """Load a task file: ModPluralError naming the file, or items that methods and metrics can use."""
+    """Load a task file under both protocols: ModPluralError naming the file, or items that methods and metrics can use."""
     path.write_bytes(content)
-    try:
-        items, skipped = TASKS[name][0].load(path)
-    except ModPluralError as exc:
-        assert str(path) in str(exc)
-        return
-    assert len({i.id for i in items}) == len(items) and all(isinstance(s, str) for s in skipped)
-    for item in items:
-        assert item.id and item.query.text.strip()
-        json.dumps([asdict(item.query), item.gold], ensure_ascii=False, allow_nan=False).encode("utf-8")  # as predictions store them
-        gold = item.gold.get("distribution")
-        if gold is not None:
-            assert len(gold) == len(item.query.options) and all(math.isfinite(p) and p >= 0 for p in gold)
-            assert sum(gold) == pytest.approx(1.0, abs=1e-3)
+    for protocol in (MODPLURAL, ORIGINAL):
+        try:
+            items, skipped = TASKS[name][0].load(path, protocol)
+        except ModPluralError as exc:
+            assert str(path) in str(exc)
+            return
+        assert len({i.id for i in items}) == len(items) and all(isinstance(s, str) for s in skipped)
+        for item in items:
+            assert item.id
+            if item.fixed is not None:  # a kept one-option item: answered without a method
+                assert protocol.single_option_items == "keep" and item.query is None and item.fixed["distribution"] == [1.0]
+                continue
+            assert item.query.text.strip()
+            json.dumps([asdict(item.query), item.gold], ensure_ascii=False, allow_nan=False).encode("utf-8")  # as predictions store them
+            gold = item.gold.get("distribution")
+            if gold is not None:
+                assert len(gold) == len(item.query.options) and all(math.isfinite(p) and p >= 0 for p in gold)
+                assert sum(gold) == pytest.approx(1.0, abs=1e-3)
 
 
 def _load_config(path: Path, content: bytes) -> None:
@@ -120,8 +126,9 @@ def _load_config(path: Path, content: bytes) -> None:
     except ModPluralError as exc:
         assert str(path) in str(exc)
         return
-    Decoding(max_new_tokens=config.message_tokens, temperature=config.message_temperature, top_p=config.message_top_p, seed=config.seed)
-    Decoding(max_new_tokens=config.main_tokens)
+    protocol = config.resolved_protocol()
+    Decoding(max_new_tokens=protocol.message_tokens, temperature=config.message_temperature, top_p=config.message_top_p, seed=config.seed)
+    Decoding(max_new_tokens=protocol.main_tokens)
     json.dumps(config.as_dict(), ensure_ascii=False, allow_nan=False).encode("utf-8")  # what the manifest stores
 
 
