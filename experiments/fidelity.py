@@ -90,6 +90,16 @@ def compare(task: str, scores_a: dict, protocol_a: Protocol, scores_b: dict, pro
     return out
 
 
+def stored_scores(run: Experiment, scorer) -> dict:
+    """task -> method -> item id -> per-item metrics of the predictions a run holds (finished or not)."""
+    out: dict = {}
+    for task_name, (task, _, items, _) in run.tasks.items():
+        for method in run.config.methods:
+            results = {r["id"]: r["result"] for r in run.run_dir.read_predictions(task_name, method)}
+            out.setdefault(task_name, {})[method] = {i.id: task.item_metrics(i, results[i.id], run.protocol, scorer) for i in items if i.id in results}
+    return out
+
+
 def _cell(effect: tuple[float, float, float, int] | None) -> str:
     if effect is None:
         return "—"
@@ -118,6 +128,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--switches", default=",".join(ABLATIONS), help="generation switches to ablate (comma-separated)")
     parser.add_argument("--overton", action="store_true", help="also rerun Overton for main_input and main_temperature (long generations)")
+    parser.add_argument("--no-generate", action="store_true", help="report on the ablation runs as they stand (items compared where both runs have them)")
     parser.add_argument("--out", default="experiments/results/fidelity.md")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
@@ -141,8 +152,9 @@ def main() -> int:
         config = dataclasses.replace(base.config, name=f"fidelity_{name}", tasks=tasks, methods=methods, protocol=protocol)
         run = Experiment(config, data, Path(args.runs_dir) / name, command=f"python experiments/fidelity.py --switches {name}")
         print(f"ablation {name}: protocol {run.protocol.name}", file=sys.stderr, flush=True)
-        run.run(progress=True)
-        _, scores = run.compute_metrics(run.protocol, scorer)
+        if not args.no_generate:
+            run.run(progress=True)
+        scores = stored_scores(run, scorer)
         sections.append((name, f"a new run of {', '.join(tasks)} x {', '.join(methods)}", {t: compare(t, base_scores[t], base.protocol, scores[t], run.protocol) for t in tasks}))
 
     ours = Experiment.from_run_dir(Path(args.modplural), data)
