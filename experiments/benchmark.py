@@ -162,7 +162,7 @@ def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace,
         "achieved_flops": (flops[0] * (prompt_tokens + generated) + flops[1] * (generated + rows)) / seconds,
     }
     decoding = replace(MESSAGE_DECODING, max_new_tokens=args.new_tokens) if args.sampled else greedy.decoding
-    method = ModularPluralism(backend, CommunityPool(backend, communities, decoding), Decoding(max_new_tokens=args.main_tokens))
+    method = ModularPluralism(backend, CommunityPool(backend, communities, decoding), {"main_tokens": args.main_tokens})
     for mode in ("distribution", "overton"):
         before = replace(backend.stats)
         mode_items = items if mode == "distribution" else queries(n_items, options=False)  # Overton: an open answer

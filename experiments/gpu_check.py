@@ -64,7 +64,7 @@ def check(model_dir: Path, dtype: str) -> None:
           f"token agreement {same_tokens / max(all_tokens, 1):.3f}, max option-prob diff {diff:.2e}")
     communities = [Community(n, f"{n} people", "test", str(model_dir), root / n, Corpus("random", "none")) for n in ("alpha", "beta")]
     pool = CommunityPool(backend, communities, decoding=Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
-    method = ModularPluralism(backend, pool, Decoding(max_new_tokens=8))
+    method = ModularPluralism(backend, pool, {"main_tokens": 8})
     dist, steer = method.distribution("Yes or no?", ["Yes", "No"]), method.steer("Yes or no?", "the value of care")
     print(f"  modes: distribution sums to {sum(dist.distribution):.6f}, steer chose {steer.chosen_community}, overton ran: {method.overton('Hello?').response is not None}")
 

@@ -75,8 +75,22 @@ def test_remote_and_local_agree(llama, backend_shipped):
     assert first_words_equal >= len(requests) - 1, list(zip(local_texts, remote_texts))
     options = [OptionRequest(labels=("A", "B", "C"), messages=_chat(f"{q}\nA. Yes\nB. No\nC. It depends\nAnswer with one letter."), adapter=a, answer_prefix="Answer:")
                for q in QUESTIONS for a in (None, *SERVED)]
+    # the server reads first tokens only (top-20 log-probabilities): compare with the same reading done locally;
+    # the exact local reading adds the spellings after whitespace tokens, so it can only hold more mass
+    from modplural.backends.base import NextTokenRequest
+    from modplural.backends.label_tokens import from_top_tokens
+
+    tops = backend_shipped.next_tokens([NextTokenRequest(messages=o.messages, adapter=o.adapter, answer_prefix=o.answer_prefix, k=20) for o in options])
+    first_token = []
+    for o, top in zip(options, tops):
+        merged: dict[str, float] = {}
+        for text, prob in top:
+            merged[text] = merged.get(text, 0.0) + prob
+        first_token.append(from_top_tokens(o.labels, merged))
+    for exact, first in zip(backend_shipped.option_probs(options), first_token):
+        assert exact.mass >= first.mass - 1e-6
     compared = 0
-    for l, r in zip(backend_shipped.option_probs(options), remote.option_probs(options)):
+    for l, r in zip(first_token, remote.option_probs(options)):
         assert 0.6 * l.mass <= r.mass <= 1.3 * l.mass + 0.01  # less where a label falls outside the top-20
         if l.mass > 0.2:  # every label is surely among the top 20: the distributions must be close
             assert 0.5 * sum(abs(x - y) for x, y in zip(l.probs, r.probs)) < 0.1  # total variation distance
@@ -92,7 +106,7 @@ def test_collaboration_modes_through_the_server(llama):
 
     remote = _remote(llama)
     pool = CommunityPool(remote, load_registry().select(list(SERVED)), Decoding(max_new_tokens=12))
-    method = ModularPluralism(remote, pool, Decoding(max_new_tokens=12))
+    method = ModularPluralism(remote, pool, {"main_tokens": 12})
     [overton] = method.run("overton", [Query(QUESTIONS[0])])
     assert set(overton.community_messages) == set(SERVED) and overton.response
     dist = method.distribution(QUESTIONS[0], ["Yes", "No", "It depends"])
@@ -110,7 +124,8 @@ def test_modes_agree_between_local_and_remote(llama, backend_shipped):
     communities = load_registry().select(list(SERVED))
     results = {}
     for name, backend in (("local", backend_shipped), ("remote", _remote(llama))):
-        method = ModularPluralism(backend, CommunityPool(backend, communities, Decoding(max_new_tokens=8)), Decoding(max_new_tokens=8))
+        # both read answers from the first token's top alternatives, the only reading a server offers
+        method = ModularPluralism(backend, CommunityPool(backend, communities, Decoding(max_new_tokens=8)), {"main_tokens": 8, "answer_reading": "top10"})
         queries = [Query(q, options=("Yes", "No", "It depends")) for q in QUESTIONS]
         results[name] = method.run("distribution", queries) + method.run("steer", [Query(QUESTIONS[0], attribute="the value of autonomy")])
     for local, remote in zip(results["local"], results["remote"]):

@@ -38,7 +38,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
-from modplural.backends.base import GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.label_tokens import MASS_TOLERANCE, from_top_tokens
 from modplural.errors import ModPluralError
 
@@ -131,6 +131,13 @@ class OpenAIBackend:
         bodies = [self._option_body(r) for r in requests]
         replies = self._post_all(bodies)
         return [from_top_tokens(r.labels, self._top_logprobs(path, reply), source=f"server {self.base_url}") for r, (path, _), reply in zip(requests, bodies, replies)]
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        """The first token's ``top_logprobs`` (at most ``top_logprobs`` of them), likeliest first."""
+        bodies = [self._option_body(r) for r in requests]
+        replies = self._post_all(bodies)
+        tops = [self._top_logprobs(path, reply) for (path, _), reply in zip(bodies, replies)]
+        return [sorted(top.items(), key=lambda kv: -kv[1])[: r.k] for r, top in zip(requests, tops)]
 
     # ----------------------------------------------------------------- request bodies
     def _error(self, message: str) -> ModPluralError:
