@@ -48,7 +48,7 @@ SWITCHES: dict[str, Switch] = {
     "answer_reading": Switch(
         "a sampled 20-token answer, then the top-10 next tokens of the prompt; per option the first token equal to its letter "
         "after stripping; no letter among them -> uniform (`ours_distributional.py`, `lm_utils.py`)",
-        "exact: every spelling of each label (single tokens, whitespace + label, multi-token labels) by the chain rule over the full "
+        "exact: every spelling of each label (a token that strips to it, also after whitespace-only tokens) by the chain rule over the full "
         "softmax; the mass on the labels is kept as a diagnostic",
         "the top-10 heuristic gives 0 to labels outside the top 10 and misses spellings such as ' 1' = 'Ġ'+'1'",
     ),
