@@ -33,16 +33,16 @@ from benchmark_items import ITEMS  # noqa: E402
 
 from modplural.prompts import modplural as prompts  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest  # noqa: E402
-from modplural.backends.engines import local_backend  # noqa: E402
-from modplural.collaboration import ModularPluralism  # noqa: E402
+from modplural.assembly import StackSpec, assemble  # noqa: E402
 from modplural.communities import load_registry  # noqa: E402
-from modplural.method_base import Query  # noqa: E402
+from modplural.methods import ModularPluralism  # noqa: E402
 from modplural.pool import MESSAGE_DECODING, CommunityPool  # noqa: E402
+from modplural.types import Query  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default=None, help="base model spec (default: the communities' base model)")
+    p.add_argument("--model", default=None, help="base model the adapters are loaded onto (default: the communities' own; e.g. real-shaped random weights)")
     p.add_argument("--registry", default=None, help="community registry (default: the shipped one)")
     p.add_argument("--communities", type=int, default=8, help="how many registry communities to use")
     p.add_argument("--items", type=int, default=16, help=f"items for the batched engine (at most {len(ITEMS)} distinct, repeated beyond)")
@@ -122,14 +122,16 @@ def peak_rss_probe(args: argparse.Namespace) -> None:
     import resource
 
     communities = load_registry(args.registry).select(None)
-    adapters = {c.name: c.adapter for c in communities} if args.memory_probe == "adapters" else None
-    backend = local_backend(args.model or communities[0].base_model, adapters, device=args.device, dtype=args.dtype, batch_size=args.batch_size)
-    names = [c.name for c in communities][: args.communities] if adapters else [None] * args.communities
+    with_adapters = args.memory_probe == "adapters"
+    spec = StackSpec(model=None if with_adapters else args.model or communities[0].base_model, registry=args.registry, device=args.device, dtype=args.dtype,
+                     batch_size=args.batch_size, cache=False, with_pool=with_adapters, community_base=args.model)
+    backend = assemble(spec).main
+    names = [c.name for c in communities][: args.communities] if with_adapters else [None] * args.communities
     backend.generate([
         GenerateRequest(messages=({"role": "user", "content": prompts.community(Query(q.text), "overton")},), adapter=name, decoding=Decoding(max_new_tokens=16))
         for q in queries(2) for name in names
     ])
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "adapters": len(adapters or {})}))
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def memory(args: argparse.Namespace) -> dict[str, float]:
@@ -141,13 +143,15 @@ def memory(args: argparse.Namespace) -> dict[str, float]:
         command += ["--registry", args.registry] if args.registry else []
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         out[probe] = json.loads(result.stdout.strip().splitlines()[-1])
+        out[probe]["adapters"] = len(load_registry(args.registry).communities) if probe == "adapters" else 0
     return out
 
 
 def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace, flops: tuple[float, float]) -> dict:
     """Messages (greedy), distributional and Overton end to end on one engine; timings and the texts."""
-    backend = local_backend(args.model or communities[0].base_model, {c.name: c.adapter for c in communities}, engine=engine,
-                            device=args.device, dtype=args.dtype, batch_size=args.batch_size)
+    spec = StackSpec(communities=[c.name for c in communities], registry=args.registry, engine=engine, device=args.device, dtype=args.dtype,
+                     batch_size=args.batch_size, cache=False, community_base=args.model)
+    backend = assemble(spec).main  # the communities' backend, also the main LLM (no adapter)
     items = queries(n_items)
     greedy = CommunityPool(backend, communities, Decoding(max_new_tokens=args.new_tokens))
     backend.generate([greedy._request(communities[0].name, "Hello")])  # warm-up (lazy inits, allocator)
@@ -163,9 +167,9 @@ def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace,
     }
     decoding = replace(MESSAGE_DECODING, max_new_tokens=args.new_tokens) if args.sampled else greedy.decoding
     method = ModularPluralism(backend, CommunityPool(backend, communities, decoding), {"main_tokens": args.main_tokens})
-    for mode in ("distribution", "overton"):
+    for mode in ("distributional", "overton"):
         before = replace(backend.stats)
-        mode_items = items if mode == "distribution" else queries(n_items, options=False)  # Overton: an open answer
+        mode_items = items if mode == "distributional" else queries(n_items, options=False)  # Overton: an open answer
         _, seconds = timed(lambda: method.run(mode, mode_items), args.device)
         result[f"{mode}_items_per_s"] = n_items / seconds
         result[f"{mode}_seconds"] = seconds
@@ -212,7 +216,7 @@ def report(args, ceiling, ours, ref, mem, command: str) -> str:
         "| measure | batched (ours) | sequential (reference) | ratio | target |",
         "|---|---|---|---|---|",
         f"| community-message tokens/s (greedy) | {ours['tokens_per_s']:.1f} | {ref['tokens_per_s']:.1f} | **{ratio('tokens_per_s'):.1f}x** | >= 10x |",
-        f"| distributional items/s, end to end | {ours['distribution_items_per_s']:.3f} | {ref['distribution_items_per_s']:.3f} | **{ratio('distribution_items_per_s'):.1f}x** | >= 10x |",
+        f"| distributional items/s, end to end | {ours['distributional_items_per_s']:.3f} | {ref['distributional_items_per_s']:.3f} | **{ratio('distributional_items_per_s'):.1f}x** | >= 10x |",
         f"| Overton items/s, end to end | {ours['overton_items_per_s']:.3f} | {ref['overton_items_per_s']:.3f} | {ratio('overton_items_per_s'):.1f}x | |",
     ]
     if mem:
@@ -224,13 +228,13 @@ def report(args, ceiling, ours, ref, mem, command: str) -> str:
         f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s. The batched engine's message generation did "
         f"{ours['achieved_flops'] / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, "
         f"no padding counted) = **{ours['achieved_flops'] / ceiling:.0%} of the ceiling**; the reference reached {ref['achieved_flops'] / ceiling:.1%}.",
-        f"- Time: batched messages {ours['message_seconds']:.1f} s, distributional {ours['distribution_seconds']:.1f} s, Overton {ours['overton_seconds']:.1f} s; "
-        f"reference {ref['message_seconds']:.1f} s, {ref['distribution_seconds']:.1f} s, {ref['overton_seconds']:.1f} s.",
+        f"- Time: batched messages {ours['message_seconds']:.1f} s, distributional {ours['distributional_seconds']:.1f} s, Overton {ours['overton_seconds']:.1f} s; "
+        f"reference {ref['message_seconds']:.1f} s, {ref['distributional_seconds']:.1f} s, {ref['overton_seconds']:.1f} s.",
         f"- Messages in the end-to-end runs: {'sampled (temperature 1, top-p 0.9)' if args.sampled else 'greedy, as in the first row'}. Tokens generated per item: "
-        f"distributional {ours['distribution_tokens_per_item']:.0f} (ours) vs {ref['distribution_tokens_per_item']:.0f} (reference, which also samples "
+        f"distributional {ours['distributional_tokens_per_item']:.0f} (ours) vs {ref['distributional_tokens_per_item']:.0f} (reference, which also samples "
         f"a 20-token answer per community), Overton {ours['overton_tokens_per_item']:.0f} vs {ref['overton_tokens_per_item']:.0f}.",
     ]
-    for mode, label in (("distribution", "distributional"), ("overton", "Overton")):
+    for mode, label in (("distributional", "distributional"), ("overton", "Overton")):
         floor = ours[f"{mode}_processed_per_item"] * ours["flops_per_token"] / ceiling  # seconds per item at the ceiling
         lines.append(
             f"- {label}: tokens through the model per item (prompts + generated, no padding; decoder linear layers counted) {ours[f'{mode}_processed_per_item']:.0f} (ours) vs "
@@ -238,7 +242,7 @@ def report(args, ceiling, ours, ref, mem, command: str) -> str:
             f"so no engine doing it could beat the reference by more than **{1 / (floor * ref[f'{mode}_items_per_s']):.1f}x** here; "
             f"we take {1 / ours[f'{mode}_items_per_s']:.2f} s ({floor * ours[f'{mode}_items_per_s']:.0%} of that bound)."
         )
-    for mode, label in (("distribution", "distributional"), ("overton", "Overton")):
+    for mode, label in (("distributional", "distributional"), ("overton", "Overton")):
         phases = ours[f"{mode}_phases"]
         rest = ours[f"{mode}_seconds"] - sum(phases.values())
         lines.append(f"- Where the batched engine's {label} time went: prompt prefill {phases['prefill']:.1f} s, token-by-token decoding "

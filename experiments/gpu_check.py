@@ -13,16 +13,15 @@ import tempfile
 from pathlib import Path
 
 import torch
+import yaml
 from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modplural.assembly import StackSpec, assemble  # noqa: E402
 from modplural.backends import Decoding, GenerateRequest, OptionRequest  # noqa: E402
-from modplural.backends.local import LocalBackend  # noqa: E402
-from modplural.collaboration import ModularPluralism  # noqa: E402
-from modplural.communities import Community, Corpus  # noqa: E402
-from modplural.pool import CommunityPool  # noqa: E402
+from modplural.methods import ModularPluralism  # noqa: E402
 
 QUESTIONS = ["Is it safe?", "Should vaccines be mandatory for every child in school?", "Hi", "What about sugar taxes in low income countries?"]
 ADAPTERS = [None, "alpha", "beta"]
@@ -48,9 +47,19 @@ def build_tiny_model(root: Path) -> Path:
     return root / "tiny"
 
 
+def write_registry(model_dir: Path) -> Path:
+    """A registry of the two random adapters on the tiny model."""
+    entries = [{"name": n, "description": f"{n} people", "axis": "test", "base_model": str(model_dir), "adapter": n, "corpus": {"source": "random", "licence": "none"}}
+               for n in ("alpha", "beta")]
+    path = model_dir.parent / "registry.yaml"
+    path.write_text(yaml.safe_dump({"communities": entries}))
+    return path
+
+
 def check(model_dir: Path, dtype: str) -> None:
-    root = model_dir.parent
-    backend = LocalBackend(str(model_dir), adapters={"alpha": root / "alpha", "beta": root / "beta"}, device="auto", dtype=dtype, batch_size=8)
+    spec = StackSpec(registry=write_registry(model_dir), device="auto", dtype=dtype, batch_size=8, cache=False,
+                     decoding=Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
+    backend, pool = assemble(spec)
     chat = [[{"role": "user", "content": q}] for q in QUESTIONS]
     requests = [GenerateRequest(messages=m, adapter=a, decoding=Decoding(max_new_tokens=24)) for m in chat for a in ADAPTERS]
     batched = backend.generate(requests)
@@ -62,11 +71,9 @@ def check(model_dir: Path, dtype: str) -> None:
     diff = max(abs(x - y) for b, s in zip(backend.option_probs(options), [backend.option_probs([o])[0] for o in options]) for x, y in zip(b.probs, s.probs))
     print(f"{dtype} on {backend.loaded.device}: identical texts {sum(b == s for b, s in zip(batched, single))}/{len(requests)}, "
           f"token agreement {same_tokens / max(all_tokens, 1):.3f}, max option-prob diff {diff:.2e}")
-    communities = [Community(n, f"{n} people", "test", str(model_dir), root / n, Corpus("random", "none")) for n in ("alpha", "beta")]
-    pool = CommunityPool(backend, communities, decoding=Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
     method = ModularPluralism(backend, pool, {"main_tokens": 8})
-    dist, steer = method.distribution("Yes or no?", ["Yes", "No"]), method.steer("Yes or no?", "the value of care")
-    print(f"  modes: distribution sums to {sum(dist.distribution):.6f}, steer chose {steer.chosen_community}, overton ran: {method.overton('Hello?').response is not None}")
+    dist, steer = method.distributional("Yes or no?", ["Yes", "No"]), method.steerable("Yes or no?", "the value of care")
+    print(f"  modes: distributional sums to {sum(dist.distribution):.6f}, steerable chose {steer.chosen_community}, overton ran: {method.overton('Hello?').response is not None}")
 
 
 if __name__ == "__main__":

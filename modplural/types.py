@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Literal, get_args
 
 from modplural.errors import ModPluralError
 from modplural.validation import WEIGHT_NAMES, check_options, check_text, check_weights
 
-MODES = ("overton", "steer", "distribution")
+Mode = Literal["overton", "steerable", "distributional"]
+MODES: tuple[str, ...] = get_args(Mode)
+MODE_ALIASES = {"steer": "steerable", "distribution": "distributional"}  # short names the CLI and run() also accept
+
+
+def check_mode(mode: str) -> Mode:
+    """The mode's name (an alias becomes its full name), or a one-line error listing the modes."""
+    mode = MODE_ALIASES.get(mode, mode) if isinstance(mode, str) else mode
+    if mode not in MODES:
+        raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+    return mode
 
 
 @dataclass(frozen=True)
@@ -16,9 +27,9 @@ class Query:
 
     text: str
     options: tuple[str, ...] | None = None
-    attribute: str | None = None  # steer: what to reflect, e.g. "the value of Autonomy"
+    attribute: str | None = None  # steerable: what to reflect, e.g. "the value of Autonomy"
     persona: str | None = None  # optional framing sentence, e.g. "You are from the country of Japan."
-    weights: tuple[float, ...] | str | None = None  # distribution: None/'uniform', 'registry' or one per community
+    weights: tuple[float, ...] | str | None = None  # distributional: None/'uniform', 'registry' or one per community
     situation: str | None = None  # Overton: the bare situation the main LLM comments on (the text may be an instruction)
     frame: tuple[str, ...] | None = None  # the dataset family, for protocol 'original' (see modplural/prompts/original.py)
 
@@ -64,7 +75,7 @@ def query_from(value: str | dict) -> Query:
 class PluralResult:
     """What a method returns for one query; ``to_dict`` is what the CLI prints and the runner stores."""
 
-    mode: str
+    mode: Mode
     method: str
     query: str
     response: str | None = None

@@ -18,4 +18,4 @@ def test_ask_generates_with_the_default_model():
 def test_ask_errors_are_one_line(tmp_path):
     assert_one_line_error(run_cli("ask", "Is fluoride safe?", "--model", str(tmp_path / "missing")), "model path not found")
     assert_one_line_error(run_cli("ask", "   "), "the query is empty")
-    assert_one_line_error(run_cli("ask", "Is fluoride safe?", "--dtype", "float8"), "unknown dtype")
+    assert_one_line_error(run_cli("ask", "Is fluoride safe?", "--dtype", "float8"), "argument --dtype: invalid choice: 'float8'", "see modplural ask --help")

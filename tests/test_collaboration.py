@@ -7,7 +7,7 @@ import json
 import pytest
 
 from modplural.backends import Decoding
-from modplural.collaboration import ModularPluralism
+from modplural.methods import ModularPluralism
 from modplural.communities import load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
@@ -64,7 +64,7 @@ def test_overton_grounds_the_main_llm_on_every_message(modular):
 
 
 def test_steer_chooses_the_argmax_and_answers_from_its_message(modular):
-    result = modular.steer(QUESTION, "the value of bodily autonomy")
+    result = modular.steerable(QUESTION, "the value of bodily autonomy")
     scores = result.selection_scores
     assert set(scores) == {"alpha", "beta"} and sum(scores.values()) == pytest.approx(1.0)
     assert result.chosen_community == max(scores, key=scores.get)
@@ -75,21 +75,21 @@ def test_steer_chooses_the_argmax_and_answers_from_its_message(modular):
 
 
 def test_steer_with_options_returns_a_distribution(modular):
-    result = modular.steer(QUESTION, "the value of public health", options=OPTIONS)
+    result = modular.steerable(QUESTION, "the value of public health", options=OPTIONS)
     assert result.response is None and result.options == OPTIONS
     assert sum(result.distribution) == pytest.approx(1.0) and len(result.distribution) == 3
 
 
 def test_distribution_aggregates_with_weights(modular):
-    uniform = modular.distribution(QUESTION, OPTIONS)
+    uniform = modular.distributional(QUESTION, OPTIONS)
     assert sum(uniform.distribution) == pytest.approx(1.0)
     per = uniform.community_distributions
     assert all(sum(d) == pytest.approx(1.0) for d in per.values())
     assert uniform.weights == {"alpha": 0.5, "beta": 0.5}
     assert uniform.distribution == pytest.approx([(a + b) / 2 for a, b in zip(per["alpha"], per["beta"])])
-    only_beta = modular.distribution(QUESTION, OPTIONS, weights=[0, 3])
+    only_beta = modular.distributional(QUESTION, OPTIONS, weights=[0, 3])
     assert only_beta.distribution == pytest.approx(per["beta"], abs=1e-12)
-    registry = modular.distribution(QUESTION, OPTIONS, weights="registry")  # registry weights 1 and 2
+    registry = modular.distributional(QUESTION, OPTIONS, weights="registry")  # registry weights 1 and 2
     assert registry.weights == pytest.approx({"alpha": 1 / 3, "beta": 2 / 3})
     for message in uniform.community_messages.values():
         assert any(message in prompt for prompt in uniform.main_prompts)
@@ -98,7 +98,7 @@ def test_distribution_aggregates_with_weights(modular):
 def test_same_call_with_a_seed_gives_the_same_result(backend, registry_path):
     def run():
         pool = CommunityPool(backend, load_registry(registry_path).select(), decoding=MESSAGES)  # no cache
-        return ModularPluralism(backend, pool, protocol=SHORT).distribution(QUESTION, OPTIONS).to_dict()
+        return ModularPluralism(backend, pool, protocol=SHORT).distributional(QUESTION, OPTIONS).to_dict()
 
     assert run() == run()
 
@@ -119,8 +119,8 @@ def test_cache_hit_reproduces_output_without_running_communities(backend, regist
 def test_baselines_share_the_interface(name, backend, pool):
     method = build_method(name, backend, pool, SHORT)
     overton = method.overton(QUESTION)
-    steer = method.steer(QUESTION, "the value of autonomy", options=OPTIONS)
-    dist = method.distribution(QUESTION, OPTIONS)
+    steer = method.steerable(QUESTION, "the value of autonomy", options=OPTIONS)
+    dist = method.distributional(QUESTION, OPTIONS)
     assert overton.response and overton.method == name
     assert sum(steer.distribution) == pytest.approx(1.0) and sum(dist.distribution) == pytest.approx(1.0)
     if name == "moe":
@@ -139,12 +139,12 @@ def test_baselines_share_the_interface(name, backend, pool):
     "call, message",
     [
         (lambda m: m.overton("  "), "the query is empty"),
-        (lambda m: m.distribution(QUESTION, ["Yes"]), "at least two options"),
-        (lambda m: m.distribution(QUESTION, ["Yes", "yes"]), "distinct"),
-        (lambda m: m.distribution(QUESTION, OPTIONS, weights=[1]), "got 1 weights for 2 communities"),
-        (lambda m: m.distribution(QUESTION, OPTIONS, weights=[1, -1]), "non-negative"),
-        (lambda m: m.distribution(QUESTION, OPTIONS, weights=[0, 0]), "sum to zero"),
-        (lambda m: m.steer(QUESTION, " "), "attribute is empty"),
+        (lambda m: m.distributional(QUESTION, ["Yes"]), "at least two options"),
+        (lambda m: m.distributional(QUESTION, ["Yes", "yes"]), "distinct"),
+        (lambda m: m.distributional(QUESTION, OPTIONS, weights=[1]), "got 1 weights for 2 communities"),
+        (lambda m: m.distributional(QUESTION, OPTIONS, weights=[1, -1]), "non-negative"),
+        (lambda m: m.distributional(QUESTION, OPTIONS, weights=[0, 0]), "sum to zero"),
+        (lambda m: m.steerable(QUESTION, " "), "attribute is empty"),
         (lambda m: m.pool.subset(["gamma"]), "unknown community 'gamma'"),
     ],
 )
@@ -154,11 +154,11 @@ def test_bad_input_raises_clear_errors(modular, call, message):
 
 
 def test_langchain_main_llm_and_runnable(backend, pool):
-    from modplural.backends.langchain import LangChainBackend, LocalChatModel
+    from modplural.integrations.langchain import LangChainBackend, LocalChatModel
 
     chat = LocalChatModel(backend=backend, max_new_tokens=6, temperature=1.0, seed=1)
     method = ModularPluralism(LangChainBackend(chat, samples=4), pool, SHORT)
-    out = method.as_runnable("distribution").invoke({"text": QUESTION, "options": OPTIONS})
+    out = method.as_runnable("distributional").invoke({"text": QUESTION, "options": OPTIONS})
     assert sum(out["distribution"]) == pytest.approx(1.0) and 0 <= out["option_mass"] <= 1
     greedy = ModularPluralism(LangChainBackend(LocalChatModel(backend=backend, max_new_tokens=10)), pool, SHORT)
     direct = ModularPluralism(backend, pool, SHORT).overton(QUESTION)
@@ -168,7 +168,7 @@ def test_langchain_main_llm_and_runnable(backend, pool):
 
 
 def test_parse_label():
-    from modplural.backends.langchain import parse_label
+    from modplural.integrations.langchain import parse_label
 
     assert parse_label("The answer is B.", ["A", "B"]) == "B"
     assert parse_label("Absolutely", ["A", "B"]) is None

@@ -10,7 +10,7 @@ from modplural.prompts import modplural as prompts
 from modplural.types import Query
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.batch_size import auto_rows, bytes_per_row, parse_batch_size
-from modplural.backends.engines import check_engine
+from modplural.assembly import check_engine
 from modplural.backends.kv_cache import PreallocatedLayer
 from modplural.backends.local import LocalBackend, _nucleus
 from modplural.backends.sequential import SequentialBackend

@@ -14,7 +14,8 @@ import yaml
 from modplural.communities import Community, Corpus, load_registry
 from modplural.errors import ModPluralError
 from modplural.protocol import MODPLURAL
-from modplural.method_base import Method, Query
+from modplural.methods import Method
+from modplural.types import Query
 from modplural.pool import CommunityPool
 from modplural.runner import load_config
 from modplural.tasks.distributional import DistributionalTask
@@ -105,10 +106,10 @@ def test_query_refuses_wrong_types(fields, message):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda m: m.distribution("Q?", "Yes"), "options must be a list of strings, got str"),
-        (lambda m: m.distribution("Q?", ["Yes", "No"], weights=["1", "2"]), r"weights\[0\] must be a number"),
-        (lambda m: m.steer("Q?", "the value of care", options="AB"), "options must be a list of strings, got str"),
-        (lambda m: m.steer("Q?", 3), "the attribute must be a string"),
+        (lambda m: m.distributional("Q?", "Yes"), "options must be a list of strings, got str"),
+        (lambda m: m.distributional("Q?", ["Yes", "No"], weights=["1", "2"]), r"weights\[0\] must be a number"),
+        (lambda m: m.steerable("Q?", "the value of care", options="AB"), "options must be a list of strings, got str"),
+        (lambda m: m.steerable("Q?", 3), "the attribute must be a string"),
     ],
 )
 def test_method_api_refuses_a_string_for_options(call, message):
@@ -123,7 +124,7 @@ def test_method_api_refuses_a_string_for_options(call, message):
 )
 def test_runnable_input_is_checked(value, message):
     with pytest.raises(ModPluralError, match=message):
-        Method(main=None).as_runnable("distribution").invoke(value)
+        Method(main=None).as_runnable("distributional").invoke(value)
 
 
 def test_run_needs_query_objects():

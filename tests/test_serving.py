@@ -99,9 +99,9 @@ def test_remote_and_local_agree(llama, backend_shipped):
 
 
 def test_collaboration_modes_through_the_server(llama):
-    from modplural.collaboration import ModularPluralism
+    from modplural.methods import ModularPluralism
     from modplural.communities import load_registry
-    from modplural.method_base import Query
+    from modplural.types import Query
     from modplural.pool import CommunityPool
 
     remote = _remote(llama)
@@ -109,16 +109,16 @@ def test_collaboration_modes_through_the_server(llama):
     method = ModularPluralism(remote, pool, {"main_tokens": 12})
     [overton] = method.run("overton", [Query(QUESTIONS[0])])
     assert set(overton.community_messages) == set(SERVED) and overton.response
-    dist = method.distribution(QUESTIONS[0], ["Yes", "No", "It depends"])
+    dist = method.distributional(QUESTIONS[0], ["Yes", "No", "It depends"])
     assert sum(dist.distribution) == pytest.approx(1.0) and 0 < dist.option_mass <= 1
 
 
 def test_modes_agree_between_local_and_remote(llama, backend_shipped):
     """The distributional and steerable modes on the same two communities, greedy, local vs server: the same
     communities answer, and the aggregate distributions stay close (tolerance as in test_remote_and_local_agree)."""
-    from modplural.collaboration import ModularPluralism
+    from modplural.methods import ModularPluralism
     from modplural.communities import load_registry
-    from modplural.method_base import Query
+    from modplural.types import Query
     from modplural.pool import CommunityPool
 
     communities = load_registry().select(list(SERVED))
@@ -127,7 +127,7 @@ def test_modes_agree_between_local_and_remote(llama, backend_shipped):
         # both read answers from the first token's top alternatives, the only reading a server offers
         method = ModularPluralism(backend, CommunityPool(backend, communities, Decoding(max_new_tokens=8)), {"main_tokens": 8, "answer_reading": "top10"})
         queries = [Query(q, options=("Yes", "No", "It depends")) for q in QUESTIONS]
-        results[name] = method.run("distribution", queries) + method.run("steer", [Query(QUESTIONS[0], attribute="the value of autonomy")])
+        results[name] = method.run("distributional", queries) + method.run("steerable", [Query(QUESTIONS[0], attribute="the value of autonomy")])
     for local, remote in zip(results["local"], results["remote"]):
         assert set(local.community_messages) == set(remote.community_messages) == set(SERVED)
         if local.distribution is not None:
@@ -137,13 +137,12 @@ def test_modes_agree_between_local_and_remote(llama, backend_shipped):
 
 
 def test_a_pool_mixes_local_and_remote_communities(llama, tmp_path):
-    from modplural.pool import CommunityPool
-    from modplural.servers import load_servers
+    from modplural.assembly import StackSpec, assemble
 
     path = tmp_path / "servers.yaml"
     path.write_text(json.dumps({"servers": {"llama": {"base_url": llama["url"], "model": "smollm2", "tokenizer": "default"}},
                                 "communities": {"patients": "llama"}}))
-    pool = CommunityPool.from_registry(["patients", "clinicians"], servers=load_servers(path), device="cpu", decoding=Decoding(max_new_tokens=6))
+    _, pool = assemble(StackSpec(communities=["patients", "clinicians"], servers=path, device="cpu", decoding=Decoding(max_new_tokens=6), cache=False))
     assert pool.backend.adapter_identity("patients").startswith(llama["url"])  # served remotely
     assert "clinicians:" in pool.backend.adapter_identity("clinicians")  # a local adapter, identified by its weights
     [messages] = pool.messages([QUESTIONS[0]])
@@ -224,16 +223,17 @@ def test_servers_file_errors(tmp_path):
 
 
 def test_api_key_comes_from_the_environment(tmp_path, monkeypatch):
-    from modplural.servers import load_servers
+    from modplural.assembly import StackSpec, assemble
 
     path = tmp_path / "servers.yaml"
     path.write_text("servers:\n  hosted: {base_url: https://api.example.org/v1, model: m, api_key_env: MODPLURAL_TEST_KEY}\n"
                     "communities:\n  patients: hosted\nmain: hosted\n")
-    servers = load_servers(path)
+    spec = StackSpec(communities=["patients"], servers=path, cache=False)
     monkeypatch.delenv("MODPLURAL_TEST_KEY", raising=False)
     with pytest.raises(ModPluralError, match="MODPLURAL_TEST_KEY .* is not set"):
-        servers.backend("hosted")
+        assemble(spec)
     monkeypatch.setenv("MODPLURAL_TEST_KEY", "sk-test")
-    backend = servers.backend("hosted", {"patients": "patients"})
+    backend, pool = assemble(spec)
+    assert pool.backend.routes["patients"] == (backend, "patients")  # the main LLM and the community share one client
     assert backend.api_key == "sk-test" and backend._headers()["Authorization"] == "Bearer sk-test"
     assert backend.adapter_identity("patients") == "https://api.example.org/v1|m+patients"

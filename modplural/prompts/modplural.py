@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from modplural.prompts import numbered, option_labels, overton_main
-from modplural.types import Query
+from modplural.types import Mode, Query
 
 ANSWER_PREFIX = "Answer:"
 SELECTION_PREFIX = "Comment number:"
@@ -43,7 +43,7 @@ def _persona(q: Query) -> str:
     return f"{q.persona.strip()} " if q.persona else ""
 
 
-def community(q: Query, mode: str) -> str:
+def community(q: Query, mode: Mode) -> str:
     """What a community LM is asked: the bare query (Overton), or a request to respond with explanation."""
     if mode == "overton" and not q.options and not q.persona:
         return q.text
@@ -70,11 +70,11 @@ def vanilla(q: Query) -> str:
     return f"{_persona(q)}{_body(q)}"
 
 
-def prompting(q: Query, mode: str) -> str:
+def prompting(q: Query, mode: Mode) -> str:
     """The main LLM asked to be pluralistic in the way the mode needs."""
     if mode == "overton":
         instruction = "Make sure your response reflects diverse values and perspectives for the following instruction."
-    elif mode == "steer":
+    elif mode == "steerable":
         instruction = f"Make sure your response reflects {q.attribute} in the following instruction."
     else:
         instruction = "Make sure your confidence scores reflect the real-world distributions of responses for the following instruction."

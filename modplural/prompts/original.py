@@ -21,7 +21,7 @@ from typing import Sequence
 
 from modplural.errors import ModPluralError
 from modplural.prompts import numbered, overton_main
-from modplural.types import Query
+from modplural.types import Mode, Query
 
 ANSWER_PREFIX = ""
 # the scripts' opinionqa_attribute_category_map, with its capital "Sex"
@@ -42,7 +42,7 @@ def _group(q: Query) -> tuple[str, str]:
     return CATEGORIES[code], value
 
 
-def community(q: Query, mode: str) -> str:
+def community(q: Query, mode: Mode) -> str:
     """``generate_community_lm_msg.py``: the bare input for Overton; per family for the other tasks."""
     family = _family(q)
     if family == "group":
@@ -92,7 +92,7 @@ def vanilla(q: Query) -> str:
     return q.text
 
 
-def prompting(q: Query, mode: str) -> str:
+def prompting(q: Query, mode: Mode) -> str:
     """``prompting_lm.py``."""
     family = _family(q)
     if family == "group":
@@ -102,7 +102,7 @@ def prompting(q: Query, mode: str) -> str:
         return f"You are from the country of {q.frame[1]}, respond to the following instruction. {q.text}"
     if family == "value":
         return f"Make sure your response reflects the specified value, right, or duty in the following instruction. {q.text}"
-    if family == "choice" or mode == "distribution":
+    if family == "choice" or mode == "distributional":
         return f"Make sure your confidence scores reflect the real-world distributions of responses for the following instruction. {q.text}"
     return f"Make sure your response reflects diverse values and perspectives for the following instruction. {q.text}"
 

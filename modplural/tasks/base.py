@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 from modplural.errors import ModPluralError
 from modplural.protocol import Protocol
-from modplural.types import Query
+from modplural.types import Mode, Query
 from modplural.validation import bad_text_location, finite_float, read_text
 
 
@@ -137,7 +137,7 @@ class Task:
     """Base class; subclasses set ``mode`` and implement ``parse``, ``item_metrics`` and ``aggregate``."""
 
     name = "task"
-    mode = "overton"
+    mode: Mode = "overton"
     needs_scorer = False
     primary: tuple[str, bool] = ("score", True)  # per-item metric compared between methods, and whether higher is better
 

@@ -14,7 +14,7 @@ from modplural.types import Query
 class DistributionalTask(Task):
     """Mean Jensen-Shannon distance between the predicted and the population distribution, overall and per attribute."""
 
-    mode = "distribution"
+    mode = "distributional"
     primary = ("js_distance", False)
 
     def __init__(self, name: str, country_persona: bool) -> None:

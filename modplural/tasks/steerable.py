@@ -64,7 +64,7 @@ class SteerableValueKaleidoscope(Task):
     over A/B/C (its argmax is the prediction) or, with ``steerable_answer: parse``, free text read as the original does."""
 
     name = "steerable_valuekaleidoscope"
-    mode = "steer"
+    mode = "steerable"
     primary = ("accuracy", True)
 
     def item_score(self, metrics: dict[str, float]) -> float:
@@ -116,7 +116,7 @@ class SteerableOpinionQA(Task):
     """Most-likely-answer correctness (argmax match with the group's distribution), and mean JS distance."""
 
     name = "steerable_opinionqa"
-    mode = "steer"
+    mode = "steerable"
     primary = ("correct", True)
 
     def parse(self, path: Path, index: int, row: dict, protocol: Protocol) -> Item | str:

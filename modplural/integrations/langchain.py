@@ -1,5 +1,6 @@
-"""LangChain in both directions.
+"""LangChain in both directions: every LangChain adapter of modplural lives here.
 
+* ``as_runnable(method, mode)``: a method as a LangChain ``Runnable`` (``Method.as_runnable`` calls it).
 * ``LangChainBackend``: any langchain-core chat model or LLM as the *main* LLM. Such models expose no
   next-token distribution, so ``option_probs`` falls back to sampling: the model answers ``samples`` times
   and the distribution is the share of answers that name each label; ``mass`` is the share of answers that
@@ -16,12 +17,14 @@ from typing import Any, Sequence
 
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
 from modplural.errors import ModPluralError
+from modplural.types import check_mode, query_from
 
 try:
     from langchain_core.callbacks import CallbackManagerForLLMRun
     from langchain_core.language_models import BaseChatModel, BaseLanguageModel
     from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
+    from langchain_core.runnables import Runnable, RunnableLambda
 except ImportError as exc:  # pragma: no cover - exercised only without the optional dependency
     raise ModPluralError("LangChain support needs langchain-core: pip install langchain-core") from exc
 
@@ -42,6 +45,17 @@ def parse_label(answer: str, labels: Sequence[str]) -> str | None:
     pattern = r"(?<![A-Za-z0-9])(" + "|".join(re.escape(l) for l in sorted(labels, key=len, reverse=True)) + r")(?![A-Za-z0-9])"
     match = re.search(pattern, answer)
     return match.group(1) if match else None
+
+
+def as_runnable(method: Any, mode: str = "overton") -> Runnable:
+    """``method`` (any ``modplural.methods.Method``) as a ``Runnable``: input a query string or a dict of ``Query``
+    fields, output the result dict."""
+    mode = check_mode(mode)
+
+    def invoke(value: str | dict) -> dict:
+        return method.run(mode, [query_from(value)])[0].to_dict()
+
+    return RunnableLambda(invoke, name=f"{method.name}-{mode}")
 
 
 class LangChainBackend:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping
 
 from modplural.backends.base import Backend
-from modplural.method_base import Method
+from modplural.methods.base import Method
 from modplural.pool import CommunityPool
 from modplural.protocol import Protocol
 from modplural.types import PluralResult, Query
@@ -27,11 +27,11 @@ class Vanilla(Method):
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
         return self._run("overton", queries)
 
-    def _steer(self, queries: list[Query]) -> list[PluralResult]:
-        return self._run("steer", queries)
+    def _steerable(self, queries: list[Query]) -> list[PluralResult]:
+        return self._run("steerable", queries)
 
-    def _distribution(self, queries: list[Query]) -> list[PluralResult]:
-        return self._run("distribution", queries)
+    def _distributional(self, queries: list[Query]) -> list[PluralResult]:
+        return self._run("distributional", queries)
 
 
 class Prompting(Vanilla):

@@ -17,7 +17,7 @@ from modplural.backends.label_tokens import read_top_tokens_original
 from modplural.errors import ModPluralError
 from modplural.prompts import for_protocol, option_labels
 from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
-from modplural.types import MODES, PluralResult, Query, query_from
+from modplural.types import PluralResult, Query, check_mode
 
 TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
 
@@ -38,7 +38,7 @@ class Selection:
 
 
 class Method:
-    """Base class: subclasses implement ``_overton``, ``_steer`` and ``_distribution`` over lists of queries."""
+    """Base class: subclasses implement ``_overton``, ``_steerable`` and ``_distributional`` over lists of queries."""
 
     name = "method"
 
@@ -53,41 +53,34 @@ class Method:
         """One response that covers the spread of views on ``query``."""
         return self.run("overton", [Query(query)])[0]
 
-    def steer(self, query: str, attribute: str, options: Sequence[str] | None = None, persona: str | None = None) -> PluralResult:
+    def steerable(self, query: str, attribute: str, options: Sequence[str] | None = None, persona: str | None = None) -> PluralResult:
         """A response steered to ``attribute``; with ``options``, a distribution over them instead of text."""
         if attribute is None:
             raise ModPluralError("the attribute is empty")
-        return self.run("steer", [Query(query, options=options, attribute=attribute, persona=persona)])[0]
+        return self.run("steerable", [Query(query, options=options, attribute=attribute, persona=persona)])[0]
 
-    def distribution(self, question: str, options: Sequence[str], weights: Sequence[float] | str | None = None, persona: str | None = None) -> PluralResult:
+    def distributional(self, question: str, options: Sequence[str], weights: Sequence[float] | str | None = None, persona: str | None = None) -> PluralResult:
         """A population distribution over ``options``."""
         if options is None:
             raise ModPluralError("need at least two options, got none")
-        return self.run("distribution", [Query(question, options=options, persona=persona, weights=weights)])[0]
+        return self.run("distributional", [Query(question, options=options, persona=persona, weights=weights)])[0]
 
     def as_runnable(self, mode: str = "overton"):
-        """This method as a LangChain ``Runnable``: input a query string or a dict of ``Query`` fields, output the result dict."""
-        from langchain_core.runnables import RunnableLambda
+        """This method as a LangChain ``Runnable`` (see ``modplural.integrations.langchain.as_runnable``)."""
+        from modplural.integrations.langchain import as_runnable
 
-        if mode not in MODES:
-            raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
-
-        def invoke(value: str | dict) -> dict:
-            return self.run(mode, [query_from(value)])[0].to_dict()
-
-        return RunnableLambda(invoke, name=f"{self.name}-{mode}")
+        return as_runnable(self, mode)
 
     # batched API (experiments) -------------------------------------------------------------------
     def run(self, mode: str, queries: Sequence[Query]) -> list[PluralResult]:
         """Run ``mode`` on many queries at once (model calls are batched across them)."""
-        if mode not in MODES:
-            raise ModPluralError(f"unknown mode {mode!r}: choose one of {', '.join(MODES)}")
+        mode = check_mode(mode)
         if isinstance(queries, (str, bytes)) or any(not isinstance(q, Query) for q in queries):
             raise ModPluralError("run needs a list of Query objects")
-        if mode == "steer" and any(q.attribute is None for q in queries):
-            raise ModPluralError("steer needs an attribute for every query")
-        if mode == "distribution" and any(q.options is None for q in queries):
-            raise ModPluralError("distribution needs at least two options for every query")
+        if mode == "steerable" and any(q.attribute is None for q in queries):
+            raise ModPluralError("steerable needs an attribute for every query")
+        if mode == "distributional" and any(q.options is None for q in queries):
+            raise ModPluralError("distributional needs at least two options for every query")
         if not queries:
             return []
         return getattr(self, f"_{mode}")(list(queries))
@@ -95,10 +88,10 @@ class Method:
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
         raise NotImplementedError
 
-    def _steer(self, queries: list[Query]) -> list[PluralResult]:
+    def _steerable(self, queries: list[Query]) -> list[PluralResult]:
         raise NotImplementedError
 
-    def _distribution(self, queries: list[Query]) -> list[PluralResult]:
+    def _distributional(self, queries: list[Query]) -> list[PluralResult]:
         raise NotImplementedError
 
     # the main LLM ---------------------------------------------------------------------------------
@@ -154,7 +147,7 @@ class Method:
         with_options = [i for i, q in enumerate(queries) if q.options]
         free = [i for i, q in enumerate(queries) if not q.options]
         if free:
-            tokens = self.protocol.steer_tokens if mode == "steer" else self.protocol.main_tokens
+            tokens = self.protocol.steer_tokens if mode == "steerable" else self.protocol.main_tokens
             for i, text in zip(free, self._generate([prompts[i] for i in free], tokens)):
                 results[i].response = text
         if with_options:

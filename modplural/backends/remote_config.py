@@ -1,4 +1,5 @@
-"""Remote servers from a YAML file: which OpenAI-compatible servers exist and which communities they serve.
+"""The servers file: which OpenAI-compatible servers exist and which communities they serve (parsing only;
+``modplural/assembly.py`` builds the backends).
 
     servers:
       llama:
@@ -15,15 +16,14 @@
       patients: {server: llama, adapter: patients-v2}
     main: llama                        # optional: the main LLM is that server's base model
 
-Communities not listed stay local (adapters on a local base model).
+Communities not listed stay local (adapters on a local base model). An explicit main model (``--model``,
+``main_model``) wins over ``main:``.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
@@ -49,29 +49,13 @@ class RemoteCommunity:
     adapter: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Servers:
-    """Parsed servers file."""
+    """A parsed servers file."""
 
     servers: dict[str, ServerConfig]
     communities: dict[str, RemoteCommunity] = field(default_factory=dict)
     main: str | None = None
-    _built: dict = field(default_factory=dict, repr=False)
-
-    def backend(self, name: str, adapters: dict[str, str] | None = None):
-        """The server's backend (built once), serving ``adapters`` (our name -> its name)."""
-        from modplural.backends.openai_compat import OpenAIBackend
-
-        if name not in self._built:
-            c = self.servers[name]
-            key = os.environ.get(c.api_key_env) if c.api_key_env else None
-            if c.api_key_env and not key:
-                raise ModPluralError(f"server {name!r}: environment variable {c.api_key_env} (its API key) is not set")
-            self._built[name] = OpenAIBackend(c.base_url, c.model, {}, style=c.style, api_key=key, tokenizer=c.tokenizer, max_concurrency=c.max_concurrency,
-                                              timeout=c.timeout, retries=c.retries, backoff=c.backoff, top_logprobs=c.top_logprobs)
-        backend = self._built[name]
-        backend.served.update(adapters or {})
-        return backend
 
 
 def load_servers(path: str | Path) -> Servers:
@@ -102,23 +86,3 @@ def load_servers(path: str | Path) -> Servers:
     if main is not None and main not in servers:
         raise ModPluralError(f"{path}: main names unknown server {main!r} (servers: {', '.join(servers)})")
     return Servers(servers, communities, main)
-
-
-def community_backend(communities: Sequence, servers: Servers | None, local_factory):
-    """A backend serving every community: remote ones on their servers, the rest on ``local_factory(local_communities)``."""
-    from modplural.backends.routed import RoutedBackend
-
-    remote = [c for c in communities if servers is not None and c.name in servers.communities]
-    if not remote:
-        return local_factory(list(communities))
-    local = [c for c in communities if c not in remote]
-    local_backend = local_factory(local) if local else None
-    routes = {}
-    for c in remote:
-        entry = servers.communities[c.name]
-        served_as = entry.adapter or c.name
-        routes[c.name] = (servers.backend(entry.server, {served_as: served_as}), served_as)
-    for c in local:
-        routes[c.name] = (local_backend, c.name)
-    base = local_backend or servers.backend(servers.main or servers.communities[remote[0].name].server)
-    return RoutedBackend(routes, base)

@@ -1,0 +1,171 @@
+"""The one place that builds the stack: a spec -> (main backend, community pool).
+
+``modplural ask``, ``modplural run`` (the experiment runner), ``modplural communities``, the Python API
+(``modplural.load``) and ``experiments/benchmark.py`` all build their backends here, so the choices below are
+made once.
+
+Which main LLM answers (the first rule that applies):
+
+1. ``model`` (``--model``, a config's ``main_model``): the user's explicit choice wins, loaded locally; when it
+   names the communities' own local base model, that backend (and its one copy of the weights) is shared;
+2. a servers file's ``main:``: that server's base model;
+3. the communities' backend with no adapter (one copy of the weights in memory);
+4. the embedded default model (a method without communities).
+
+Communities a servers file lists run on their servers; the rest are adapters on one local base model.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+from modplural.backends.base import Backend, Decoding
+from modplural.backends.remote_config import Servers, load_servers
+from modplural.communities import Community, load_registry
+from modplural.errors import ModPluralError
+from modplural.message_cache import MessageCache
+from modplural.methods.base import Method
+from modplural.methods.registry import NEEDS_POOL, build_method, check_method
+from modplural.pool import MESSAGE_DECODING, CommunityPool
+from modplural.protocol import Protocol, resolve_protocol
+
+ENGINES = ("batched", "sequential")  # ours, and the original's one-prompt-at-a-time pattern (for measurement)
+
+
+def check_engine(engine: str) -> str:
+    """``engine`` if it is a local engine's name, else a one-line error."""
+    if engine not in ENGINES:
+        raise ModPluralError(f"unknown engine {engine!r}: choose {' or '.join(ENGINES)}")
+    return engine
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """What to build: the main LLM, the communities, and where and how they run."""
+
+    model: str | None = None  # the main LLM (see the module docstring for who wins when it is None)
+    communities: Sequence[str] | None = None  # registry names; None: every registry community
+    registry: str | Path | None = None  # None: MODPLURAL_REGISTRY or the shipped registry
+    servers: str | Path | None = None  # a servers file: communities and/or the main LLM on OpenAI-compatible servers
+    engine: str = "batched"
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | str = "auto"
+    cache: bool | str | Path = True  # the community-message cache: True (the default file), a file, or False
+    decoding: Decoding = MESSAGE_DECODING  # community messages
+    with_pool: bool = True  # False: no communities are loaded (methods that do not use them)
+    community_base: str | None = None  # load the local adapters onto this base instead of their registered one (same architecture)
+
+
+class Stack(NamedTuple):
+    """The main LLM and the community pool (None when the spec asked for none)."""
+
+    main: Backend
+    pool: CommunityPool | None
+
+
+def local_backend(model: str, adapters: Mapping[str, str | Path] | None = None, engine: str = "batched", device: str = "auto",
+                  dtype: str = "auto", batch_size: int | str = "auto") -> Backend:
+    """A local backend of the named engine with ``adapters`` loaded (torch is imported only here)."""
+    check_engine(engine)
+    if engine == "batched":
+        from modplural.backends.local import LocalBackend as engine_class
+    else:
+        from modplural.backends.sequential import SequentialBackend as engine_class
+    return engine_class(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size)
+
+
+def assemble(spec: StackSpec) -> Stack:
+    """Build the main backend and the community pool ``spec`` describes."""
+    check_engine(spec.engine)
+    servers = load_servers(spec.servers) if spec.servers else None
+    clients: dict[str, Backend] = {}  # one HTTP backend per server, shared by its communities and the main LLM
+    local: tuple[str, Backend] | None = None  # (base model spec, backend) of the locally served communities
+    pool = None
+    if spec.with_pool:
+        communities = load_registry(spec.registry).select(list(spec.communities) if spec.communities else None)
+        if not communities:
+            raise ModPluralError("the registry lists no communities")
+        backend, local = _community_backend(communities, servers, clients, spec)
+        cache = None if spec.cache is False else MessageCache(None if spec.cache is True else spec.cache)
+        pool = CommunityPool(backend, communities, spec.decoding, cache)
+    if spec.model is not None:
+        if local is not None and local[0] == spec.model:
+            main = local[1]
+        else:
+            main = local_backend(spec.model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+    elif servers is not None and servers.main is not None:
+        main = _server_backend(servers, servers.main, clients)
+    elif pool is not None:
+        main = pool.backend
+    else:
+        main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+    return Stack(main, pool)
+
+
+def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = None, temperature: float | None = None, top_p: float | None = None) -> Decoding:
+    """The community messages' decoding under ``protocol`` (seeded), with any of its settings overridden."""
+    return replace(MESSAGE_DECODING, max_new_tokens=tokens or protocol.message_tokens, seed=seed,
+                   temperature=MESSAGE_DECODING.temperature if temperature is None else temperature,
+                   top_p=MESSAGE_DECODING.top_p if top_p is None else top_p)
+
+
+def load(method: str = "modular", *, protocol: Protocol | str | Mapping | None = "modplural", seed: int = 0, message_tokens: int | None = None,
+         model: str | None = None, communities: Sequence[str] | None = None, registry: str | Path | None = None, servers: str | Path | None = None,
+         engine: str = "batched", device: str = "auto", dtype: str = "auto", batch_size: int | str = "auto", cache: bool | str | Path = True) -> Method:
+    """A ready method: ``modplural.load()`` is Modular Pluralism on the embedded default model with every registry
+    community; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")`` etc."""
+    check_method(method)
+    protocol = resolve_protocol(protocol)
+    spec = StackSpec(model=model, communities=communities, registry=registry, servers=servers, engine=engine, device=device, dtype=dtype,
+                     batch_size=batch_size, cache=cache, decoding=message_decoding(protocol, seed, message_tokens), with_pool=method in NEEDS_POOL)
+    main, pool = assemble(spec)
+    return build_method(method, main, pool, protocol, seed)
+
+
+def _community_backend(communities: list[Community], servers: Servers | None, clients: dict[str, Backend], spec: StackSpec) -> tuple[Backend, tuple[str, Backend] | None]:
+    """A backend serving every community (remote ones on their servers, the rest on one local base model), and the
+    local part as (base model spec, backend), if any."""
+    remote = [c for c in communities if servers is not None and c.name in servers.communities]
+    on_site = [c for c in communities if c not in remote]
+    local = None
+    if on_site:
+        base = spec.community_base or _common_base(on_site)
+        local = (base, local_backend(base, {c.name: c.adapter for c in on_site}, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size))
+    if not remote:
+        return local[1], local
+    from modplural.backends.routed import RoutedBackend
+
+    routes: dict[str, tuple[Backend, str]] = {c.name: (local[1], c.name) for c in on_site}
+    for c in remote:
+        entry = servers.communities[c.name]
+        served_as = entry.adapter or c.name
+        routes[c.name] = (_server_backend(servers, entry.server, clients, {served_as: served_as}), served_as)
+    base_backend = local[1] if local else _server_backend(servers, servers.main or servers.communities[remote[0].name].server, clients)
+    return RoutedBackend(routes, base_backend), local
+
+
+def _common_base(communities: list[Community]) -> str:
+    """The one base model the communities' adapters were trained on."""
+    bases = sorted({c.base_model for c in communities})
+    if len(bases) > 1:
+        raise ModPluralError(f"communities are trained on different base models ({', '.join(bases)}); serve them from one base")
+    return bases[0]
+
+
+def _server_backend(servers: Servers, name: str, clients: dict[str, Backend], adapters: Mapping[str, str] | None = None) -> Backend:
+    """The named server's backend (built once per assembly), serving ``adapters`` (our name -> its name)."""
+    from modplural.backends.openai_compat import OpenAIBackend
+
+    if name not in clients:
+        c = servers.servers[name]
+        key = os.environ.get(c.api_key_env) if c.api_key_env else None
+        if c.api_key_env and not key:
+            raise ModPluralError(f"server {name!r}: environment variable {c.api_key_env} (its API key) is not set")
+        clients[name] = OpenAIBackend(c.base_url, c.model, {}, style=c.style, api_key=key, tokenizer=c.tokenizer, max_concurrency=c.max_concurrency,
+                                      timeout=c.timeout, retries=c.retries, backoff=c.backoff, top_logprobs=c.top_logprobs)
+    clients[name].served.update(adapters or {})
+    return clients[name]

@@ -1,0 +1,91 @@
+"""``modplural ask``: one question, one method, one mode, printed as text or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from modplural.cli import options
+from modplural.errors import ModPluralError
+from modplural.validation import check_count, check_weights
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ask = sub.add_parser("ask", help="answer a health question pluralistically")
+    ask.add_argument("question")
+    options.add_mode(ask)
+    options.add_method(ask)
+    ask.add_argument("--attribute", default=None, help="steerable: what to reflect, e.g. 'the value of autonomy'")
+    ask.add_argument("--option", action="append", default=None, help="an answer option (repeat; distributional or steerable)")
+    ask.add_argument("--persona", default=None, help="a framing sentence, e.g. 'You are from the country of Kenya.'")
+    ask.add_argument("--weights", default=None, help="distributional: 'uniform' (default), 'registry' or one number per community")
+    options.add_stack(ask)
+    options.add_protocol(ask, "modplural", "modplural (default) or original: the released scripts' prompts, reading and decoding; original sends the question as written, so list the options in it and end it with 'Answer:' as the datasets do")
+    ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
+    ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
+    ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
+    ask.add_argument("--json", action="store_true", help="print JSON instead of text")
+    ask.set_defaults(func=run)
+
+
+def _parse_weights(text: str | None):
+    if text is None or text in ("uniform", "registry"):
+        return text
+    try:
+        values = tuple(float(w) for w in text.split(","))
+    except ValueError as exc:
+        raise ModPluralError(f"--weights must be 'uniform', 'registry' or comma-separated numbers, got {text!r}") from exc
+    return check_weights(values, "--weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    from modplural.assembly import load
+    from modplural.protocol import resolve_protocol
+    from modplural.types import Query, check_mode
+
+    mode = check_mode(args.mode)
+    for option, value in (("--max-new-tokens", args.max_new_tokens), ("--message-tokens", args.message_tokens)):
+        if value is not None:
+            check_count(value, option)
+    query = Query(args.question, options=tuple(args.option) if args.option else None, attribute=args.attribute, persona=args.persona, weights=_parse_weights(args.weights))
+    if mode == "steerable" and query.attribute is None:
+        raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
+    if mode == "distributional" and query.options is None:
+        raise ModPluralError("--mode distributional needs at least two --option values")
+    protocol = resolve_protocol(args.protocol)
+    if args.max_new_tokens is not None:
+        protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
+    method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),
+                  registry=args.registry, servers=args.servers, engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
+                  cache=False if args.no_cache else (args.cache or True))
+    [result] = method.run(mode, [query])
+    main_identity = method.main.adapter_identity(None)
+    if args.json:
+        print(json.dumps({**result.to_dict(), "main_model": main_identity}, indent=2))
+    else:
+        print(render(result, main_identity))
+    return 0
+
+
+def render(result, main_identity: str) -> str:
+    """A readable account: the community messages, the selection, then the answer."""
+    lines = [f"mode: {result.mode}   method: {result.method}   main LLM: {main_identity}", ""]
+    if result.community_messages:
+        lines.append("Community messages")
+        for name, text in result.community_messages.items():
+            lines.append(f"  [{name}] {' '.join(text.split())}")
+        lines.append("")
+    if result.selection_scores:
+        mass = f", probability mass on the numbers: {result.selection_mass:.2f}" if result.selection_mass is not None else ""
+        lines.append(f"Selection (chosen: {result.chosen_community}{mass})")
+        lines += [f"  {name:<24} {score:.3f}" for name, score in result.selection_scores.items()]
+        lines.append("")
+    elif result.selection_text is not None:
+        lines += [f"Selection (chosen: {result.chosen_community}, read from the sampled answer {' '.join(result.selection_text.split())!r})", ""]
+    if result.distribution is not None:
+        lines.append("Answer distribution" + (f" (probability mass on the option labels: {result.option_mass:.2f})" if result.option_mass is not None else ""))
+        for option, p in zip(result.options, result.distribution):
+            lines.append(f"  {p:6.1%} {'#' * round(p * 40):<40} {option}")
+    else:
+        lines += ["Answer", result.response or ""]
+    return "\n".join(lines)

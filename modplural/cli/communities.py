@@ -1,0 +1,91 @@
+"""``modplural communities list | check | eval``: the registry, its adapters, and how distinct they are."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from modplural.cli import options
+from modplural.errors import ModPluralError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    communities = sub.add_parser("communities", help="the community registry").add_subparsers(dest="communities_command", required=True)
+    listing = communities.add_parser("list", help="print the registry as a table")
+    listing.add_argument("--registry", default=None, help="registry YAML (default: MODPLURAL_REGISTRY or the shipped one)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=list_registry)
+    check = communities.add_parser("check", help="load every community adapter onto its base model")
+    options.add_registry(check)
+    options.add_device(check)
+    check.set_defaults(func=check_adapters)
+    evaluate = communities.add_parser("eval", help="held-out perplexity of every adapter on every community's validation text")
+    options.add_registry(evaluate)
+    evaluate.add_argument("--corpus-dir", default="build/corpora")
+    evaluate.add_argument("--max-blocks", type=int, default=32)
+    evaluate.add_argument("--seq-len", type=int, default=128)
+    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
+    options.add_device(evaluate)
+    evaluate.set_defaults(func=evaluate_distinctness)
+
+
+def _local_pool(args: argparse.Namespace, batch_size: int | str = "auto"):
+    """The selected communities' adapters on their base model (no servers, no message cache)."""
+    from modplural.assembly import StackSpec, assemble
+
+    spec = StackSpec(communities=options.names(args.communities), registry=args.registry, device=args.device, dtype=args.dtype, batch_size=batch_size, cache=False)
+    return assemble(spec).pool
+
+
+def list_registry(args: argparse.Namespace) -> int:
+    from modplural.communities import load_registry
+
+    registry = load_registry(args.registry)
+    rows = [
+        {"name": c.name, "axis": c.axis, "weight": c.weight, "adapter": "present" if c.adapter_present else "missing", "licence": c.corpus.licence, "description": c.description}
+        for c in registry.communities
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"no communities in {registry.path}")
+    else:
+        print(table(rows))
+    return 0
+
+
+def check_adapters(args: argparse.Namespace) -> int:
+    pool = _local_pool(args)
+    for name in pool.names:
+        print(f"ok  {name}  {pool.backend.adapter_identity(name)}")
+    print(f"{len(pool.names)} adapters load on {pool.backend.adapter_identity(None)}")
+    return 0
+
+
+def evaluate_distinctness(args: argparse.Namespace) -> int:
+    from modplural.training.distinctness import perplexity_matrix, write_report
+
+    pool = _local_pool(args, args.batch_size)
+    if len(pool.communities) < 2:
+        raise ModPluralError("distinctness needs at least two communities")
+    matrix = perplexity_matrix(pool.backend, pool.communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
+    out = Path(args.out) if args.out else pool.communities[0].adapter.parent
+    header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
+              f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `modplural communities eval "
+              f"--max-blocks {args.max_blocks} --seq-len {args.seq_len}`.")
+    result = write_report(matrix, out, header)
+    print((out / "distinctness.md").read_text())
+    print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}")
+    return 0
+
+
+def table(rows: list[dict]) -> str:
+    """Rows of equal keys as an aligned plain-text table."""
+    columns = list(rows[0])
+    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in columns}
+    line = "  ".join(c.ljust(widths[c]) for c in columns)
+    rule = "  ".join("-" * widths[c] for c in columns)
+    body = ["  ".join(str(r[c]).ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join([line, rule, *body])

@@ -1,0 +1,63 @@
+"""Options several commands share; their choices come from the registries of methods, engines, modes and scorers."""
+
+from __future__ import annotations
+
+import argparse
+
+from modplural.assembly import ENGINES
+from modplural.methods import METHODS
+from modplural.models import DEVICES, DTYPES
+from modplural.protocol import PROTOCOLS
+from modplural.scorers import SCORERS
+from modplural.types import MODE_ALIASES, MODES
+
+
+def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
+    parser.add_argument("--device", choices=DEVICES, default=default, help="where the model runs")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' precision")
+
+
+def add_registry(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", default=None, help="registry YAML (default: MODPLURAL_REGISTRY or the shipped one)")
+    parser.add_argument("--communities", default=None, help="comma-separated subset of the registry (default: all)")
+
+
+def add_data_dir(parser: argparse.ArgumentParser, help_text: str = "data root (default: MODPLURAL_DATA or ../shared/data)") -> None:
+    parser.add_argument("--data-dir", default=None, help=help_text)
+
+
+def add_engine(parser: argparse.ArgumentParser, default: str | None = "batched") -> None:
+    parser.add_argument("--engine", choices=ENGINES, default=default, help="sequential: the original's one-prompt-at-a-time pattern (slow; for comparison)")
+
+
+def add_stack(parser: argparse.ArgumentParser) -> None:
+    """What ``modplural.load`` builds the stack from: main model, communities, servers, engine, device, batch size, cache."""
+    parser.add_argument("--model", default=None, help="main LLM spec: 'default', a hub id, a directory or a .gguf file (wins over a servers file's main:; default: the communities' base model, shared in memory)")
+    add_registry(parser)
+    parser.add_argument("--servers", default=None, help="servers YAML: communities and/or the main LLM on OpenAI-compatible servers")
+    add_engine(parser)
+    add_device(parser)
+    parser.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the community-message cache")
+    parser.add_argument("--cache", default=None, help="message cache file (default: $MODPLURAL_CACHE/messages.sqlite)")
+
+
+def add_protocol(parser: argparse.ArgumentParser, default: str | None, help_text: str) -> None:
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default=default, help=help_text)
+
+
+def add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=list(METHODS), default="modular")
+
+
+def add_mode(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=[*MODES, *MODE_ALIASES], default="overton", help=f"aliases: {', '.join(f'{a} = {m}' for a, m in MODE_ALIASES.items())}")
+
+
+def add_scorer(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--scorer", choices=SCORERS, default=None, help=help_text)
+
+
+def names(text: str | None) -> list[str] | None:
+    """A comma-separated list option, or None."""
+    return text.split(",") if text else None

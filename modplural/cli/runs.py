@@ -1,0 +1,88 @@
+"""Experiments: ``modplural run``, ``score``, ``report`` and ``data download``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modplural.cli import options
+from modplural.errors import ModPluralError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    runner = sub.add_parser("run", help="run an experiment config (resumable)")
+    runner.add_argument("config", help="experiment YAML (see experiments/configs/)")
+    options.add_data_dir(runner)
+    runner.add_argument("--limit", type=int, default=None, help="items per task (overrides the config)")
+    runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    options.add_engine(runner, default=None)
+    options.add_protocol(runner, None, "overrides the config's protocol")
+    runner.add_argument("--no-progress", action="store_true")
+    runner.set_defaults(func=run)
+
+    scorer = sub.add_parser("score", help="recompute metrics of a finished run from its stored predictions (no generator loaded)")
+    scorer.add_argument("run_dir")
+    options.add_scorer(scorer, "Overton scorer (default: the run's); another one writes metrics.<scorer>.json")
+    scorer.add_argument("--nli-model", default=None, help="with --scorer nli: an MNLI model id or path")
+    options.add_data_dir(scorer, "data root the run used (default: MODPLURAL_DATA or ../shared/data)")
+    scorer.set_defaults(func=score)
+
+    report = sub.add_parser("report", help="write report.md and plots for a run directory")
+    report.add_argument("run_dir")
+    report.set_defaults(func=write_report)
+
+    data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
+    download = data.add_parser("download", help="download a public dataset (needs internet)")
+    download.add_argument("dataset", help="vital")
+    download.add_argument("--data-dir", default="data", help="where to put it (files go to DATA_DIR/vital/)")
+    download.add_argument("--base-url", default=None)
+    download.add_argument("--timeout", type=float, default=30)
+    download.set_defaults(func=data_download)
+
+
+def run(args: argparse.Namespace) -> int:
+    from modplural.data_paths import data_dir
+    from modplural.runner import Experiment, load_config
+
+    config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=args.protocol)
+    out = Path(args.out) if args.out else Path("runs") / (config.name + (f"_{args.protocol}" if args.protocol else ""))
+    metrics = Experiment(config, data_dir(args.data_dir), out).run(progress=not args.no_progress)
+    print_metrics(metrics)
+    print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
+    return 0
+
+
+def score(args: argparse.Namespace) -> int:
+    from modplural.data_paths import data_dir
+    from modplural.runner import Experiment
+
+    experiment = Experiment.from_run_dir(Path(args.run_dir), data_dir(args.data_dir))
+    metrics = experiment.score(args.scorer, args.nli_model)
+    print_metrics(metrics)
+    suffix = "" if args.scorer in (None, experiment.config.scorer) else f".{args.scorer}"
+    print(f"wrote {Path(args.run_dir) / f'metrics{suffix}.json'} (protocol {metrics['protocol']})")
+    return 0
+
+
+def print_metrics(metrics: dict) -> None:
+    for task, per_method in metrics["tasks"].items():
+        for method, values in per_method.items():
+            shown = ", ".join(f"{k} {v['value']:.3f}" for k, v in values.items() if isinstance(v, dict) and "ci95" in v)
+            print(f"{task:<40} {method:<10} {shown}")
+
+
+def write_report(args: argparse.Namespace) -> int:
+    from modplural.report import write_report as write
+
+    print(f"wrote {write(Path(args.run_dir))}")
+    return 0
+
+
+def data_download(args: argparse.Namespace) -> int:
+    from modplural.data_download import VITAL_BASE_URL, download_vital
+
+    if args.dataset != "vital":
+        raise ModPluralError(f"unknown dataset {args.dataset!r}: only 'vital' can be downloaded")
+    for line in download_vital(Path(args.data_dir), args.base_url or VITAL_BASE_URL, args.timeout):
+        print(line)
+    return 0

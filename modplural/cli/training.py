@@ -1,0 +1,71 @@
+"""Training community LMs: ``modplural corpus build`` and ``modplural train``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from modplural.cli import options
+from modplural.errors import ModPluralError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from modplural.training.config import CONFIG_DIR
+
+    corpus = sub.add_parser("corpus", help="training corpora").add_subparsers(dest="corpus_command", required=True)
+    build = corpus.add_parser("build", help="build one JSONL corpus per community from the raw public corpora")
+    options.add_data_dir(build, "data root holding corpora_raw/ (default: MODPLURAL_DATA or ../shared/data)")
+    build.add_argument("--raw-dir", default=None, help="the raw corpora directory itself")
+    build.add_argument("--out", default="build/corpora")
+    build.add_argument("--communities", default=None, help="comma-separated subset")
+    build.add_argument("--valid-fraction", type=float, default=0.1)
+    build.add_argument("--tokenizer", default="default", help="model spec whose tokenizer counts tokens")
+    build.add_argument("--no-tokens", action="store_true", help="count words instead of tokens")
+    build.set_defaults(func=build_corpora)
+
+    trainer = sub.add_parser("train", help="train community LoRA adapters from training/configs")
+    trainer.add_argument("--community", default=None)
+    trainer.add_argument("--all", action="store_true")
+    trainer.add_argument("--config-dir", default=str(CONFIG_DIR))
+    trainer.add_argument("--max-steps", type=int, default=None, help="override the config's max_steps")
+    trainer.add_argument("--corpus-dir", default=None)
+    trainer.add_argument("--output-dir", default=None, help="override output_dir (may contain {community})")
+    trainer.add_argument("--device", default=None)
+    trainer.add_argument("--restart", action="store_true", help="discard an interrupted run's checkpoint")
+    trainer.add_argument("--skip-finished", action="store_true", help="with --all: leave finished adapters alone")
+    trainer.set_defaults(func=train)
+
+
+def build_corpora(args: argparse.Namespace) -> int:
+    from modplural.data_paths import data_dir
+    from modplural.training.corpora import build_corpora as build, summary_table
+
+    raw = Path(args.raw_dir) if args.raw_dir else data_dir(args.data_dir) / "corpora_raw"
+    count = None
+    if not args.no_tokens:
+        from modplural.models import load_model
+
+        tokenizer = load_model(args.tokenizer, device="cpu").tokenizer
+        count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    summary = build(raw, Path(args.out), options.names(args.communities), valid_fraction=args.valid_fraction, count_tokens=count)
+    print(summary_table(summary))
+    print(f"wrote {len(summary)} corpora to {args.out}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from modplural.training.config import all_community_configs, community_config_path, load_train_config
+    from modplural.training.lora import train as train_adapter
+
+    config_dir = Path(args.config_dir)
+    if args.all == bool(args.community):
+        raise ModPluralError("give --community NAME or --all")
+    paths = all_community_configs(config_dir) if args.all else [community_config_path(args.community, config_dir)]
+    overrides = {"max_steps": args.max_steps, "corpus_dir": args.corpus_dir, "output_dir": args.output_dir, "device": args.device}
+    configs = [load_train_config(p, **overrides) for p in paths]  # validate every config before training any
+    for config in configs:
+        if args.skip_finished and (config.adapter_dir / "training_manifest.json").is_file():
+            print(f"{config.community}: finished adapter at {config.adapter_dir}, skipped")
+            continue
+        print(f"{config.community}: adapter at {train_adapter(config, restart=args.restart)}")
+    return 0
