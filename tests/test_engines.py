@@ -171,3 +171,59 @@ def test_prompts_read_in_column_chunks_give_the_same_text(backend, monkeypatch):
     whole = backend.generate(requests)
     monkeypatch.setattr(local, "forward_tokens", lambda device: 6 * 7)  # 6 rows -> 7 columns per forward pass
     assert backend.generate(requests) == whole
+
+
+def test_engines_are_siblings_over_the_loaded_model_base():
+    """The reference engine does not inherit the batched engine: a change to one cannot silently change the other."""
+    from modplural.backends.base import Backend, TokenScorer, TopTokenBackend
+    from modplural.backends.loaded import LoadedModelBackend
+
+    assert not issubclass(SequentialBackend, LocalBackend) and not issubclass(LocalBackend, SequentialBackend)
+    assert issubclass(SequentialBackend, LoadedModelBackend) and issubclass(LocalBackend, LoadedModelBackend)
+    for engine in (LocalBackend, SequentialBackend):
+        for protocol in (Backend, TopTokenBackend):
+            assert issubclass(engine, protocol), (engine, protocol)
+        assert callable(getattr(engine, "token_nll", None))  # TokenScorer (its tokenizer is set per instance)
+    with pytest.raises(TypeError, match="abstract"):
+        LoadedModelBackend()  # the base runs nothing by itself
+
+
+def test_engine_modules_import_on_their_own_in_either_order():
+    import subprocess
+    import sys
+
+    for first, second in (("sequential", "local"), ("local", "sequential")):
+        code = (f"import modplural.backends.{first}, modplural.backends.{second}\n"
+                "from modplural.backends.sequential import SequentialBackend\n"
+                "from modplural.backends.local import LocalBackend\n"
+                "from modplural.backends.engines import local_backend\n"
+                "print(SequentialBackend.engine, LocalBackend.engine)")
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["sequential", "batched"]
+
+
+def test_sequential_engine_checks_batch_size_like_the_batched_one():
+    from modplural.backends.engines import local_backend
+
+    for engine in ("batched", "sequential"):
+        with pytest.raises(ModPluralError, match="batch_size must be a positive integer or 'auto'"):
+            local_backend("default", engine=engine, batch_size="lots", device="cpu")
+
+
+def test_token_likelihoods_agree_between_engines(backend, reference):
+    """The reference scores each block alone (no padding, peft adapter switched on); the batched engine pads and mixes."""
+    from modplural.backends.base import TokenScorer
+
+    texts = ["Vaccines save lives.", "Sugar taxes change what families in poor countries buy every week.", "Hi there"]
+    blocks = backend.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    adapters = ["alpha", None, "beta"]
+    assert isinstance(backend, TokenScorer) and isinstance(reference, TokenScorer)
+    batched, sequential = backend.token_nll(blocks, adapters), reference.token_nll(blocks, adapters)
+    assert [n for _, n in sequential] == [n for _, n in batched] == [len(b) - 1 for b in blocks]
+    for (ours, _), (theirs, _) in zip(batched, sequential):
+        assert ours == pytest.approx(theirs, rel=1e-4)
+    with pytest.raises(ModPluralError, match="one adapter per block"):
+        reference.token_nll(blocks, adapters[:2])
+    with pytest.raises(ModPluralError, match="unknown adapter 'gamma'"):
+        reference.token_nll(blocks[:1], ["gamma"])

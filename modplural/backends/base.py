@@ -147,3 +147,12 @@ class TopTokenBackend(Protocol):
     """Optional: backends that can list the likeliest next tokens (needed by ``answer_reading: top10``)."""
 
     def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]: ...
+
+
+@runtime_checkable
+class TokenScorer(Protocol):
+    """Optional: backends that score given token blocks with their tokenizer (needed by the distinctness matrix)."""
+
+    tokenizer: object  # transformers PreTrainedTokenizerBase: what the blocks are tokenized with
+
+    def token_nll(self, blocks: Sequence[Sequence[int]], adapters: Sequence[str | None]) -> list[tuple[float, int]]: ...

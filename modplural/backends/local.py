@@ -5,31 +5,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read_adapter
+from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
+from modplural.backends.loaded import LoadedModelBackend, check_finite
 from modplural.backends.lora_bank import LoraBank
 from modplural.errors import ModPluralError
-from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
+from modplural.models import DEFAULT_MODEL, LoadedModel
 
 
 WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
 WHITESPACE_TOLERANCE = 1e-5  # whitespace paths less likely than this are not followed (their mass is reported as unread)
 WHITESPACE_NODES = 8  # at most this many followed paths per request and depth (bounded KV-cache copies)
-
-
-def _fallback_chat(messages: Sequence[dict]) -> str:
-    """A plain prompt for tokenizers without a chat template."""
-    lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-    return "\n\n".join(lines) + "\n\nAssistant:"
 
 
 def _sha256(path: Path) -> str:
@@ -40,8 +33,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-class LocalBackend:
-    """Runs ``generate`` and ``option_probs`` on a local transformers model with any number of LoRA adapters.
+class LocalBackend(LoadedModelBackend):
+    """The batched engine: ``generate``, ``option_probs``, ``next_tokens`` and ``token_nll`` over mixed-adapter batches.
 
     Requests are sorted by prompt length, cut into batches of ``batch_size`` rows, left-padded and run
     together even when their rows use different adapters (``LoraBank``: stacked LoRA factors applied per
@@ -49,8 +42,7 @@ class LocalBackend:
     as they finish. Sampling uses one ``torch.Generator`` per request, so a seeded request yields the same
     text whichever batch it lands in.
 
-    The backend owns its model: loading an adapter adds forward hooks to it, so pass ``loaded`` only
-    for a model that nothing else uses.
+    Loading an adapter adds forward hooks to the model, so pass ``loaded`` only for a model that nothing else uses.
     """
 
     engine = "batched"
@@ -65,45 +57,11 @@ class LocalBackend:
         loaded: LoadedModel | None = None,
     ) -> None:
         self.batch_size = parse_batch_size(batch_size)
-        self.loaded = loaded or load_model(model, device=device, dtype=dtype)
-        self.tokenizer = self.loaded.tokenizer
-        self.stats = EngineStats()
-        self._model = self.loaded.model
-        self._adapters: dict[str, str] = {}
-        self._bank: LoraBank | None = None
+        self._bank: LoraBank | None = None  # before the base loads ``adapters`` into it
         self._label_tokens: LabelTokens | None = None
-        self._eos_ids = self._collect_eos_ids()
+        super().__init__(model, adapters, device, dtype, loaded)
         forward_params = inspect.signature(type(self.loaded.model).forward).parameters
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
-        for name, path in (adapters or {}).items():
-            self.load_adapter(name, path)
-
-    # ----------------------------------------------------------------- adapters
-    @property
-    def adapters(self) -> list[str]:
-        """Names of the loaded adapters."""
-        return list(self._adapters)
-
-    def adapter_identity(self, adapter: str | None) -> str:
-        """A stable identity of the weights that serve ``adapter`` (for caches and manifests)."""
-        if adapter is None:
-            return self.loaded.identity
-        self._check_adapter(adapter)
-        return f"{self.loaded.identity}+{adapter}:{self._adapters[adapter]}"
-
-    def load_adapter(self, name: str, path: str | Path) -> None:
-        """Load a peft LoRA adapter from ``path`` under ``name``, after checking its files and that it fits the base model."""
-        if not name:
-            raise ModPluralError(f"invalid adapter name {name!r}")
-        if name in self._adapters:
-            raise ModPluralError(f"adapter {name!r} is already loaded")
-        adapter = read_adapter(name, Path(path).expanduser())
-        self._check_fits_base(adapter)
-        try:
-            self._attach_adapter(adapter)
-        except (RuntimeError, ValueError, KeyError, OSError) as exc:
-            raise ModPluralError(f"adapter {name!r} at {adapter.path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._adapters[name] = _sha256(adapter.path / ADAPTER_WEIGHTS)
 
     def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
@@ -111,64 +69,15 @@ class LocalBackend:
             self._bank = LoraBank(self._model)
         self._bank.add(adapter)
 
-    def _check_fits_base(self, adapter: AdapterFiles) -> None:
-        """Refuse an adapter whose LoRA shapes or recorded base model do not match the loaded model."""
-        modules = dict(self.loaded.model.named_modules())
-        recorded = adapter.config.get("base_model_name_or_path")
-        for key, tensor in adapter.weights.items():
-            if ".lora_A." not in key:
-                continue
-            module_name = key.split(".lora_A.")[0].removeprefix("base_model.model.")
-            module = modules.get(module_name)
-            in_features = tensor.shape[-1]
-            if module is None or getattr(module, "in_features", in_features) != in_features:
-                raise ModPluralError(
-                    f"adapter {adapter.name!r} at {adapter.path} was made for another base model "
-                    f"({recorded or 'unknown'}): its layer {module_name} does not fit {self.loaded.base_name}"
-                )
-        if recorded and Path(recorded).name.lower() != Path(self.loaded.base_name).name.lower():
-            print(
-                f"modplural: warning: adapter {adapter.name!r} records base model {recorded}, loaded base is {self.loaded.base_name}",
-                file=sys.stderr,
-            )
-
-    def _check_adapter(self, adapter: str | None) -> None:
-        if adapter is not None and adapter not in self._adapters:
-            loaded = ", ".join(self._adapters) or "none"
-            raise ModPluralError(f"unknown adapter {adapter!r} (loaded adapters: {loaded})")
-
     def _rows(self, adapters: Sequence[str | None]):
         """Context in which batch row ``i`` runs with ``adapters[i]`` (``None``: the base model)."""
         if self._bank is None or all(a is None for a in adapters):
             return contextlib.nullcontext(None)
         return self._bank.rows(adapters)
 
-    # ----------------------------------------------------------------- encoding
-    def _encode(self, messages: Sequence[dict] | None, prompt: str | None, suffix: str = "") -> list[int]:
-        if messages is not None:
-            if getattr(self.tokenizer, "chat_template", None):
-                text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-            else:
-                text = _fallback_chat(messages)
-            ids = self.tokenizer(text + suffix, add_special_tokens=False)["input_ids"]
-        else:
-            ids = self.tokenizer(prompt + suffix)["input_ids"]
-        if not ids:
-            raise ModPluralError("a request's prompt is empty")
-        return ids
-
-    def _collect_eos_ids(self) -> set[int]:
-        ids = {self.tokenizer.eos_token_id}
-        configured = getattr(getattr(self.loaded.model, "generation_config", None), "eos_token_id", None)
-        ids.update(configured if isinstance(configured, list) else [configured])
-        return {i for i in ids if i is not None}
-
     def _new_cache(self, capacity: int):
         """A fresh KV cache with room for ``capacity`` positions."""
         return preallocated_cache(self.loaded.model.config, capacity)
-
-    def _max_positions(self) -> int:
-        return int(getattr(self.loaded.model.config, "max_position_embeddings", 1 << 30))
 
     def _batches(self, lengths: Sequence[int], new_tokens: int = 0, all_logits: bool = False) -> list[list[int]]:
         """Request indices sorted by length (longest first), cut into batches of ``batch_size`` rows."""
@@ -195,18 +104,6 @@ class LocalBackend:
         return ids.to(device), mask.to(device), positions.to(device)
 
     # ----------------------------------------------------------------- generate
-    def _encode_checked(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
-        """Token ids of each request's prompt, after checking its adapter and that prompt + new tokens fit the model."""
-        for r in requests:
-            self._check_adapter(r.adapter)
-        encoded = [self._encode(r.messages, r.prompt) for r in requests]
-        for i, (ids, r) in enumerate(zip(encoded, requests)):
-            if len(ids) + r.decoding.max_new_tokens > self._max_positions():
-                raise ModPluralError(
-                    f"request {i}: prompt of {len(ids)} tokens plus {r.decoding.max_new_tokens} new tokens exceeds the model's {self._max_positions()} positions"
-                )
-        return encoded
-
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """Generate one text per request, in request order."""
         encoded = self._encode_checked(requests)
@@ -386,33 +283,6 @@ class LocalBackend:
             for row, i in enumerate(batch):
                 results[i] = (float(-(logp[row][valid[row]]).sum()), int(valid[row].sum()))
         return results
-
-
-@dataclass
-class EngineStats:
-    """What an engine has done: prompt tokens read (without padding), tokens generated, and where the time went."""
-
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-    prefill_seconds: float = 0.0  # generation: reading the prompts
-    decode_seconds: float = 0.0  # generation: one token per step
-    scoring_seconds: float = 0.0  # option distributions: one forward pass
-
-
-def check_finite(logits, adapters: Sequence[str | None], mask=None) -> None:
-    """Refuse NaN or infinite logits (row ``i`` from ``adapters[i]``; positions where ``mask`` is 0 are padding), so
-    broken weights never yield text, a distribution or a likelihood."""
-    import torch
-
-    finite = torch.isfinite(logits).all(dim=-1)  # (rows,) or (rows, positions)
-    if mask is not None:
-        finite |= ~mask.bool()
-    finite = finite.reshape(len(finite), -1).all(dim=-1)
-    if bool(finite.all()):
-        return
-    adapter = adapters[int((~finite).nonzero()[0])]
-    source = "the base model" if adapter is None else f"adapter {adapter!r}"
-    raise ModPluralError(f"{source} produced NaN or infinite logits (broken weights?); no output of this call was kept")
 
 
 def _option_result(labels: tuple[str, ...], values: list[float], unread: float) -> OptionResult:

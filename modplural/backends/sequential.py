@@ -14,23 +14,39 @@ with ``mass == 0`` (the original substitutes uniform "dummy" probabilities in th
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from pathlib import Path
+from typing import Mapping, Sequence
 
 from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
+from modplural.backends.batch_size import parse_batch_size
 from modplural.backends.label_tokens import from_top_tokens
-from modplural.backends.local import LocalBackend, check_finite
+from modplural.backends.loaded import LoadedModelBackend, check_finite
 from modplural.errors import ModPluralError
+from modplural.models import DEFAULT_MODEL, LoadedModel
 
 ANSWER_SAMPLE_TOKENS = 20  # the original's max_new_tokens when it asks for probabilities
 ANSWER_SAMPLE_TEMPERATURE = 0.1  # the original's default temperature for that call
 TOP_K_READ = 10  # the original reads probabilities.topk(10)
 
 
-class SequentialBackend(LocalBackend):
-    """``LocalBackend``'s model and adapters, run the way the original code runs them."""
+class SequentialBackend(LoadedModelBackend):
+    """The reference engine: peft adapters switched on one at a time, one prompt at a time, HF ``generate``."""
 
     engine = "sequential"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        adapters: Mapping[str, str | Path] | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        batch_size: int | str = "auto",
+        loaded: LoadedModel | None = None,
+    ) -> None:
+        """The batched engine's arguments; ``batch_size`` is checked the same way but unused (no batches here)."""
+        parse_batch_size(batch_size)
+        super().__init__(model, adapters, device, dtype, loaded)
 
     def _use_adapter(self, adapter: str | None):
         """Activate one adapter (or none) for the next calls, as the original loads one community model at a time."""
@@ -55,14 +71,24 @@ class SequentialBackend(LocalBackend):
             self._model = PeftModel.from_pretrained(self._model, str(adapter.path), adapter_name=adapter.name, is_trainable=False)
         self._model.eval()
 
-    def _rows(self, adapters):
-        if len(set(adapters)) > 1:
-            raise ModPluralError("the sequential engine runs one adapter at a time")
-        return self._use_adapter(adapters[0])
+    def token_nll(self, blocks: Sequence[Sequence[int]], adapters: Sequence[str | None]) -> list[tuple[float, int]]:
+        """Summed next-token negative log-likelihood and token count of each block: one full forward pass per block,
+        under its own adapter."""
+        import torch
 
-    def token_nll(self, blocks, adapters):
-        """One block at a time, each under its own adapter."""
-        return [super(SequentialBackend, self).token_nll([b], [a])[0] for b, a in zip(blocks, adapters)]
+        if len(blocks) != len(adapters):
+            raise ModPluralError("token_nll needs one adapter per block")
+        for a in adapters:
+            self._check_adapter(a)
+        results = []
+        for block, adapter in zip(blocks, adapters):
+            ids = torch.tensor([block], dtype=torch.long, device=self.loaded.device)
+            with torch.inference_mode(), self._use_adapter(adapter):
+                logits = self._model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+            check_finite(logits, [adapter])
+            logp = torch.log_softmax(logits[0, :-1], dim=-1).gather(-1, ids[0, 1:, None])[:, 0]
+            results.append((float(-logp.sum()), len(block) - 1))
+        return results
 
     def _hf_generate(self, ids: list[int], adapter: str | None, max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0) -> list[int]:
         import torch

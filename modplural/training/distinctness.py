@@ -10,7 +10,7 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from modplural.backends.local import LocalBackend
+from modplural.backends.base import TokenScorer
 from modplural.communities import Community
 from modplural.errors import ModPluralError
 from modplural.training.lora import _read_passages, pack_blocks
@@ -19,9 +19,11 @@ BASE = "base"
 
 
 def perplexity_matrix(
-    backend: LocalBackend, communities: Sequence[Community], corpus_dir: Path, max_blocks: int = 32, seq_len: int = 128, progress: bool = True
+    backend: TokenScorer, communities: Sequence[Community], corpus_dir: Path, max_blocks: int = 32, seq_len: int = 128, progress: bool = True
 ) -> dict[str, dict[str, float]]:
     """``matrix[model][text_community]``: perplexity of the base model or an adapter on that validation text."""
+    if not isinstance(backend, TokenScorer):
+        raise ModPluralError(f"backend {type(backend).__name__} cannot score tokens: distinctness needs token_nll and a tokenizer, as the local engines have")
     models: list[str | None] = [None, *(c.name for c in communities)]
     matrix: dict[str, dict[str, float]] = {m or BASE: {} for m in models}
     for text_community in tqdm([c.name for c in communities], desc="validation texts", disable=not progress):
