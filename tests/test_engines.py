@@ -196,7 +196,7 @@ def test_engine_modules_import_on_their_own_in_either_order():
         code = (f"import modplural.backends.{first}, modplural.backends.{second}\n"
                 "from modplural.backends.sequential import SequentialBackend\n"
                 "from modplural.backends.local import LocalBackend\n"
-                "from modplural.backends.engines import local_backend\n"
+                "from modplural.assembly import local_backend\n"
                 "print(SequentialBackend.engine, LocalBackend.engine)")
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
@@ -204,7 +204,7 @@ def test_engine_modules_import_on_their_own_in_either_order():
 
 
 def test_sequential_engine_checks_batch_size_like_the_batched_one():
-    from modplural.backends.engines import local_backend
+    from modplural.assembly import local_backend
 
     for engine in ("batched", "sequential"):
         with pytest.raises(ModPluralError, match="batch_size must be a positive integer or 'auto'"):
