@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import sys
 import time
@@ -19,6 +18,7 @@ from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.lora_bank import LoraBank
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
+from modplural.provenance import file_sha256
 
 
 WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
@@ -30,14 +30,6 @@ def _fallback_chat(messages: Sequence[dict]) -> str:
     """A plain prompt for tokenizers without a chat template."""
     lines = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
     return "\n\n".join(lines) + "\n\nAssistant:"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class LocalBackend:
@@ -103,7 +95,7 @@ class LocalBackend:
             self._attach_adapter(adapter)
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise ModPluralError(f"adapter {name!r} at {adapter.path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._adapters[name] = _sha256(adapter.path / ADAPTER_WEIGHTS)
+        self._adapters[name] = file_sha256(adapter.path / ADAPTER_WEIGHTS)[:16]
 
     def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
