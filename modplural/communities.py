@@ -7,20 +7,19 @@ registry file), its training corpus with source and licence, and a default popul
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from modplural.config_files import read_yaml
+from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
 from modplural.validation import finite_float
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_FIELDS = {"name": str, "description": str, "axis": str, "base_model": str, "adapter": str, "corpus": dict, "weight": (int, float)}
-_CORPUS_FIELDS = {"source": str, "licence": str, "url": str}
 
 
 @dataclass(frozen=True)
@@ -47,6 +46,14 @@ class Community:
     @property
     def adapter_present(self) -> bool:
         return (self.adapter / "adapter_config.json").is_file()
+
+
+@dataclass(frozen=True)
+class _RegistryFile:
+    """A registry file's top level; each entry of ``communities`` is read as a ``Community``."""
+
+    communities: tuple[Any, ...]
+    version: int = 1
 
 
 def find_community(communities: Sequence[Community], name: str, where: str) -> Community:
@@ -88,41 +95,19 @@ def default_registry_path() -> Path:
     return Path(__file__).resolve().parents[1] / "community_models" / "registry.yaml"
 
 
-def _check_fields(where: str, data: Any, fields: dict, required: Sequence[str]) -> None:
-    if not isinstance(data, dict):
-        raise ModPluralError(f"{where}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in fields:
-            raise ModPluralError(f"{where}: unknown field {key!r} (allowed: {', '.join(fields)})")
-    for key in required:
-        if key not in data:
-            raise ModPluralError(f"{where}: missing field {key!r}")
-    for key, value in data.items():
-        if not isinstance(value, fields[key]) or isinstance(value, bool):
-            raise ModPluralError(f"{where}: field {key!r} has the wrong type ({type(value).__name__})")
-
-
 def _parse_community(where: str, data: Any, root: Path) -> Community:
-    _check_fields(where, data, _FIELDS, ["name", "description", "axis", "base_model", "adapter", "corpus"])
-    name = data["name"]
-    if not _NAME.fullmatch(name):
-        raise ModPluralError(f"{where}: name {name!r} must be lower_snake_case")
-    corpus = data["corpus"]
-    _check_fields(f"{where} ({name}).corpus", corpus, _CORPUS_FIELDS, ["source", "licence"])
-    weight = finite_float(data.get("weight", 1.0), f"{where} ({name}): weight")
+    """One registry entry; errors name ``where`` and, once it reads as one, the entry's name."""
+    name = data.get("name") if isinstance(data, dict) else None
+    named = f"{where} ({name})" if isinstance(name, str) and _NAME.fullmatch(name) else where
+    community = from_mapping(Community, data, named)
+    if not _NAME.fullmatch(community.name):
+        raise ModPluralError(f"{where}: name {community.name!r} must be lower_snake_case")
+    weight = finite_float(community.weight, f"{named}: weight")
     if weight < 0:
-        raise ModPluralError(f"{where} ({name}): weight must be >= 0, got {data.get('weight')}")
-    if "\0" in data["adapter"]:
-        raise ModPluralError(f"{where} ({name}): adapter path contains a NUL character")
-    return Community(
-        name=name,
-        description=data["description"].strip(),
-        axis=data["axis"],
-        base_model=data["base_model"],
-        adapter=(root / data["adapter"]).resolve(),
-        corpus=Corpus(**corpus),
-        weight=weight,
-    )
+        raise ModPluralError(f"{named}: weight must be >= 0, got {community.weight}")
+    if "\0" in str(community.adapter):
+        raise ModPluralError(f"{named}: adapter path contains a NUL character")
+    return dataclasses.replace(community, description=community.description.strip(), adapter=(root / community.adapter).resolve(), weight=weight)
 
 
 def load_registry(path: str | Path | None = None) -> Registry:
@@ -130,11 +115,8 @@ def load_registry(path: str | Path | None = None) -> Registry:
     path = Path(path).expanduser() if path else default_registry_path()
     if not path.is_file():
         raise ModPluralError(f"community registry not found: {path} (set --registry or {REGISTRY_ENV})")
-    data = read_yaml(path, extends_key=None)
-    _check_fields(str(path), data, {"version": int, "communities": list}, ["communities"])
-    communities = tuple(
-        _parse_community(f"{path}: community {i}", entry, path.parent) for i, entry in enumerate(data["communities"])
-    )
+    entries = from_mapping(_RegistryFile, read_yaml(path, extends_key=None), str(path)).communities
+    communities = tuple(_parse_community(f"{path}: community {i}", entry, path.parent) for i, entry in enumerate(entries))
     seen: set[str] = set()
     for c in communities:
         if c.name in seen:

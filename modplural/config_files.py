@@ -71,8 +71,10 @@ def _matches(value: Any, annotation: Any) -> bool:
     if origin in (list, tuple):
         (inner, *_) = typing.get_args(annotation) or (typing.Any,)
         return isinstance(value, (list, tuple)) and all(_matches(v, inner) for v in value)
-    if origin is dict:
+    if origin is dict or dataclasses.is_dataclass(annotation):
         return isinstance(value, dict)
+    if annotation is Path:
+        return isinstance(value, str)
     if annotation is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is int:
@@ -80,19 +82,51 @@ def _matches(value: Any, annotation: Any) -> bool:
     return isinstance(value, annotation)
 
 
-def from_mapping(cls: type[T], data: dict[str, Any], where: str) -> T:
-    """Build dataclass ``cls`` from ``data``; unknown or missing fields and wrong types raise ModPluralError."""
+_NOUNS = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "mapping", Path: "path"}
+
+
+def _expected(annotation: Any, plural: bool = False) -> str:
+    """What a field's type asks for, in words: ``a number``, ``a list of strings or null``."""
+    origin = typing.get_origin(annotation)
+    if annotation is typing.Any:
+        return "anything"
+    if annotation is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_expected(a, plural) for a in typing.get_args(annotation))
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(annotation) or (typing.Any,)
+        return ("lists" if plural else "a list") + ("" if inner is typing.Any else f" of {_expected(inner, plural=True)}")
+    noun = "mapping" if dataclasses.is_dataclass(annotation) else _NOUNS.get(origin or annotation, getattr(annotation, "__name__", str(annotation)))
+    return f"{noun}s" if plural else f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+
+
+def _convert(value: Any, annotation: Any, where: str) -> Any:
+    """A checked value as the dataclass holds it: a mapping as a nested dataclass, a string as a Path, a list as a tuple."""
+    if dataclasses.is_dataclass(annotation):
+        return from_mapping(annotation, value, where)
+    if annotation is Path:
+        return Path(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def from_mapping(cls: type[T], data: Any, where: str) -> T:
+    """Build dataclass ``cls`` from the mapping ``data``; unknown or missing fields and wrong types raise ModPluralError
+    naming ``where`` and the field. A dataclass-typed field is read from a mapping in turn (errors name ``where.field``);
+    a ``Path`` field from a string."""
+    if not isinstance(data, dict):
+        raise ModPluralError(f"{where}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key, value in data.items():
         if key not in fields:
             raise ModPluralError(f"{where}: unknown field {key!r} (allowed: {', '.join(fields)})")
         if not _matches(value, hints[key]):
-            raise ModPluralError(f"{where}: field {key!r} has a bad value {value!r}")
+            raise ModPluralError(f"{where}: field {key!r} has a bad value {value!r} (expected {_expected(hints[key])})")
     missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ModPluralError(f"{where}: missing field(s) {', '.join(missing)}")
-    values = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
+        raise ModPluralError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    values = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**values)
     except ModPluralError as exc:

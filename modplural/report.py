@@ -6,9 +6,7 @@ from pathlib import Path
 
 from modplural.protocol import ORIGINAL, SWITCHES
 from modplural.run_dir import RunDir
-
-# the metric shown first for each task family, and whether higher is better
-HEADLINE = {"coverage": True, "accuracy": True, "js_distance": False}
+from modplural.tasks import get_task
 
 
 def _fmt(estimate: dict) -> str:
@@ -16,8 +14,10 @@ def _fmt(estimate: dict) -> str:
     return f"{estimate['value']:.3f} [{low:.3f}, {high:.3f}]"
 
 
-def _headline(metrics: dict) -> str:
-    return next(k for k in HEADLINE if k in metrics)
+def _headline(task_name: str) -> tuple[str, bool]:
+    """The metric a task's plot shows, and whether higher is better, as the task declares them."""
+    task, _ = get_task(task_name)
+    return task.headline, task.primary[1]
 
 
 def _comparability(protocol: dict, scorer: dict | None) -> str:
@@ -103,13 +103,13 @@ def _plot_metrics(metrics: dict, plots: Path) -> None:
     import matplotlib.pyplot as plt
 
     for task, per_method in metrics["tasks"].items():
-        key = _headline(next(iter(per_method.values())))
+        key, higher_is_better = _headline(task)
         names = list(per_method)
         values = [per_method[m][key]["value"] for m in names]
         errors = [[v - per_method[m][key]["ci95"][0] for m, v in zip(names, values)], [per_method[m][key]["ci95"][1] - v for m, v in zip(names, values)]]
         fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.2))
         ax.bar(names, values, yerr=errors, capsize=4, color="#4c72b0")
-        ax.set_ylabel(f"{key} ({'higher' if HEADLINE[key] else 'lower'} is better)")
+        ax.set_ylabel(f"{key} ({'higher' if higher_is_better else 'lower'} is better)")
         ax.set_title(task)
         fig.tight_layout()
         fig.savefig(plots / f"{task}.png", dpi=120)

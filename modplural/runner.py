@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -27,12 +26,12 @@ from tqdm import tqdm
 from modplural.assembly import StackSpec, assemble, check_engine, message_decoding
 from modplural.backends.batch_size import parse_batch_size
 from modplural.config_files import from_mapping, read_yaml
-from modplural.data_paths import REPO_ROOT
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL, build_method
 from modplural.models import DEVICES, DTYPES
 from modplural.protocol import Protocol, resolve_protocol
+from modplural.provenance import file_sha256, git_commit, versions
 from modplural.run_dir import RunDir
 from modplural.scorers import SCORERS
 from modplural.tasks import TASKS, Item, Task, load_task
@@ -131,27 +130,6 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     return items[: config.limit]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _versions() -> dict:
-    import peft
-    import torch
-    import transformers
-
-    from modplural import __version__
-
-    return {"modplural": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "python": platform.python_version()}
-
-
 class Experiment:
     """One run directory for one config; ``run`` fills it, resuming whatever is already there; ``score`` scores it."""
 
@@ -176,7 +154,7 @@ class Experiment:
         experiment = cls(config, data_dir, run_dir, manifest.get("command"))
         for name, (_, path, _, _) in experiment.tasks.items():
             recorded = manifest.get("data", {}).get(name, {}).get("sha256")
-            if recorded != _sha256(path):
+            if recorded != file_sha256(path):
                 raise ModPluralError(f"{path} differs from the file this run used (sha256 {str(recorded)[:12]}...); pass the --data-dir the run used")
         return experiment
 
@@ -205,11 +183,11 @@ class Experiment:
                 "command": self.command,
                 "started": previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "resumed": bool(previous),
-                "git_commit": _git_commit(),
-                "data": {name: {"file": str(path), "sha256": _sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
+                "git_commit": git_commit(),
+                "data": {name: {"file": str(path), "sha256": file_sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
                 "main_model": main_identity,
                 "communities": {n: pool.backend.adapter_identity(n) for n in pool.names} if pool else {},
-                "versions": _versions(),
+                "versions": versions(),
                 "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
             }
             self.run_dir.write_json("manifest.json", manifest)

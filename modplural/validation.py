@@ -1,4 +1,4 @@
-"""Checks shared by every reader of user input: text files, text values, numbers and weights.
+"""Checks shared by every reader of user input: text and JSONL files, text values, numbers and weights.
 
 Each check raises ``ModPluralError`` with a message that names what was wrong (``what``: a file, field or
 option), so callers never let a ``ValueError``/``TypeError``/``UnicodeError`` reach the user.
@@ -6,10 +6,11 @@ option), so callers never let a ``ValueError``/``TypeError``/``UnicodeError`` re
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from modplural.errors import ModPluralError
 
@@ -26,6 +27,34 @@ def read_text(path: Path) -> str:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise ModPluralError(f"{path}: not UTF-8 text (invalid byte 0x{raw[exc.start]:02x} at offset {exc.start})") from exc
+
+
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSONL file; a line that is not UTF-8 text or not a
+    JSON object is an error naming the file and line."""
+    with path.open("rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ModPluralError(f"{path}: line {line_no} is not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ModPluralError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise ModPluralError(f"{path}: line {line_no} is not a JSON object")
+            yield line_no, row
+
+
+def jsonl_string(path: Path, line: int, row: dict, name: str) -> str:
+    """Field ``name`` of a JSONL row, which must be a string; else an error naming the file, line and field."""
+    value = row.get(name)
+    if not isinstance(value, str):
+        raise ModPluralError(f"{path}: line {line}: " + (f"field {name!r} is {json.dumps(value)[:40]}, not a string" if name in row else f"missing field {name!r}"))
+    return value
 
 
 def is_text(value: Any) -> bool:

@@ -51,13 +51,13 @@ def test_load_select_and_paths(tmp_path):
 @pytest.mark.parametrize(
     "communities, message",
     [
-        ([_entry("left", "a", colour="red")], "community 0: unknown field 'colour'"),
+        ([_entry("left", "a", colour="red")], r"community 0 \(left\): unknown field 'colour'"),
         ([{k: v for k, v in _entry("left", "a").items() if k != "axis"}], "missing field 'axis'"),
         ([_entry("left", "a", weight=-1)], "weight must be >= 0"),
         ([_entry("Left Wing", "a")], "lower_snake_case"),
         ([_entry("left", "a"), _entry("left", "b")], "listed twice"),
         ([_entry("left", "a", corpus={"source": "x"})], "corpus: missing field 'licence'"),
-        ([_entry("left", "a", weight="heavy")], "field 'weight' has the wrong type"),
+        ([_entry("left", "a", weight="heavy")], r"field 'weight' has a bad value 'heavy' \(expected a number\)"),
     ],
 )
 def test_invalid_registries(tmp_path, communities, message):

@@ -175,7 +175,7 @@ def test_prompts_read_in_column_chunks_give_the_same_text(backend, monkeypatch):
 
 def test_engines_are_siblings_over_the_loaded_model_base():
     """The reference engine does not inherit the batched engine: a change to one cannot silently change the other."""
-    from modplural.backends.base import Backend, TokenScorer, TopTokenBackend
+    from modplural.backends.base import Backend, TopTokenBackend
     from modplural.backends.loaded import LoadedModelBackend
 
     assert not issubclass(SequentialBackend, LocalBackend) and not issubclass(LocalBackend, SequentialBackend)

@@ -15,6 +15,7 @@ import yaml
 
 from modplural.errors import ModPluralError
 from modplural.protocol import MODPLURAL
+from modplural.run_dir import RunDir
 from modplural.tasks import TASKS, load_task
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask
@@ -132,7 +133,7 @@ def _config(tmp_path: Path, registry: Path, **extra) -> Path:
 
 
 def _records(run: Path) -> dict[str, list[dict]]:
-    return {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in sorted((run / "predictions").glob("*.jsonl"))}
+    return {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in sorted(RunDir(run).predictions_dir.glob("*.jsonl"))}
 
 
 @pytest.mark.slow
@@ -144,7 +145,7 @@ def test_killed_run_resumes_without_recomputing_or_losing_items(adapter_dirs, tm
     killed_dir = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "modplural", "run", str(config), "--out", str(killed_dir), "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
-    first = killed_dir / "predictions" / "vital_distributional_moralchoice__modular.jsonl"
+    first = RunDir(killed_dir).predictions_path("vital_distributional_moralchoice", "modular")
     deadline = time.time() + 300
     while time.time() < deadline and not (first.is_file() and len(first.read_text().splitlines()) >= 2):
         time.sleep(0.2)

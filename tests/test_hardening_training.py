@@ -39,9 +39,9 @@ def write_corpus(root: Path, train_rows: int = 60, valid_rows: int = 4, bad_trai
 
 BAD_ROWS = {
     "latin-1": ('{"text": "caf\xe9 au lait"}'.encode("latin-1"), "line 2 is not UTF-8 text"),
-    "number": (b'{"text": 123}', "line 2: expected a JSON object with a string 'text' field, got 'text': 123"),
-    "null": (b'{"text": null}', "line 2: expected a JSON object with a string 'text' field, got 'text': null"),
-    "missing": (b'{"body": "hello"}', "line 2: expected a JSON object with a string 'text' field, got no 'text'"),
+    "number": (b'{"text": 123}', "line 2: field 'text' is 123, not a string"),
+    "null": (b'{"text": null}', "line 2: field 'text' is null, not a string"),
+    "missing": (b'{"body": "hello"}', "line 2: missing field 'text'"),
     "list": (b'["hello"]', "line 2 is not a JSON object"),
     "broken": (b'{"text": "hel', "line 2 is not valid JSON"),
 }
@@ -62,7 +62,7 @@ def test_bad_corpus_rows_name_the_file_and_line(name, tmp_path):
 def test_cli_bad_corpus_row_is_one_line(tmp_path):
     corpora = write_corpus(tmp_path / "corpora", bad_train_line=b'{"text": null}')
     result = run_cli("train", "--community", "patients", "--corpus-dir", str(corpora), "--output-dir", str(tmp_path / "{community}"), "--device", "cpu")
-    assert_one_line_error(result, f"{corpora / 'patients' / 'train.jsonl'}: line 2: expected a JSON object with a string 'text' field")
+    assert_one_line_error(result, f"{corpora / 'patients' / 'train.jsonl'}: line 2: field 'text' is null, not a string")
 
 
 def _raw_dir(tmp_path: Path) -> Path:

@@ -216,12 +216,13 @@ def test_original_run_is_the_original_protocol_and_rescoring_reproduces_it(origi
     import json
     import os
 
+    from modplural.run_dir import RunDir
     from tests.helpers import run_cli
 
     _, out = original_run
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["protocol"]["prompts"] == "original" and manifest["protocol"]["answer_reading"] == "top10" and manifest["protocol"]["steer_tokens"] == 20
-    vk = [json.loads(line)["result"] for line in (out / "predictions" / "vital_steerable_vk__modular.jsonl").read_text().splitlines()]
+    vk = [r["result"] for r in RunDir(out).read_predictions("vital_steerable_vk", "modular")]
     assert all(r["distribution"] is None and isinstance(r["response"], str) and r["selection_text"] is not None for r in vk)  # free text, sampled selection
     before = (out / "metrics.json").read_bytes()
     empty_cache = tmp_path / "cache"
@@ -264,11 +265,11 @@ def test_scoring_and_reading_run_directories_fail_in_one_line(original_run, tmp_
     assert_one_line_error(run_cli("score", str(unfinished)), "the run is unfinished")
     empty = tmp_path / "empty"
     shutil.copytree(out, empty)
-    shutil.rmtree(empty / "predictions")
+    shutil.rmtree(RunDir(empty).predictions_dir)
     assert_one_line_error(run_cli("score", str(empty)), "have no prediction")
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
-    path = broken / "predictions" / "vital_steerable_opinionqa__modular.jsonl"
+    path = RunDir(broken).predictions_path("vital_steerable_opinionqa", "modular")
     lines = path.read_text().splitlines(keepends=True)
     path.write_text(lines[0] + "{not json\n" + "".join(lines[1:]))
     assert_one_line_error(run_cli("score", str(broken)), f"{path}: line 2 is not valid JSON")
@@ -276,7 +277,7 @@ def test_scoring_and_reading_run_directories_fail_in_one_line(original_run, tmp_
     assert len(path.read_text().splitlines()) == len(lines) + 1  # nothing dropped by score or report
     torn = tmp_path / "torn"
     shutil.copytree(out, torn)
-    path = torn / "predictions" / "vital_steerable_opinionqa__vanilla.jsonl"
+    path = RunDir(torn).predictions_path("vital_steerable_opinionqa", "vanilla")
     path.write_text(path.read_text() + '{"id": "cut')
     assert_one_line_error(run_cli("score", str(torn)), "line 4 is incomplete")
     with RunDir(torn).lock():

@@ -15,6 +15,7 @@ import pytest
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.openai_compat import OpenAIBackend
 from modplural.errors import ModPluralError
+from modplural.run_dir import RunDir
 from tests.helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -190,7 +191,7 @@ def test_server_stopped_mid_run_keeps_finished_items_and_the_rerun_resumes(llama
     out = tmp_path / "run"
     args = [sys.executable, "-m", "modplural", "run", str(config), "--out", str(out), "--no-progress"]
     run = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    predictions = out / "predictions" / "vital_distributional_moralchoice__modular.jsonl"
+    predictions = RunDir(out).predictions_path("vital_distributional_moralchoice", "modular")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and (not predictions.is_file() or len(predictions.read_text().splitlines()) < 2):
         time.sleep(0.2)
@@ -215,7 +216,7 @@ def test_server_stopped_mid_run_keeps_finished_items_and_the_rerun_resumes(llama
 def test_servers_file_errors(tmp_path):
     bad = tmp_path / "servers.yaml"
     bad.write_text("servers:\n  llama: {base_url: http://x/v1}\n")
-    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "server 'llama'", "missing field(s) model")
+    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache"), "server 'llama'", "missing field 'model'")
     bad.write_text("servers:\n  llama: {base_url: localhost:8080/v1, model: m}\ncommunities:\n  patients: llama\n")
     assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(bad), "--no-cache", "--communities", "patients"), "base_url must start with http://")
     bad.write_text("servers:\n  llama: {base_url: http://x/v1, model: m}\ncommunities:\n  patients: {server: vllm}\n")

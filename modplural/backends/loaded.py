@@ -12,6 +12,7 @@ from modplural.backends.adapter_files import ADAPTER_WEIGHTS, AdapterFiles, read
 from modplural.backends.base import GenerateRequest
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel, load_model
+from modplural.provenance import file_sha256
 
 
 @dataclass
@@ -67,8 +68,6 @@ class LoadedModelBackend(ABC):
 
     def load_adapter(self, name: str, path: str | Path) -> None:
         """Load a peft LoRA adapter from ``path`` under ``name``, after checking its files and that it fits the base model."""
-        from modplural.backends.local import _sha256  # lives in local.py for now
-
         if not name:
             raise ModPluralError(f"invalid adapter name {name!r}")
         if name in self._adapters:
@@ -79,7 +78,7 @@ class LoadedModelBackend(ABC):
             self._attach_adapter(adapter)
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             raise ModPluralError(f"adapter {name!r} at {adapter.path} could not be loaded: {str(exc).splitlines()[0]}") from exc
-        self._adapters[name] = _sha256(adapter.path / ADAPTER_WEIGHTS)
+        self._adapters[name] = file_sha256(adapter.path / ADAPTER_WEIGHTS)[:16]
 
     @abstractmethod
     def _attach_adapter(self, adapter: AdapterFiles) -> None:

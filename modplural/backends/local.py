@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import time
 from pathlib import Path
@@ -23,14 +22,6 @@ from modplural.models import DEFAULT_MODEL, LoadedModel
 WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
 WHITESPACE_TOLERANCE = 1e-5  # whitespace paths less likely than this are not followed (their mass is reported as unread)
 WHITESPACE_NODES = 8  # at most this many followed paths per request and depth (bounded KV-cache copies)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class LocalBackend(LoadedModelBackend):

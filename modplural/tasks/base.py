@@ -16,7 +16,7 @@ from typing import Any, Sequence
 from modplural.errors import ModPluralError
 from modplural.protocol import Protocol
 from modplural.types import Mode, Query
-from modplural.validation import bad_text_location, finite_float, read_text
+from modplural.validation import bad_text_location, finite_float, is_number, read_text
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def field(path: Path, index: int, row: dict, name: str, kind: type | tuple = str
 def distribution(path: Path, index: int, row: dict, name: str, length: int) -> list[float]:
     """A gold distribution: numbers, one per option, summing to 1 (within 1e-3)."""
     values = field(path, index, row, name, list)
-    if len(values) != length or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if len(values) != length or not all(is_number(v) for v in values):
         raise ItemError(f"{path}: item {index}: field {name!r} must hold {length} numbers, one per option (has {len(values)})")
     numbers = [finite_float(v, f"field {name!r}[{i}]") for i, v in enumerate(values)]  # Task.load adds file and item
     if any(v < 0 for v in numbers) or not math.isclose(sum(numbers), 1.0, abs_tol=1e-3):
@@ -134,12 +134,13 @@ def per_group(items: Sequence[Item], records: Sequence[dict], key: str) -> dict[
 
 
 class Task:
-    """Base class; subclasses set ``mode`` and implement ``parse``, ``item_metrics`` and ``aggregate``."""
+    """Base class; subclasses set ``mode``, ``primary`` and ``headline`` and implement ``parse``, ``item_metrics`` and ``aggregate``."""
 
     name = "task"
     mode: Mode = "overton"
     needs_scorer = False
     primary: tuple[str, bool] = ("score", True)  # per-item metric compared between methods, and whether higher is better
+    headline = "score"  # the aggregate metric reports plot: it summarises ``primary``, so its direction is ``primary``'s
 
     def item_score(self, metrics: dict[str, float]) -> float:
         """The per-item number behind ``primary`` (paired comparisons)."""

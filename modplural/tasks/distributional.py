@@ -16,6 +16,7 @@ class DistributionalTask(Task):
 
     mode = "distributional"
     primary = ("js_distance", False)
+    headline = "js_distance"
 
     def __init__(self, name: str, country_persona: bool) -> None:
         self.name = name

@@ -20,6 +20,7 @@ class OvertonTask(Task):
     mode = "overton"
     needs_scorer = True
     primary = ("coverage", True)
+    headline = "coverage"
 
     def parse(self, path: Path, index: int, row: dict, protocol: Protocol) -> Item:
         values = string_list(path, index, row, "vrd")

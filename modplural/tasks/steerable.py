@@ -66,6 +66,7 @@ class SteerableValueKaleidoscope(Task):
     name = "steerable_valuekaleidoscope"
     mode = "steerable"
     primary = ("accuracy", True)
+    headline = "accuracy"
 
     def item_score(self, metrics: dict[str, float]) -> float:
         return float(metrics["pred"] == metrics["gold"])
@@ -118,6 +119,7 @@ class SteerableOpinionQA(Task):
     name = "steerable_opinionqa"
     mode = "steerable"
     primary = ("correct", True)
+    headline = "accuracy"
 
     def parse(self, path: Path, index: int, row: dict, protocol: Protocol) -> Item | str:
         survey = survey_row(path, index, row, protocol)

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Iterator
 
 from modplural.errors import ModPluralError
 from modplural.training.motions import MOTION_SUPPORTERS, side
+from modplural.validation import jsonl_objects, jsonl_string
 
 csv.field_size_limit(1 << 30)
 
@@ -37,26 +38,6 @@ def _require(path: Path) -> Path:
     if not path.is_file():
         raise ModPluralError(f"raw corpus file missing: {path}")
     return path
-
-
-def jsonl_objects(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for every non-blank line of a JSONL file; a line that is not UTF-8 text or not a
-    JSON object is an error naming the file and line."""
-    with path.open("rb") as f:
-        for line_no, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ModPluralError(f"{path}: line {line_no} is not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ModPluralError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise ModPluralError(f"{path}: line {line_no} is not a JSON object")
-            yield line_no, row
 
 
 def _jsonl(path: Path) -> Iterator[tuple[int, dict]]:
@@ -86,13 +67,6 @@ def _first_non_utf8_line(path: Path) -> int:
     return 0
 
 
-def _field(path: Path, line: int, row: dict, name: str) -> str:
-    value = row.get(name)
-    if not isinstance(value, str):
-        raise ModPluralError(f"{path}: line {line}: " + (f"field {name!r} is {json.dumps(value)[:40]}, not a string" if name in row else f"missing field {name!r}"))
-    return value
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -102,11 +76,11 @@ def health_news(raw: Path) -> Iterator[Document]:
     """Article-Bias-Prediction health articles -> health_news_{left,center,right} by outlet leaning."""
     path = raw / "article_bias_health" / "articles.jsonl"
     for line, row in _jsonl(path):
-        bias = _field(path, line, row, "bias_text")
+        bias = jsonl_string(path, line, row, "bias_text")
         if bias not in ("left", "center", "right"):
             raise ModPluralError(f"{path}: line {line}: field 'bias_text' is {bias!r}, expected left, center or right")
-        text = f"{_field(path, line, row, 'title')}\n\n{_field(path, line, row, 'content_original')}"
-        yield Document(f"health_news_{bias}", f"abp:{_field(path, line, row, 'ID')}", row.get("source", "unknown"), text)
+        text = f"{jsonl_string(path, line, row, 'title')}\n\n{jsonl_string(path, line, row, 'content_original')}"
+        yield Document(f"health_news_{bias}", f"abp:{jsonl_string(path, line, row, 'ID')}", row.get("source", "unknown"), text)
 
 
 def bioethics(raw: Path) -> Iterator[Document]:
@@ -165,8 +139,8 @@ def public_health(raw: Path) -> Iterator[Document]:
     """MedQuAD consumer-health answers written by NIH institutes and CDC -> public_health_agencies."""
     path = raw / "medquad" / "qa.jsonl"
     for line, row in _jsonl(path):
-        answer = _field(path, line, row, "answer")
-        question = _field(path, line, row, "question")
+        answer = jsonl_string(path, line, row, "answer")
+        question = jsonl_string(path, line, row, "question")
         yield Document("public_health_agencies", f"medquad:{_digest(row.get('url', '') + question)}", row.get("source", "NIH"), answer)
 
 
@@ -174,8 +148,8 @@ def african_clinicians(raw: Path) -> Iterator[Document]:
     """AfriMed-QA questions with expert rationales by African clinicians (CC BY-NC-SA 4.0)."""
     path = raw / "afrimed_qa" / "qa.jsonl"
     for line, row in _jsonl(path):
-        text = f"{_field(path, line, row, 'question')}\n\n{_field(path, line, row, 'rationale')}"
-        yield Document("african_clinicians", f"afrimed:{_field(path, line, row, 'sample_id')}", "AfriMed-QA", text)
+        text = f"{jsonl_string(path, line, row, 'question')}\n\n{jsonl_string(path, line, row, 'rationale')}"
+        yield Document("african_clinicians", f"afrimed:{jsonl_string(path, line, row, 'sample_id')}", "AfriMed-QA", text)
 
 
 BUILDERS: dict[str, Callable[[Path], Iterator[Document]]] = {

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 from modplural.errors import ModPluralError
+from modplural.provenance import versions
 from modplural.training.config import TrainConfig
-from modplural.training.corpora import jsonl_objects
+from modplural.validation import jsonl_objects, jsonl_string
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "training_manifest.json"
@@ -32,13 +33,7 @@ def _read_passages(path: Path) -> list[str]:
     """The ``text`` of every row of a corpus JSONL file; errors name the file and line."""
     if not path.is_file():
         raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
-    texts = []
-    for line_no, row in jsonl_objects(path):
-        if not isinstance(row.get("text"), str):
-            got = f"'text': {json.dumps(row['text'])[:40]}" if "text" in row else "no 'text'"
-            raise ModPluralError(f"{path}: line {line_no}: expected a JSON object with a string 'text' field, got {got}")
-        texts.append(row["text"])
-    return texts
+    return [jsonl_string(path, line, row, "text") for line, row in jsonl_objects(path)]
 
 
 def pack_blocks(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
@@ -67,17 +62,6 @@ def _corpus_hash(corpus: Path) -> str:
     for name in ("train.jsonl", "valid.jsonl"):
         h.update((corpus / name).read_bytes())
     return h.hexdigest()[:16]
-
-
-def _versions() -> dict[str, str]:
-    import accelerate
-    import peft
-    import torch
-    import transformers
-
-    from modplural import __version__
-
-    return {"modplural": __version__, "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__, "accelerate": accelerate.__version__, "python": platform.python_version()}
 
 
 def _machine(device) -> dict:
@@ -251,7 +235,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
             "valid_loss": valid_loss,
             "valid_loss_base": base_valid,
             "duration_s_this_run": round(time.time() - started, 1),
-            "versions": _versions(),
+            "versions": versions("accelerate"),
             "machine": _machine(device),
             "command": " ".join(sys.argv),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
