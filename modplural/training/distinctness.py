@@ -13,7 +13,7 @@ from tqdm import tqdm
 from modplural.backends.base import TokenScorer
 from modplural.communities import Community
 from modplural.errors import ModPluralError
-from modplural.training.lora import _read_passages, pack_blocks
+from modplural.training.lora import read_passages, pack_blocks
 
 BASE = "base"
 
@@ -27,7 +27,7 @@ def perplexity_matrix(
     models: list[str | None] = [None, *(c.name for c in communities)]
     matrix: dict[str, dict[str, float]] = {m or BASE: {} for m in models}
     for text_community in tqdm([c.name for c in communities], desc="validation texts", disable=not progress):
-        blocks = pack_blocks(_read_passages(corpus_dir / text_community / "valid.jsonl"), backend.tokenizer, seq_len)[:max_blocks]
+        blocks = pack_blocks(read_passages(corpus_dir / text_community / "valid.jsonl"), backend.tokenizer, seq_len)[:max_blocks]
         if not blocks:
             raise ModPluralError(f"no validation text for {text_community!r} in {corpus_dir}")
         rows = [(m, b) for m in models for b in blocks]

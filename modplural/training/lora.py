@@ -29,7 +29,7 @@ CHECKPOINT = "checkpoint"
 MANIFEST = "training_manifest.json"
 
 
-def _read_passages(path: Path) -> list[str]:
+def read_passages(path: Path) -> list[str]:
     """The ``text`` of every row of a corpus JSONL file; errors name the file and line."""
     if not path.is_file():
         raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
@@ -159,8 +159,8 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, cpu=config.device == "cpu")
     device = accelerator.device
     corpus = config.corpus_path
-    train_texts = _read_passages(corpus / "train.jsonl")
-    valid_texts = _read_passages(corpus / "valid.jsonl")
+    train_texts = read_passages(corpus / "train.jsonl")
+    valid_texts = read_passages(corpus / "valid.jsonl")
     loaded = load_model(config.base_model, device=device.type if device.type != "cuda" else "cuda", dtype=config.dtype)
     torch.manual_seed(config.seed)
     tokenizer = loaded.tokenizer
