@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Literal, get_args
+from html import escape
+from typing import Iterable, Literal, get_args
 
 from modplural.errors import ModPluralError
 from modplural.validation import WEIGHT_NAMES, check_options, check_text, check_weights
@@ -93,3 +94,44 @@ class PluralResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def __str__(self) -> str:
+        """A readable account: the community messages, the selection, then the answer."""
+        lines = [f"mode: {self.mode}   method: {self.method}", ""]
+        if self.community_messages:
+            lines.append("Community messages")
+            lines += [f"  [{name}] {' '.join(text.split())}" for name, text in self.community_messages.items()]
+            lines.append("")
+        if self.selection_scores:
+            mass = f", probability mass on the numbers: {self.selection_mass:.2f}" if self.selection_mass is not None else ""
+            lines.append(f"Selection (chosen: {self.chosen_community}{mass})")
+            lines += [f"  {name:<24} {score:.3f}" for name, score in self.selection_scores.items()]
+            lines.append("")
+        elif self.selection_text is not None:
+            lines += [f"Selection (chosen: {self.chosen_community}, read from the sampled answer {' '.join(self.selection_text.split())!r})", ""]
+        if self.distribution is not None:
+            lines.append("Answer distribution" + (f" (probability mass on the option labels: {self.option_mass:.2f})" if self.option_mass is not None else ""))
+            lines += [f"  {p:6.1%} {'#' * round(p * 40):<40} {option}" for option, p in zip(self.options, self.distribution)]
+        else:
+            lines += ["Answer", self.response or ""]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """The same account for notebooks: escaped text, distributions and selection scores as bars."""
+        def bars(rows: Iterable[tuple[str, float]]) -> str:
+            cells = "".join(f"<tr><td>{escape(label)}</td><td style='width:12em'><div style='background:#4a7fb5;height:0.8em;width:{100 * value:.1f}%'></div></td>"
+                            f"<td>{value:.1%}</td></tr>" for label, value in rows)
+            return f"<table>{cells}</table>"
+
+        parts = [f"<div><b>{escape(self.mode)}</b> · {escape(self.method)} · <i>{escape(self.query)}</i>"]
+        if self.community_messages:
+            items = "".join(f"<li><b>{escape(name)}</b>{' (chosen)' if name == self.chosen_community else ''}: {escape(text)}</li>" for name, text in self.community_messages.items())
+            parts.append(f"<details><summary>Community messages ({len(self.community_messages)})</summary><ul>{items}</ul></details>")
+        if self.selection_scores:
+            parts.append(f"<p>Selection: {escape(str(self.chosen_community))}</p>{bars(self.selection_scores.items())}")
+        if self.distribution is not None:
+            mass = f" (mass on the labels {self.option_mass:.2f})" if self.option_mass is not None else ""
+            parts.append(f"<p>Answer distribution{mass}</p>{bars(zip(self.options, self.distribution))}")
+        else:
+            parts.append(f"<p style='white-space:pre-wrap'>{escape(self.response or '')}</p>")
+        return "".join(parts) + "</div>"

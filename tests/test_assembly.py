@@ -78,3 +78,23 @@ def test_one_vocabulary_for_modes():
     assert [check_mode(m) for m in ("overton", "steer", "distribution", "steerable")] == ["overton", "steerable", "distributional", "steerable"]
     with pytest.raises(ModPluralError, match="unknown mode 'pluralistic': choose one of overton, steerable, distributional"):
         check_mode("pluralistic")
+
+
+def test_load_is_a_ready_method_in_one_line(tmp_path, adapter_dirs):
+    import modplural
+    from modplural.methods import ModularPluralism, Vanilla
+
+    registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
+    short = {"base": "modplural", "main_tokens": 6}
+    mp = modplural.load(registry=registry, protocol=short, message_tokens=6, cache=False, device="cpu", dtype="float32")
+    assert isinstance(mp, ModularPluralism) and mp.pool.names == ["alpha", "beta"] and mp.main is mp.pool.backend
+    result = mp.distributional("Should sugary drinks be taxed?", ["Yes", "No"])
+    text, html = str(result), result._repr_html_()
+    assert text.startswith("mode: distributional   method: modular") and "[alpha]" in text and "Answer distribution" in text
+    assert html.count("<tr>") == 2 and "Community messages (2)" in html
+    result.community_messages["alpha"] = "<script>alert(1)</script>"
+    assert "<script>" not in result._repr_html_() and "&lt;script&gt;" in result._repr_html_()
+    vanilla = modplural.load("vanilla", protocol=short, device="cpu", dtype="float32")
+    assert isinstance(vanilla, Vanilla) and not hasattr(vanilla, "pool")
+    with pytest.raises(ModPluralError, match="unknown method 'oracle'"):
+        modplural.load("oracle")

@@ -63,29 +63,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "main_model": main_identity}, indent=2))
     else:
-        print(render(result, main_identity))
+        print(f"main LLM: {main_identity}\n{result}")
     return 0
-
-
-def render(result, main_identity: str) -> str:
-    """A readable account: the community messages, the selection, then the answer."""
-    lines = [f"mode: {result.mode}   method: {result.method}   main LLM: {main_identity}", ""]
-    if result.community_messages:
-        lines.append("Community messages")
-        for name, text in result.community_messages.items():
-            lines.append(f"  [{name}] {' '.join(text.split())}")
-        lines.append("")
-    if result.selection_scores:
-        mass = f", probability mass on the numbers: {result.selection_mass:.2f}" if result.selection_mass is not None else ""
-        lines.append(f"Selection (chosen: {result.chosen_community}{mass})")
-        lines += [f"  {name:<24} {score:.3f}" for name, score in result.selection_scores.items()]
-        lines.append("")
-    elif result.selection_text is not None:
-        lines += [f"Selection (chosen: {result.chosen_community}, read from the sampled answer {' '.join(result.selection_text.split())!r})", ""]
-    if result.distribution is not None:
-        lines.append("Answer distribution" + (f" (probability mass on the option labels: {result.option_mass:.2f})" if result.option_mass is not None else ""))
-        for option, p in zip(result.options, result.distribution):
-            lines.append(f"  {p:6.1%} {'#' * round(p * 40):<40} {option}")
-    else:
-        lines += ["Answer", result.response or ""]
-    return "\n".join(lines)
