@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from modplural.backends.base import GenerateRequest
+from modplural.backends.base import Decoding, GenerateRequest
 from modplural.errors import ModPluralError
 from modplural.models import cache_dir
 
@@ -58,7 +58,7 @@ class MessageCache:
             "identity": identity,
             "messages": request.messages,
             "prompt": request.prompt,
-            "decoding": dataclasses.asdict(request.decoding),
+            "decoding": _decoding_key(request.decoding),
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -79,3 +79,11 @@ class MessageCache:
     def __len__(self) -> int:
         with self._lock, self._errors():
             return int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+
+
+# Decoding fields added after caches were first written: left out of the key at their defaults, so those caches stay valid.
+_LATER_FIELDS = {"frequency_penalty": 0.0, "no_repeat_ngram": 0}
+
+
+def _decoding_key(decoding: Decoding) -> dict:
+    return {k: v for k, v in dataclasses.asdict(decoding).items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}

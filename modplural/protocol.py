@@ -70,6 +70,17 @@ SWITCHES: dict[str, Switch] = {
         "a distribution over A/B/C read like every other option answer; the prediction is its argmax",
         "no parsing, and the same answer reading for every task",
     ),
+    "repetition": Switch(
+        "free-text answers decoded as they come (`lm_utils.py`): a small main LLM can loop on a phrase",
+        "the main LLM's free-text answers never repeat a 4-gram of their own (`no_repeat_ngram` 4; the prompt can still be quoted; "
+        "local engines only: an OpenAI-compatible server refuses it, so use `repetition: none` there)",
+        "readable answers from small models without changing what they may quote",
+    ),
+    "message_trim": Switch(
+        "community messages used as generated, often cut mid-sentence at 200 tokens (`generate_community_lm_msg.py`)",
+        "each message trimmed to its last complete sentence (kept whole when it has none); the cache keeps the untrimmed text",
+        "the main LLM is not grounded on half sentences",
+    ),
     "single_option_items": Switch(
         "kept and scored (JS 0, correct) (`evaluate_distributions.py`)", "left out, listed in the manifest",
         "a one-option item says nothing about a method",
@@ -109,6 +120,8 @@ class Protocol:
     f1_labels: str
     binary_filter: str
     empty_response: float
+    repetition: str = "none"
+    message_trim: str = "none"
     steer_tokens: int = 200  # free-text steerable answers (original: 20, ValueKaleidoscope's short answers)
     message_tokens: int = 200  # community messages (both: 200, sampled at temperature 1.0, top-p 0.9)
     main_tokens: int = 200  # Overton responses
@@ -120,6 +133,7 @@ class Protocol:
             "prompts": ("original", "modplural"), "main_input": ("raw", "chat"), "answer_reading": ("top10", "exact"),
             "selection_reading": ("sampled", "exact"), "steerable_answer": ("parse", "distribution"),
             "single_option_items": ("keep", "drop"), "f1_labels": ("present", "fixed"), "binary_filter": ("gold_or_pred", "gold"),
+            "repetition": ("none", "ngram4"), "message_trim": ("none", "sentence"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -149,6 +163,7 @@ ORIGINAL = Protocol(
 MODPLURAL = Protocol(
     name="modplural", prompts="modplural", main_input="chat", answer_reading="exact", selection_reading="exact", main_temperature=0.0,
     steerable_answer="distribution", single_option_items="drop", f1_labels="fixed", binary_filter="gold", empty_response=0,
+    repetition="ngram4", message_trim="sentence",
 )
 PROTOCOLS = {"original": ORIGINAL, "modplural": MODPLURAL}
 

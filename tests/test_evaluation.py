@@ -77,7 +77,7 @@ def test_bad_files(tmp_path):
 
 
 def test_sentence_splitting():
-    from modplural.scorers import split_sentences
+    from modplural.text import split_sentences
 
     assert split_sentences("It saves lives. But one dies! Is it fair?\nYes, e.g. sometimes.") == ["It saves lives.", "But one dies!", "Is it fair?", "Yes, e.g. sometimes."]
     assert split_sentences("") == []

@@ -27,6 +27,8 @@ class Decoding:
     top_p: float = 1.0
     seed: int | None = None
     top_k: int = 0  # sample among the k likeliest tokens only (0: no limit; transformers' generate defaults to 50)
+    frequency_penalty: float = 0.0  # minus this times each token's count in the generated text (backends/repetition.py)
+    no_repeat_ngram: int = 0  # n >= 2: never generate an n-gram twice (0: off)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -37,6 +39,10 @@ class Decoding:
             raise ModPluralError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ModPluralError(f"top_k must be >= 0, got {self.top_k}")
+        if not math.isfinite(self.frequency_penalty):
+            raise ModPluralError(f"frequency_penalty must be a finite number, got {self.frequency_penalty}")
+        if self.no_repeat_ngram == 1 or self.no_repeat_ngram < 0:
+            raise ModPluralError(f"no_repeat_ngram must be 0 (off) or at least 2, got {self.no_repeat_ngram}")
 
     @property
     def greedy(self) -> bool:

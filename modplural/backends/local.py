@@ -15,6 +15,7 @@ from modplural.backends.kv_cache import preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.loaded import LoadedModelBackend, check_finite
 from modplural.backends.lora_bank import LoraBank
+from modplural.backends.repetition import RepetitionControl
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel
 
@@ -111,6 +112,7 @@ class LocalBackend(LoadedModelBackend):
 
         ids, mask, positions = self._left_pad(seqs)
         generators = [_row_generator(r.decoding) for r in requests]
+        controls = [RepetitionControl(r.decoding) if RepetitionControl.wanted(r.decoding) else None for r in requests]
         limits = [r.decoding.max_new_tokens for r in requests]
         outputs: list[list[int]] = [[] for _ in requests]
         active = list(range(len(requests)))  # request row of each batch row still decoding
@@ -125,12 +127,17 @@ class LocalBackend(LoadedModelBackend):
             self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
                 check_finite(logits, [requests[i].adapter for i in active])
+                for pos, row in enumerate(active):
+                    if controls[row] is not None:
+                        controls[row].apply(logits[pos])
                 chosen = _choose_tokens(logits, [requests[i] for i in active], [generators[i] for i in active])
                 keep = []
                 for pos, (row, token) in enumerate(zip(active, chosen)):
                     if token in self._eos_ids:
                         continue
                     outputs[row].append(token)
+                    if controls[row] is not None:
+                        controls[row].add(token)
                     if len(outputs[row]) < limits[row]:
                         keep.append(pos)
                 if not keep:

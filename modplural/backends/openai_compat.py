@@ -177,11 +177,16 @@ class OpenAIBackend:
         return "/chat/completions", {"messages": chat, **extra}
 
     def _generate_body(self, r: GenerateRequest) -> tuple[str, dict]:
-        path, fields = self._prompt_fields(r.messages, r.prompt)
         d = r.decoding
+        if d.no_repeat_ngram:
+            raise ModPluralError(f"{self.base_url}: an OpenAI-compatible server cannot ban repeated n-grams (no_repeat_ngram {d.no_repeat_ngram}); "
+                                 "use protocol switch repetition: none or frequency_penalty")
+        path, fields = self._prompt_fields(r.messages, r.prompt)
         body = {**self._route(r.adapter), **fields, "max_tokens": d.max_new_tokens, "temperature": d.temperature, "top_p": d.top_p}
         if d.seed is not None:
             body["seed"] = d.seed
+        if d.frequency_penalty:
+            body["frequency_penalty"] = d.frequency_penalty
         return path, body
 
     def _option_body(self, r: OptionRequest) -> tuple[str, dict]:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from modplural.backends.adapter_files import AdapterFiles
-from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
+from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.batch_size import parse_batch_size
 from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.loaded import LoadedModelBackend, check_finite
+from modplural.backends.repetition import RepetitionControl
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel
 
@@ -90,7 +91,8 @@ class SequentialBackend(LoadedModelBackend):
             results.append((float(-logp.sum()), len(block) - 1))
         return results
 
-    def _hf_generate(self, ids: list[int], adapter: str | None, max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0) -> list[int]:
+    def _hf_generate(self, ids: list[int], adapter: str | None, max_new_tokens: int, temperature: float, top_p: float, seed: int | None, top_k: int = 0,
+                     repetition: Decoding | None = None) -> list[int]:
         import torch
 
         inputs = torch.tensor([ids], dtype=torch.long, device=self.loaded.device)
@@ -105,7 +107,7 @@ class SequentialBackend(LoadedModelBackend):
                 max_new_tokens=max_new_tokens,
                 eos_token_id=sorted(self._eos_ids),
                 pad_token_id=self.tokenizer.pad_token_id,
-                logits_processor=_finite_logits(adapter),
+                logits_processor=_processors(adapter, len(ids), repetition),
                 **options,
             )
         new = out[0, len(ids) :].tolist()
@@ -129,7 +131,7 @@ class SequentialBackend(LoadedModelBackend):
         for ids, r in zip(encoded, requests):
             d = r.decoding
             with self._use_adapter(r.adapter):
-                tokens = self._hf_generate(ids, r.adapter, d.max_new_tokens, d.temperature, d.top_p, d.seed, d.top_k)
+                tokens = self._hf_generate(ids, r.adapter, d.max_new_tokens, d.temperature, d.top_p, d.seed, d.top_k, d)
             results.append(self._decode(tokens))
         return results
 
@@ -170,8 +172,9 @@ class SequentialBackend(LoadedModelBackend):
         return [(self.tokenizer.decode([t]), p) for t, p in zip(top.indices.tolist(), top.values.tolist())]
 
 
-def _finite_logits(adapter: str | None):
-    """A logits processor list whose one processor refuses NaN or infinite logits from the model (``check_finite``)."""
+def _processors(adapter: str | None, prompt_length: int, repetition: Decoding | None):
+    """Logits processors (run before temperature, top-k and top-p, as in the batched engine): refuse NaN or infinite
+    logits from the model (``check_finite``), then apply the decoding's repetition control to the generated tokens."""
     from transformers import LogitsProcessor, LogitsProcessorList
 
     class FiniteLogits(LogitsProcessor):
@@ -179,4 +182,13 @@ def _finite_logits(adapter: str | None):
             check_finite(scores, [adapter] * len(scores))
             return scores
 
-    return LogitsProcessorList([FiniteLogits()])
+    class Repetition(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            control = RepetitionControl(repetition)
+            for token in input_ids[0, prompt_length:].tolist():
+                control.add(token)
+            control.apply(scores[0])
+            return scores
+
+    wanted = repetition is not None and RepetitionControl.wanted(repetition)
+    return LogitsProcessorList([FiniteLogits(), Repetition()] if wanted else [FiniteLogits()])

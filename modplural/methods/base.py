@@ -15,11 +15,14 @@ from typing import Any, Mapping, Sequence
 from modplural.backends.base import Backend, Decoding, GenerateRequest, NextTokenRequest, OptionRequest
 from modplural.backends.label_tokens import read_top_tokens_original
 from modplural.errors import ModPluralError
+from modplural.pool import CommunityPool
 from modplural.prompts import for_protocol, option_labels
 from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
+from modplural.text import last_complete_sentence
 from modplural.types import PluralResult, Query, check_mode
 
 TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
+NO_REPEAT_NGRAM = 4  # repetition: ngram4
 
 
 def derived_seed(*parts: Any) -> int:
@@ -104,14 +107,23 @@ class Method:
             fields["answer_prefix"] = prefix
         return fields
 
-    def _decoding(self, tokens: int, prompt: str) -> Decoding:
+    def _decoding(self, tokens: int, prompt: str, answer: bool) -> Decoding:
+        """The main LLM's decoding; ``answer``: a free-text answer (``repetition`` applies), not a sampled selection."""
+        repetition = {"no_repeat_ngram": NO_REPEAT_NGRAM} if answer and self.protocol.repetition == "ngram4" else {}
         temperature = self.protocol.main_temperature
         if temperature == 0:
-            return Decoding(max_new_tokens=tokens)
-        return Decoding(max_new_tokens=tokens, temperature=temperature, top_k=SAMPLING_TOP_K, seed=derived_seed(self.seed, "main", prompt))
+            return Decoding(max_new_tokens=tokens, **repetition)
+        return Decoding(max_new_tokens=tokens, temperature=temperature, top_k=SAMPLING_TOP_K, seed=derived_seed(self.seed, "main", prompt), **repetition)
 
-    def _generate(self, prompts: Sequence[str], tokens: int) -> list[str]:
-        return self.main.generate([GenerateRequest(**self._input(p), decoding=self._decoding(tokens, p)) for p in prompts])
+    def _generate(self, prompts: Sequence[str], tokens: int, answer: bool = True) -> list[str]:
+        return self.main.generate([GenerateRequest(**self._input(p), decoding=self._decoding(tokens, p, answer)) for p in prompts])
+
+    def _community_messages(self, pool: CommunityPool, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
+        """``pool.messages``, each trimmed to its last complete sentence under ``message_trim: sentence``."""
+        messages = pool.messages(prompts, names)
+        if self.protocol.message_trim == "sentence":
+            messages = [{name: last_complete_sentence(text) for name, text in m.items()} for m in messages]
+        return messages
 
     def _choose(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str) -> list[tuple[list[float], float]]:
         """The main LLM's distribution over each prompt's labels, and the raw mass on them (``answer_reading``)."""
@@ -133,7 +145,7 @@ class Method:
         if self.protocol.selection_reading == "exact":
             requests = [OptionRequest(labels=tuple(str(i) for i in range(1, k + 1)), **self._input(p, prefix)) for (p, prefix), k in zip(prompts, counts)]
             return [Selection(max(range(len(r.probs)), key=r.probs.__getitem__), list(r.probs), r.mass) for r in self.main.option_probs(requests)]
-        texts = self._generate([f"{p}\n{prefix}" if prefix else p for p, prefix in prompts], sampled_tokens)
+        texts = self._generate([f"{p}\n{prefix}" if prefix else p for p, prefix in prompts], sampled_tokens, answer=False)
         picks = []
         for (prompt, _), k, text in zip(prompts, counts, texts):
             found = next((i for i in range(k) if str(i + 1) in text), None)

@@ -68,7 +68,7 @@ class MixtureOfExperts(Vanilla):
             by_community.setdefault(result.chosen_community, []).append(i)
         for name, indices in by_community.items():
             prompts = [self.prompts.community(queries[i], mode) for i in indices]
-            for i, message in zip(indices, self.pool.messages(prompts, [name])):
+            for i, message in zip(indices, self._community_messages(self.pool, prompts, [name])):
                 results[i].community_messages = message
         for result, (prompt, _) in zip(results, selection):
             result.main_prompts.append(prompt)

@@ -30,7 +30,7 @@ class ModularPluralism(Method):
         self.pool = pool
 
     def _messages(self, queries: list[Query], mode: str) -> list[dict[str, str]]:
-        return self.pool.messages([self.prompts.community(q, mode) for q in queries])
+        return self._community_messages(self.pool, [self.prompts.community(q, mode) for q in queries])
 
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
         messages = self._messages(queries, "overton")

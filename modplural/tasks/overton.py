@@ -7,7 +7,7 @@ from typing import Sequence
 
 from modplural.metrics import OVERTON_THRESHOLD, bootstrap, overton_coverage
 from modplural.protocol import Protocol
-from modplural.scorers import split_sentences
+from modplural.text import split_sentences
 from modplural.tasks.base import Item, ItemError, Task, field, string_list
 from modplural.types import Query
 

@@ -1,0 +1,28 @@
+"""Sentences: the splitter the original evaluation uses, and trimming a text to its last complete sentence."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_SENTENCE_END = re.compile(r"[.!?][\"'”’)\]]*$")
+
+
+@lru_cache(maxsize=1)
+def _splitter():
+    from sentence_splitter import SentenceSplitter
+
+    return SentenceSplitter(language="en")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a text, split by the ``sentence-splitter`` package as the original evaluation does."""
+    return list(_splitter().split(text))
+
+
+def last_complete_sentence(text: str) -> str:
+    """``text`` without a last sentence that does not end in . ! or ? (the text is kept whole when it is one sentence)."""
+    sentences = split_sentences(text)
+    if len(sentences) < 2 or _SENTENCE_END.search(sentences[-1]):
+        return text
+    return text[: text.rstrip().rfind(sentences[-1])].rstrip()

@@ -1,0 +1,81 @@
+"""Readable answers on small models (protocol modplural): repetition control in both engines, messages trimmed to sentences."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from modplural.backends import Decoding, GenerateRequest
+from modplural.backends.openai_compat import OpenAIBackend
+from modplural.errors import ModPluralError
+from modplural.protocol import resolve_protocol
+from modplural.text import last_complete_sentence
+from tests.helpers import run_cli
+
+LOOPING = "Repeat after me forever: the sword cuts both ways, the sword cuts both ways, the sword cuts both ways,"
+
+
+def _ngram_repeats(tokens: list[int], n: int) -> int:
+    counts = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return max(counts.values(), default=0)
+
+
+def test_both_engines_ban_repeated_ngrams_alike(backend):
+    from modplural.assembly import local_backend
+
+    reference = local_backend("default", engine="sequential", device="cpu", dtype="float32")
+    plain = GenerateRequest(prompt=LOOPING, decoding=Decoding(max_new_tokens=40))
+    controlled = GenerateRequest(prompt=LOOPING, decoding=Decoding(max_new_tokens=40, no_repeat_ngram=3, frequency_penalty=0.2))
+    free, banned = backend.generate([plain, controlled])
+    ids = lambda text: backend.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert _ngram_repeats(ids(free), 3) > 1  # the small model loops without control
+    assert _ngram_repeats(ids(banned), 3) <= 1 and banned != free
+    assert reference.generate([plain, controlled]) == [free, banned]  # greedy: the reference engine applies the same control
+
+
+def test_decoding_checks_repetition_settings():
+    with pytest.raises(ModPluralError, match="no_repeat_ngram must be 0 \\(off\\) or at least 2, got 1"):
+        Decoding(no_repeat_ngram=1)
+    with pytest.raises(ModPluralError, match="frequency_penalty must be a finite number"):
+        Decoding(frequency_penalty=float("nan"))
+
+
+def test_a_server_refuses_ngram_bans_and_gets_frequency_penalty():
+    server = OpenAIBackend("http://127.0.0.1:9/v1", "m", {}, style="model")  # no server is asked anything
+    with pytest.raises(ModPluralError, match="cannot ban repeated n-grams"):
+        server.generate([GenerateRequest(prompt="Hi", decoding=Decoding(no_repeat_ngram=4))])
+    _, body = server._generate_body(GenerateRequest(prompt="Hi", decoding=Decoding(frequency_penalty=0.5)))
+    assert body["frequency_penalty"] == 0.5
+
+
+@pytest.mark.parametrize(("text", "trimmed"), [
+    ("Vaccines are safe. In 2021", "Vaccines are safe."),
+    ("Dr. Smith agrees. But the", "Dr. Smith agrees."),
+    ("It is \"settled.\" And then", "It is \"settled.\""),
+    ("No", "No"),
+    ("One whole sentence without an end", "One whole sentence without an end"),
+    ("Ends well!", "Ends well!"),
+])
+def test_messages_are_trimmed_to_their_last_complete_sentence(text, trimmed):
+    assert last_complete_sentence(text) == trimmed
+
+
+def test_protocols_declare_the_switches():
+    assert (resolve_protocol("modplural").repetition, resolve_protocol("modplural").message_trim) == ("ngram4", "sentence")
+    assert (resolve_protocol("original").repetition, resolve_protocol("original").message_trim) == ("none", "none")
+
+
+@pytest.mark.slow
+def test_the_demo_answer_does_not_loop(tmp_path):
+    """`make demo`: the default Overton answer repeats no 4-gram 3+ times and quotes no message cut mid-word."""
+    import json
+
+    question = "Should parents be allowed to refuse vaccines for their children?"
+    result = run_cli("ask", question, "--json", "--cache", str(tmp_path / "messages.sqlite"))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    words = payload["response"].split()
+    assert words and _ngram_repeats(words, 4) < 3
+    for text in payload["community_messages"].values():
+        assert last_complete_sentence(text) == text  # trimmed: every message ends a sentence (or is one)
