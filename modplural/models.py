@@ -88,9 +88,14 @@ def resolve_dtype(dtype: str, device: str):
 
     if dtype not in DTYPES:
         raise ModPluralError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    return getattr(torch, dtype_name(dtype, device))
+
+
+def dtype_name(dtype: str, device: str) -> str:
+    """The precision ``dtype`` stands for on ``device``: ``auto`` is bfloat16 on GPU and float32 elsewhere."""
     if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
-    return getattr(torch, dtype)
+        return "bfloat16" if device == "cuda" else "float32"
+    return dtype
 
 
 def _file_digest(path: Path) -> str:
@@ -151,6 +156,13 @@ def _one_line(exc: Exception) -> str:
 
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf") or os.path.exists(spec)
+
+
+def hub_id(spec: str) -> str | None:
+    """The hub id a model spec stands for: the default model's, a hub id as given, None for local files."""
+    if spec == DEFAULT_MODEL:
+        return DEFAULT_MODEL_ID
+    return None if _looks_like_path(spec) or not spec.strip() else spec
 
 
 def resolve_model_source(spec: str) -> tuple[str, str, str]:

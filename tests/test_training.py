@@ -130,6 +130,8 @@ def test_short_training_run_saves_reloads_and_changes_output(corpora, tmp_path):
     assert manifest["corpus"]["sha256_16"] and manifest["versions"]["peft"] and manifest["machine"]["cpu_count"]
     assert manifest["valid_loss"] < manifest["valid_loss_base"]
     assert not adapter.with_name("patients.partial").exists()
+    card = (adapter / "README.md").read_text()  # the model card; no registry entry describes this tmp adapter
+    assert "library_name: peft" in card and "| steps | 3 |" in card and "no registry entry" in card
     backend = LocalBackend("default", adapters={"patients": adapter}, device="cpu")
     question = [{"role": "user", "content": "How have you been feeling since your last visit?"}]
     texts = backend.generate([GenerateRequest(messages=question, adapter=a, decoding=Decoding(max_new_tokens=16)) for a in (None, "patients")])

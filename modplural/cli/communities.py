@@ -1,9 +1,10 @@
-"""``modplural communities list | check | eval``: the registry, its adapters, and how distinct they are."""
+"""``modplural communities list | check | eval | cards``: the registry, its adapters, how distinct they are, their model cards."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from modplural.cli import options
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
     options.add_device(evaluate)
     evaluate.set_defaults(func=evaluate_distinctness)
+    cards = communities.add_parser("cards", help="regenerate each adapter's model card (README.md) from the files on disk")
+    options.add_registry(cards)
+    cards.set_defaults(func=write_model_cards)
 
 
 def _local_pool(args: argparse.Namespace, batch_size: int | str = "auto"):
@@ -66,6 +70,7 @@ def check_adapters(args: argparse.Namespace) -> int:
 
 def evaluate_distinctness(args: argparse.Namespace) -> int:
     from modplural.training.distinctness import perplexity_matrix, write_report
+    from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
 
     pool = _local_pool(args, args.batch_size)
     if len(pool.communities) < 2:
@@ -75,10 +80,31 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
     header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
               f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `modplural communities eval "
               f"--max-blocks {args.max_blocks} --seq-len {args.seq_len}`.")
-    result = write_report(matrix, out, header)
+    settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
+                "seq_len": args.seq_len, DIGESTS: {c.name: adapter_digest(c.adapter) for c in pool.communities}}
+    result = write_report(matrix, out, header, settings)
     print((out / "distinctness.md").read_text())
     print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}")
+    written, errors = write_cards(pool.communities, out)
+    _report_cards(written, errors, "note")
     return 0
+
+
+def write_model_cards(args: argparse.Namespace) -> int:
+    from modplural.communities import load_registry
+    from modplural.training.model_card import write_cards
+
+    written, errors = write_cards(load_registry(args.registry).select(options.names(args.communities)))
+    _report_cards(written, errors, "error")
+    return 2 if errors else 0
+
+
+def _report_cards(written: list[Path], errors: list[str], level: str) -> None:
+    """One line per card written, one ``modplural: <level>:`` line on stderr per card that could not be."""
+    for path in written:
+        print(f"wrote {path}")
+    for error in errors:
+        print(f"modplural: {level}: no model card for {error}", file=sys.stderr)
 
 
 def table(rows: list[dict]) -> str:

@@ -56,8 +56,8 @@ def verdict(matrix: dict[str, dict[str, float]]) -> dict:
     }
 
 
-def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str) -> dict:
-    """Write distinctness.md, distinctness.json and distinctness.png into ``out_dir``."""
+def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str, settings: dict | None = None) -> dict:
+    """Write distinctness.md, distinctness.json (with ``settings``: how it was measured) and distinctness.png into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result = verdict(matrix)
     texts = list(matrix[BASE])
@@ -77,7 +77,7 @@ def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str
     if misses:
         lines.append(f"- Where another adapter wins: {', '.join(misses)}")
     (out_dir / "distinctness.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "distinctness.json").write_text(json.dumps({"perplexity": matrix, "verdict": result}, indent=2) + "\n")
+    (out_dir / "distinctness.json").write_text(json.dumps({"perplexity": matrix, "verdict": result, "settings": settings or {}}, indent=2) + "\n")
     _heatmap(matrix, out_dir / "distinctness.png")
     return result
 

@@ -6,7 +6,8 @@ Runs as a plain process on CPU or one GPU, and unchanged under ``accelerate laun
 Layout while training: ``<adapter_dir>.partial/checkpoint/`` (latest checkpoint: adapter weights,
 optimizer, scheduler, step, config fingerprint). When training finishes, the adapter and its
 ``training_manifest.json`` are written under ``.partial`` and renamed into ``<adapter_dir>``, so an
-interrupted run never leaves a half-written adapter where a finished one is expected.
+interrupted run never leaves a half-written adapter where a finished one is expected; then the adapter's
+model card ``README.md`` is written (``model_card.py``).
 """
 
 from __future__ import annotations
@@ -240,8 +241,19 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
             "command": " ".join(sys.argv),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
+        _write_card(config)
     accelerator.wait_for_everyone()
     return config.adapter_dir
+
+
+def _write_card(config: TrainConfig) -> None:
+    """The finished adapter's model card (README.md); a problem with the card is a notice, never a lost run."""
+    from modplural.training.model_card import registry_entry, write_card
+
+    try:
+        write_card(config.adapter_dir, registry_entry(config.adapter_dir))
+    except ModPluralError as exc:
+        print(f"modplural: note: no model card for {config.community}: {exc}", file=sys.stderr)
 
 
 def _finish(model, config: TrainConfig, partial: Path, manifest: dict) -> None:

@@ -1,0 +1,172 @@
+"""Model cards (README.md) of community adapters: the shipped ones, built from their own files, and the commands
+that write them (``communities cards``, ``communities eval``; training is covered in tests/test_training.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modplural.communities import default_registry_path, load_registry
+from modplural.errors import ModPluralError
+from modplural.training.model_card import (
+    CARD, DIGESTS, STANCE, adapter_digest, build_card, card_text, hub_licence, licence_metadata, read_manifest,
+)
+from tests.helpers import assert_one_line_error, run_cli
+
+SHIPPED = load_registry(default_registry_path())
+RESULTS = SHIPPED.communities[0].adapter.parent
+
+
+def front_matter(card: str) -> dict:
+    """The YAML between the card's opening ``---`` lines."""
+    assert card.startswith("---\n")
+    return yaml.safe_load(card.split("---\n")[1])
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _copy_adapter(name: str, dest: Path) -> Path:
+    """A copy of a shipped adapter folder (config, weights, manifest) under ``dest``."""
+    source = SHIPPED.get(name).adapter
+    dest.mkdir(parents=True)
+    for file in ("adapter_config.json", "adapter_model.safetensors", "training_manifest.json"):
+        shutil.copy(source / file, dest / file)
+    return dest
+
+
+def _registry(path: Path, names_and_adapters: dict[str, str]) -> Path:
+    entries = [{"name": name, "description": f"{name} test community.", "axis": "test axis", "base_model": "default", "adapter": adapter,
+                "corpus": {"source": f"{name} test corpus", "licence": "CC BY 4.0"}} for name, adapter in names_and_adapters.items()]
+    path.write_text(yaml.safe_dump({"version": 1, "communities": entries}))
+    return path
+
+
+@pytest.mark.parametrize("community", SHIPPED.communities, ids=lambda c: c.name)
+def test_shipped_cards_are_current_and_their_front_matter_parses(community):
+    card = card_text(community.adapter, community)
+    assert (community.adapter / CARD).read_text() == card, "run `modplural communities cards` and commit the cards"
+    meta = front_matter(card)
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and meta["library_name"] == "peft"
+    assert meta["license"] == (hub_licence(community.corpus.licence) or "other")
+    assert meta["license"] != "other" or meta["license_name"]
+
+
+def test_a_shipped_card_holds_the_numbers_of_its_own_files():
+    community = SHIPPED.get("african_clinicians")
+    card = (community.adapter / CARD).read_text()
+    manifest = _json(community.adapter / "training_manifest.json")
+    adapter_config = _json(community.adapter / "adapter_config.json")
+    assert community.corpus.source in card and community.corpus.licence in card
+    assert f"| steps | {manifest['steps']} |" in card and f"| LoRA rank r | {adapter_config['r']} |" in card
+    assert f"{manifest['valid_loss']:.4f}" in card and f"`{manifest['corpus']['sha256_16']}`" in card
+    assert "dequantized to float32" in card and "SmolLM2-135M-Instruct.Q4_1.gguf" in card
+    matrix = _json(RESULTS / "distinctness.json")["perplexity"]
+    own, base = matrix[community.name][community.name], matrix["base"][community.name]
+    assert f"| **`{community.name}` adapter** | **{own:.2f}** |" in card and f"| base model (no adapter) | {base:.2f} |" in card
+    for other in SHIPPED.names:
+        assert f"{matrix[other][community.name]:.2f}" in card
+    assert "best of the 9 adapters on this text: yes" in card and "### Stance\n\nNot measured yet." in card
+    assert "Commercial use" in card  # CC BY-NC-SA
+
+
+def test_a_card_where_another_adapter_wins_says_so():
+    card = (SHIPPED.get("health_news_right").adapter / CARD).read_text()
+    assert "no: the `health_news_left` adapter is best (29.46)" in card
+
+
+def test_licences_map_to_hub_ids_or_other():
+    assert hub_licence("CC BY 4.0") == "cc-by-4.0"
+    assert hub_licence("CC BY-NC-SA 4.0 (non-commercial use only)") == "cc-by-nc-sa-4.0"
+    assert hub_licence("CC BY-SA 3.0 (ArgQ-Rank-30k); CDLA-Sharing-1.0 (ArgKP-2021)") is None
+    assert licence_metadata("code Apache-2.0; text (c) publishers", "https://example.org") == {
+        "license": "other", "license_name": "code-apache-2.0-text-c-publishers", "license_link": "https://example.org"}
+    assert "license_link" not in licence_metadata("custom terms", None)
+
+
+def test_base_models_map_to_hub_ids():
+    from modplural.models import hub_id
+
+    assert hub_id("default") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_id("mistralai/Mistral-7B-Instruct-v0.2") == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert hub_id("./weights/model.gguf") is None and hub_id("/models/local") is None
+
+
+def test_community_missing_from_the_distinctness_results_says_so(tmp_path):
+    adapter = _copy_adapter("patients", tmp_path / "patients")
+    shutil.copy(RESULTS / "distinctness.json", tmp_path / "distinctness.json")
+    registry = load_registry(_registry(tmp_path / "registry.yaml", {"patients": "patients", "newcomers": "patients"}))
+    measured = card_text(adapter, registry.get("patients"))
+    assert f"{_json(RESULTS / 'distinctness.json')['perplexity']['patients']['patients']:.2f}" in measured
+    for card in (card_text(adapter, registry.get("newcomers")), card_text(adapter, registry.get("patients"), results_dir=tmp_path / "none")):
+        assert "Not measured for this adapter yet" in card and "| model | perplexity |" not in card
+
+
+def test_results_for_other_weights_are_not_shown(tmp_path):
+    adapter = _copy_adapter("patients", tmp_path / "patients")
+    data = _json(RESULTS / "distinctness.json")
+    data["settings"][DIGESTS]["patients"] = "0" * 16  # measured on an earlier adapter
+    (tmp_path / "distinctness.json").write_text(json.dumps(data))
+    assert "Not measured for this adapter yet" in card_text(adapter, SHIPPED.get("patients"), results_dir=tmp_path)
+
+
+def test_a_stance_file_for_these_weights_is_reported(tmp_path):
+    adapter = _copy_adapter("patients", tmp_path / "patients")
+    stance = {"settings": {DIGESTS: {"patients": adapter_digest(adapter)}}, "communities": {"patients": {"agreement": 0.625}}}
+    (tmp_path / STANCE).write_text(json.dumps(stance))
+    card = card_text(adapter, SHIPPED.get("patients"), results_dir=tmp_path)
+    assert "| agreement | 0.625 |" in card and "(stance): see Stance under Evaluation" in card
+
+
+def test_a_card_without_a_registry_entry_has_no_registry_fields():
+    adapter = SHIPPED.get("clinicians").adapter
+    card = build_card(None, read_manifest(adapter / "training_manifest.json"), _json(adapter / "adapter_config.json"))
+    meta = front_matter(card)
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and "license" not in meta
+    assert "# clinicians:" in card and "no registry entry" in card and "MTS-Dialog" not in card
+    assert "Not measured for this adapter yet" in card
+
+
+@pytest.mark.parametrize("content, fragment", [("{not json", "is not a readable JSON file"), ("[1, 2]", "must hold a JSON object"),
+                                               ('{"config": {}}', "missing steps")])
+def test_a_corrupt_manifest_is_an_error_naming_the_file(content, fragment, tmp_path):
+    path = tmp_path / "training_manifest.json"
+    path.write_text(content)
+    with pytest.raises(ModPluralError, match=fragment) as raised:
+        read_manifest(path)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_cli_cards_writes_cards_and_names_a_missing_manifest(tmp_path):
+    _copy_adapter("patients", tmp_path / "patients")
+    _copy_adapter("clinicians", tmp_path / "clinicians")
+    (tmp_path / "clinicians" / "training_manifest.json").unlink()
+    registry = _registry(tmp_path / "registry.yaml", {"patients": "patients", "clinicians": "clinicians"})
+    result = run_cli("communities", "cards", "--registry", str(registry))
+    assert_one_line_error(result, "no model card for clinicians", str(tmp_path / "clinicians" / "training_manifest.json"), "is missing")
+    assert f"wrote {tmp_path / 'patients' / CARD}" in result.stdout and not (tmp_path / "clinicians" / CARD).exists()
+    assert run_cli("communities", "cards", "--registry", str(registry), "--communities", "patients").returncode == 0
+
+
+def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path):
+    from modplural.cli import main
+
+    texts = {"alpha": "Vaccines are tested in large trials before approval. ", "beta": "Sugar taxes raise the price of soft drinks. "}
+    manifest = _json(SHIPPED.get("patients").adapter / "training_manifest.json")
+    for name, text in texts.items():
+        shutil.copytree(adapter_dirs[name], tmp_path / "adapters" / name)
+        (tmp_path / "adapters" / name / "training_manifest.json").write_text(json.dumps({**manifest, "config": {**manifest["config"], "community": name}}))
+        (tmp_path / "corpora" / name).mkdir(parents=True)
+        (tmp_path / "corpora" / name / "valid.jsonl").write_text("".join(json.dumps({"text": text * 3}) + "\n" for _ in range(3)))
+    registry = _registry(tmp_path / "registry.yaml", {name: f"adapters/{name}" for name in texts})
+    assert main(["communities", "eval", "--registry", str(registry), "--corpus-dir", str(tmp_path / "corpora"), "--max-blocks", "2",
+                 "--seq-len", "16", "--device", "cpu"]) == 0
+    matrix = _json(tmp_path / "adapters" / "distinctness.json")["perplexity"]
+    for name in texts:
+        card = (tmp_path / "adapters" / name / CARD).read_text()
+        assert f"| **`{name}` adapter** | **{matrix[name][name]:.2f}** |" in card and "first 2 blocks of 16 tokens" in card
