@@ -133,11 +133,11 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
 class Experiment:
     """One run directory for one config; ``run`` fills it, resuming whatever is already there; ``score`` scores it."""
 
-    def __init__(self, config: ExperimentConfig, data_dir: Path, out_dir: Path, command: str | None = None) -> None:
+    def __init__(self, config: ExperimentConfig, data_dir: Path, out_dir: Path, command: str | None = None, protocol: Protocol | None = None) -> None:
         self.config, self.data_dir = config, data_dir
         self.run_dir = RunDir(out_dir)
         self.out_dir = self.run_dir.path
-        self.protocol = config.resolved_protocol()
+        self.protocol = protocol or config.resolved_protocol()
         self.command = command or " ".join(sys.argv)
         self.tasks: dict[str, tuple[Task, Path, list[Item], list[str]]] = {}
         for name in config.tasks:  # every item is validated before any model loads
@@ -146,12 +146,15 @@ class Experiment:
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, data_dir: Path) -> "Experiment":
-        """The experiment a finished run directory holds, its data checked against the manifest's hashes."""
+        """The experiment a finished run directory holds, under the protocol its manifest recorded (a switch added
+        since then has its original value, which is what such a run did), its data checked against the manifest's hashes."""
         manifest = RunDir(run_dir).manifest()
+        where = str(RunDir(run_dir).manifest_path)
         if not isinstance(manifest.get("config"), dict):
-            raise ModPluralError(f"{RunDir(run_dir).manifest_path}: no config in the manifest")
-        config = from_mapping(ExperimentConfig, manifest["config"], str(RunDir(run_dir).manifest_path))
-        experiment = cls(config, data_dir, run_dir, manifest.get("command"))
+            raise ModPluralError(f"{where}: no config in the manifest")
+        config = from_mapping(ExperimentConfig, manifest["config"], where)
+        recorded = from_mapping(Protocol, manifest["protocol"], f"{where}: protocol") if isinstance(manifest.get("protocol"), dict) else None
+        experiment = cls(config, data_dir, run_dir, manifest.get("command"), recorded)
         for name, (_, path, _, _) in experiment.tasks.items():
             recorded = manifest.get("data", {}).get(name, {}).get("sha256")
             if recorded != file_sha256(path):
