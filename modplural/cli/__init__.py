@@ -1,6 +1,6 @@
 """The ``modplural`` command line: parse arguments, call the library, print. No logic of its own.
 
-One module per command group (``ask``; ``runs``: run/score/report/data; ``communities``; ``training``:
+One module per command group (``ask``; ``runs``: run/score/report/view/data; ``communities``; ``training``:
 corpus/train; ``model``); ``options`` holds the options they share.
 """
 

@@ -1,4 +1,4 @@
-"""Experiments: ``modplural run``, ``score``, ``report`` and ``data download``."""
+"""Experiments: ``modplural run``, ``score``, ``report``, ``view`` and ``data download``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     report = sub.add_parser("report", help="write report.md and plots for a run directory")
     report.add_argument("run_dir")
     report.set_defaults(func=write_report)
+
+    viewer = sub.add_parser("view", help="write one self-contained HTML page to browse a scored run (answers side by side, messages, per-item metrics)")
+    viewer.add_argument("run_dir")
+    viewer.add_argument("--out", default=None, help="HTML file (default: RUN_DIR/view.html)")
+    options.add_data_dir(viewer, "data root the run used (default: MODPLURAL_DATA or ../shared/data)")
+    viewer.set_defaults(func=view)
 
     data = sub.add_parser("data", help="datasets").add_subparsers(dest="data_command", required=True)
     download = data.add_parser("download", help="download a public dataset (needs internet)")
@@ -75,6 +81,14 @@ def write_report(args: argparse.Namespace) -> int:
     from modplural.report import write_report as write
 
     print(f"wrote {write(Path(args.run_dir))}")
+    return 0
+
+
+def view(args: argparse.Namespace) -> int:
+    from modplural.data_paths import data_dir
+    from modplural.view import write_view
+
+    print(write_view(Path(args.run_dir), data_dir(args.data_dir), Path(args.out) if args.out else None))
     return 0
 
 
