@@ -1,16 +1,18 @@
 """Which vocabulary tokens spell an option label (``A``, `` A``, ``▁A`` ...), which tokens are only whitespace
-(so that two-token spellings such as ``Ġ`` + ``1`` or ``Ċ`` + ``A`` can be followed), and the original
-scripts' top-10 reading."""
+(so that two-token spellings such as ``Ġ`` + ``1`` or ``Ċ`` + ``A`` can be followed), the reading of OpenAI-shaped
+``logprobs`` (HTTP servers, LangChain chat models), and the original scripts' top-10 reading."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
-from modplural.backends.base import OptionResult
+from modplural.backends.base import OptionResult, TopTokens
 from modplural.errors import ModPluralError
 
 _MAX_LABEL_CHARS = 16
 MASS_TOLERANCE = 1e-3  # probability above 1 that is float rounding (top-k softmax, JSON round trips)
+LOGPROB_TOLERANCE = 1e-6  # a log-probability this far above 0 is float rounding, read as 0
 
 
 class LabelTokens:
@@ -69,6 +71,51 @@ def from_top_tokens(labels: Sequence[str], token_probs: dict[str, float], source
     if mass <= 0:
         return OptionResult(tuple(labels), tuple(1.0 / len(keys) for _ in keys), 0.0)
     return OptionResult(tuple(labels), tuple(v / mass for v in values), min(mass, 1.0))
+
+
+class LogprobsError(ModPluralError):
+    """A ``logprobs`` object that cannot be read; the message goes on from who sent it ("answered POST ... <message>")."""
+
+
+def first_token_alternatives(logprobs: Any, where: str) -> dict[str, float]:
+    """Token text -> probability of the first generated token's alternatives, from the OpenAI ``logprobs`` object
+    found at ``where`` (named in errors): the chat format (``content[0].top_logprobs``, a list of ``{"token",
+    "logprob", "bytes"}``) or the completions format (``top_logprobs[0]``, token -> logprob). Tokens with the same
+    text add up. A missing or empty field, a token that is not text, a log-probability that is not a finite number
+    <= 0, or alternatives worth more than probability 1 raise ``LogprobsError``.
+    """
+    chat = isinstance(logprobs, dict) and bool(logprobs.get("content"))
+    field = f"{where}.content[0].top_logprobs" if chat else f"{where}.top_logprobs[0]"
+    try:
+        if chat:
+            entries = [(e["token"], e["logprob"]) for e in logprobs["content"][0]["top_logprobs"]]
+        else:
+            entries = list(logprobs["top_logprobs"][0].items())
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise LogprobsError(f"without {field} (does it support logprobs / top_logprobs?)") from None
+    if not entries:
+        raise LogprobsError(f"with an empty {field} (ask for top_logprobs alternatives, e.g. 20)")
+    probs: dict[str, float] = {}
+    for token, logprob in entries:
+        prob = _probability(field, token, logprob)
+        probs[token] = probs.get(token, 0.0) + prob
+    total = sum(probs.values())
+    if total > 1 + MASS_TOLERANCE:
+        raise LogprobsError(f"with {field} whose probabilities add up to {total:.4g}, more than 1")
+    return probs
+
+
+def _probability(field: str, token: Any, logprob: Any) -> float:
+    """exp(logprob) for one alternative; a token that is not text or a logprob that is not a finite number <= 0 is an error."""
+    number = isinstance(logprob, (int, float)) and not isinstance(logprob, bool)
+    if not isinstance(token, str) or not number or not math.isfinite(logprob) or logprob > LOGPROB_TOLERANCE:
+        raise LogprobsError(f"with a bad {field} entry {token!r}: {logprob!r} (expected token text and a finite log-probability <= 0)")
+    return math.exp(min(logprob, 0.0))
+
+
+def likeliest(token_probs: dict[str, float], k: int) -> TopTokens:
+    """The ``k`` likeliest tokens of a text -> probability table, likeliest first."""
+    return sorted(token_probs.items(), key=lambda kv: -kv[1])[:k]
 
 
 def read_top_tokens_original(labels: Sequence[str], top: Sequence[tuple[str, float]]) -> OptionResult:

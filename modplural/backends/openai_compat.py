@@ -12,12 +12,13 @@ are rendered with that tokenizer's chat template and sent to ``/v1/completions``
 the prompt the local backend would build; without it ``/v1/chat/completions`` is used.
 
 Answer distributions come from the log-probabilities of the first generated token (``top_logprobs``
-alternatives, 20 by default): a label's probability is the sum over returned tokens that spell it
-(whitespace stripped). A label outside the returned top-k gets probability 0; ``mass`` reports how much
-probability the labels covered, and when no label is among them the result is uniform with ``mass == 0``.
+alternatives, 20 by default, read by ``label_tokens.first_token_alternatives`` as for LangChain chat models): a
+label's probability is the sum over returned tokens that spell it (whitespace stripped). A label outside the
+returned top-k gets probability 0; ``mass`` reports how much probability the labels covered, and when no label
+is among them the result is uniform with ``mass == 0``.
 
-Replies are checked: a body that is not UTF-8 JSON, a reply without ``choices``, a log-probability that is not
-a number <= 0, alternatives whose probabilities add up to more than 1, or a ``/models`` / ``/lora-adapters``
+Replies are checked: a body that is not UTF-8 JSON, a reply without ``choices``, missing or empty alternatives, a
+log-probability that is not a finite number <= 0, alternatives whose probabilities add up to more than 1, or a ``/models`` / ``/lora-adapters``
 listing of the wrong shape are one-line errors naming the server and the field. Redirects are never followed
 (urllib would send the API key along to the new address), the key is removed from every error message, and a
 key about to travel over plain ``http://`` to another machine gets a one-line warning on stderr.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
-import math
 import socket
 import sys
 import time
@@ -39,11 +39,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from modplural.backends.base import GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
-from modplural.backends.label_tokens import MASS_TOLERANCE, from_top_tokens
+from modplural.backends.label_tokens import LogprobsError, first_token_alternatives, from_top_tokens, likeliest
 from modplural.errors import ModPluralError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-LOGPROB_TOLERANCE = 1e-6  # a log-probability this far above 0 is float rounding, read as 0
 _WARNED_CLEAR_TEXT: set[str] = set()  # base URLs already warned about, so the warning comes once per process
 
 
@@ -137,7 +136,7 @@ class OpenAIBackend:
         bodies = [self._option_body(r) for r in requests]
         replies = self._post_all(bodies)
         tops = [self._top_logprobs(path, reply) for (path, _), reply in zip(bodies, replies)]
-        return [sorted(top.items(), key=lambda kv: -kv[1])[: r.k] for r, top in zip(requests, tops)]
+        return [likeliest(top, r.k) for r, top in zip(requests, tops)]
 
     # ----------------------------------------------------------------- request bodies
     def _error(self, message: str) -> ModPluralError:
@@ -326,31 +325,10 @@ class OpenAIBackend:
 
     def _top_logprobs(self, path: str, reply: dict) -> dict[str, float]:
         """Token text -> probability of the first generated token's alternatives (chat and legacy formats)."""
-        logprobs = self._choice(path, reply).get("logprobs")
-        chat = isinstance(logprobs, dict) and bool(logprobs.get("content"))
-        field = "choices[0].logprobs.content[0].top_logprobs" if chat else "choices[0].logprobs.top_logprobs[0]"
         try:
-            if chat:
-                entries = [(e["token"], e["logprob"]) for e in logprobs["content"][0]["top_logprobs"]]
-            else:
-                entries = list(logprobs["top_logprobs"][0].items())
-        except (KeyError, IndexError, TypeError, AttributeError):
-            raise self._error(f"answered POST {self._server_path(path)} without {field} (does it support logprobs / top_logprobs?)") from None
-        probs: dict[str, float] = {}
-        for token, logprob in entries:
-            probs[token] = probs.get(token, 0.0) + self._probability(path, field, token, logprob)
-        total = sum(probs.values())
-        if total > 1 + MASS_TOLERANCE:
-            raise self._error(f"answered POST {self._server_path(path)} with {field} whose probabilities add up to {total:.4g}, more than 1")
-        return probs
-
-    def _probability(self, path: str, field: str, token, logprob) -> float:
-        """exp(logprob) for one alternative; a token that is not text or a logprob that is not a number <= 0 is an error."""
-        number = isinstance(logprob, (int, float)) and not isinstance(logprob, bool)
-        if not isinstance(token, str) or not number or math.isnan(logprob) or logprob > LOGPROB_TOLERANCE:
-            raise self._error(f"answered POST {self._server_path(path)} with a bad {field} entry {token!r}: {logprob!r} "
-                              "(expected token text and a log-probability <= 0)")
-        return math.exp(min(logprob, 0.0))
+            return first_token_alternatives(self._choice(path, reply).get("logprobs"), "choices[0].logprobs")
+        except LogprobsError as exc:
+            raise self._error(f"answered POST {self._server_path(path)} {exc}") from None
 
 
 class _NotFound(Exception):

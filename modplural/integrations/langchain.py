@@ -1,21 +1,28 @@
 """LangChain in both directions: every LangChain adapter of modplural lives here.
 
 * ``as_runnable(method, mode)``: a method as a LangChain ``Runnable`` (``Method.as_runnable`` calls it).
-* ``LangChainBackend``: any langchain-core chat model or LLM as the *main* LLM. Such models expose no
-  next-token distribution, so ``option_probs`` falls back to sampling: the model answers ``samples`` times
-  and the distribution is the share of answers that name each label; ``mass`` is the share of answers that
-  named any label. Configure the model to sample (temperature > 0), or every sample is the same answer.
+* ``LangChainBackend``: any langchain-core chat model or LLM as the *main* LLM. ``option_probs`` asks the model
+  once per request; when the reply carries OpenAI-shaped log-probabilities (``response_metadata["logprobs"]``,
+  as ``ChatOpenAI(logprobs=True, top_logprobs=20)`` returns them), the distribution is read from the first
+  generated token's ``top_logprobs`` exactly as the HTTP backend reads a server's (``mass`` = probability the
+  labels covered). Otherwise it falls back to sampling: the model answers ``samples`` times and the distribution
+  is the share of answers that name each label; ``mass`` is the share of answers that named any label. Sampling
+  needs a model configured to sample (temperature > 0), or every sample is the same answer.
 * ``LocalChatModel``: our local backend (base model or one community adapter) as a LangChain chat model,
-  so the integration is exercised with a real model.
+  so the integration is exercised with a real model; with ``logprobs=True`` it returns log-probabilities in
+  the same shape.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import re
+from collections import Counter
 from typing import Any, Sequence
 
-from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
+from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
+from modplural.backends.label_tokens import LogprobsError, first_token_alternatives, from_top_tokens, likeliest
 from modplural.errors import ModPluralError
 from modplural.types import check_mode, query_from
 
@@ -30,6 +37,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the opti
 
 _ROLE_TO_MESSAGE = {"system": SystemMessage, "user": HumanMessage, "assistant": AIMessage}
 _MESSAGE_TO_ROLE = {"system": "system", "human": "user", "ai": "assistant"}
+_UNLIKELY_LOGPROB = -9999.0  # what OpenAI reports for a probability that rounds to 0 (JSON has no -inf)
 
 
 def _to_langchain(messages: Sequence[dict]) -> list[BaseMessage]:
@@ -58,19 +66,41 @@ def as_runnable(method: Any, mode: str = "overton") -> Runnable:
     return RunnableLambda(invoke, name=f"{method.name}-{mode}")
 
 
+def _sampled_distribution(labels: Sequence[str], answers: Sequence[Any]) -> OptionResult:
+    """The share of ``answers`` that name each label first; ``mass`` is the share that named any label, and with
+    none named the result is uniform."""
+    counts = dict.fromkeys(labels, 0)
+    for answer in answers:
+        label = parse_label(_text(answer), labels)
+        if label is not None:
+            counts[label] += 1
+    parsed = sum(counts.values())
+    probs = tuple(c / parsed for c in counts.values()) if parsed else tuple(1 / len(labels) for _ in labels)
+    return OptionResult(tuple(labels), probs, parsed / len(answers))
+
+
 class LangChainBackend:
-    """A LangChain chat model or LLM behind the backend protocol (main LLM only: no adapters)."""
+    """A LangChain chat model or LLM behind the backend protocol (main LLM only: no adapters).
+
+    ``readings`` counts how option distributions were read: ``"logprobs"`` (from the reply's log-probabilities)
+    or ``"sampled"`` (the fallback, ``samples`` answers).
+    """
 
     def __init__(self, model: BaseLanguageModel, samples: int = 10) -> None:
         if samples < 1:
             raise ModPluralError(f"samples must be at least 1, got {samples}")
         self.model = model
         self.samples = samples
+        self.readings: Counter[str] = Counter()
+
+    @property
+    def name(self) -> str:
+        """The model's name (``model_name`` or ``model``), else its class name."""
+        return getattr(self.model, "model_name", None) or getattr(self.model, "model", None) or type(self.model).__name__
 
     def adapter_identity(self, adapter: str | None) -> str:
         self._check(adapter)
-        name = getattr(self.model, "model_name", None) or getattr(self.model, "model", None) or type(self.model).__name__
-        return f"langchain:{name}"
+        return f"langchain:{self.name}"
 
     def _check(self, adapter: str | None) -> None:
         if adapter is not None:
@@ -79,6 +109,26 @@ class LangChainBackend:
     def _prompt(self, messages: Sequence[dict] | None, prompt: str | None):
         return _to_langchain(messages) if messages is not None else prompt
 
+    def _ask(self, r: OptionRequest | NextTokenRequest, instruction: str = ""):
+        """The request as one model input: ``instruction`` and the answer prefix end its last turn (a generic chat
+        model cannot be made to continue an assistant turn)."""
+        self._check(r.adapter)
+        tail = (f"\n\n{instruction}" if instruction else "") + (f"\n{r.answer_prefix}" if r.answer_prefix else "")
+        if r.messages is None:
+            return r.prompt + tail
+        return _to_langchain([*r.messages[:-1], {**r.messages[-1], "content": r.messages[-1]["content"] + tail}])
+
+    def _alternatives(self, reply: Any) -> dict[str, float] | None:
+        """The first generated token's alternatives (text -> probability) from the reply's log-probabilities;
+        None when it carries none."""
+        logprobs = (getattr(reply, "response_metadata", None) or {}).get("logprobs")
+        if logprobs is None:
+            return None
+        try:
+            return first_token_alternatives(logprobs, "response_metadata.logprobs")
+        except LogprobsError as exc:
+            raise ModPluralError(f"LangChain model {self.name} replied {exc}") from None
+
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """One answer per request; decoding settings are the LangChain model's own."""
         for r in requests:
@@ -86,28 +136,34 @@ class LangChainBackend:
         return [_text(o) for o in self.model.batch([self._prompt(r.messages, r.prompt) for r in requests])]
 
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
-        """Distributions from ``samples`` sampled answers per request, parsed for the first label they name."""
-        inputs = []
-        for r in requests:
-            self._check(r.adapter)
-            instruction = f"\n\nReply with one of {', '.join(r.labels)} only."
-            if r.messages is not None:
-                messages = [*r.messages[:-1], {**r.messages[-1], "content": r.messages[-1]["content"] + instruction}]
-                inputs.append(_to_langchain(messages))
-            else:
-                inputs.append(r.prompt + instruction + f"\n{r.answer_prefix}")
-        answers = self.model.batch([x for x in inputs for _ in range(self.samples)])
+        """Each request's distribution from the reply's log-probabilities, or else from ``samples`` answers (the
+        first reply and ``samples - 1`` more), parsed for the first label they name."""
+        inputs = [self._ask(r, f"Reply with one of {', '.join(r.labels)} only.") for r in requests]
+        replies = self.model.batch(inputs)
+        tops = [self._alternatives(reply) for reply in replies]
+        resampled = [x for x, top in zip(inputs, tops) if top is None for _ in range(self.samples - 1)]
+        more = iter(self.model.batch(resampled))
         results = []
-        for i, r in enumerate(requests):
-            counts = dict.fromkeys(r.labels, 0)
-            for answer in answers[i * self.samples : (i + 1) * self.samples]:
-                label = parse_label(_text(answer), r.labels)
-                if label is not None:
-                    counts[label] += 1
-            parsed = sum(counts.values())
-            probs = tuple(c / parsed for c in counts.values()) if parsed else tuple(1 / len(r.labels) for _ in r.labels)
-            results.append(OptionResult(r.labels, probs, parsed / self.samples))
+        for r, reply, top in zip(requests, replies, tops):
+            if top is None:
+                self.readings["sampled"] += 1
+                results.append(_sampled_distribution(r.labels, [reply, *itertools.islice(more, self.samples - 1)]))
+            else:
+                self.readings["logprobs"] += 1
+                results.append(from_top_tokens(r.labels, top, source=f"LangChain model {self.name}"))
         return results
+
+    def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        """The first generated token's ``top_logprobs`` (at most ``k``), likeliest first; for models that return them."""
+        replies = self.model.batch([self._ask(r) for r in requests])
+        tops = []
+        for r, reply in zip(requests, replies):
+            top = self._alternatives(reply)
+            if top is None:
+                raise ModPluralError(f"LangChain model {self.name} returned no log-probabilities (response_metadata['logprobs']): "
+                                     "answer_reading top10 needs them, e.g. ChatOpenAI(logprobs=True, top_logprobs=20)")
+            tops.append(likeliest(top, r.k))
+        return tops
 
 
 class LocalChatModel(BaseChatModel):
@@ -115,6 +171,13 @@ class LocalChatModel(BaseChatModel):
 
     Each call uses the next seed of a per-instance sequence, so repeated sampled calls differ but a fresh
     instance replays the same answers.
+
+    With ``logprobs=True`` each reply's ``response_metadata["logprobs"]`` is ``{"content": [entry]}`` in OpenAI's
+    chat shape, with one entry, for the first generated position only: its ``top_logprobs`` are the backend's
+    ``top_logprobs`` likeliest next tokens after the prompt (``next_tokens``: decoded text, natural-log probability,
+    UTF-8 bytes; -9999.0 for a probability that rounds to 0), and its ``token``, ``logprob`` and ``bytes`` repeat the
+    likeliest of them: the token that greedy decoding (the default ``temperature=0``) generates. With temperature > 0
+    the text may start with another token. The backend needs ``next_tokens`` (the local backends have it).
     """
 
     backend: Any
@@ -123,6 +186,8 @@ class LocalChatModel(BaseChatModel):
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    logprobs: bool = False
+    top_logprobs: int = 20
     _calls: Any = None
 
     @property
@@ -137,4 +202,16 @@ class LocalChatModel(BaseChatModel):
         [text] = self.backend.generate([GenerateRequest(messages=roles, adapter=self.adapter, decoding=decoding)])
         for s in stop or []:
             text = text.split(s)[0]
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+        metadata = {"logprobs": self._first_token_logprobs(roles)} if self.logprobs else {}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text, response_metadata=metadata))])
+
+    def _first_token_logprobs(self, roles: list[dict]) -> dict:
+        """OpenAI-shaped ``logprobs`` for the first generated position (see the class docstring)."""
+        [top] = self.backend.next_tokens([NextTokenRequest(messages=roles, adapter=self.adapter, k=self.top_logprobs)])
+        alternatives = [_token_logprob(token, prob) for token, prob in top]
+        return {"content": [{**alternatives[0], "top_logprobs": alternatives}]}
+
+
+def _token_logprob(token: str, prob: float) -> dict:
+    """One token in OpenAI's logprobs shape: text, natural-log probability, UTF-8 bytes."""
+    return {"token": token, "logprob": math.log(prob) if prob > 0 else _UNLIKELY_LOGPROB, "bytes": list(token.encode("utf-8"))}
