@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Callable
 
@@ -27,6 +28,7 @@ from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.metrics import accuracy, macro_f1  # noqa: E402
 from modplural.protocol import MODPLURAL, SWITCHES, Protocol  # noqa: E402
 from modplural.runner import Experiment  # noqa: E402
+from modplural.text import ends_a_sentence  # noqa: E402
 
 ALL_METHODS = ("vanilla", "prompting", "moe", "modular")
 OVERTON, VK, OQA = "vital_overton", "vital_steerable_vk", "vital_steerable_opinionqa"
@@ -100,6 +102,24 @@ def stored_scores(run: Experiment, scorer) -> dict:
     return out
 
 
+def repeats(text: str, n: int = 4) -> int:
+    """How often the most frequent word n-gram of ``text`` occurs."""
+    words = text.split()
+    return max(Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)).values(), default=0)
+
+
+def readability(run: Experiment) -> dict[str, tuple[int, int, int, int]]:
+    """method -> (Overton answers with a word 4-gram said 3+ times, answers, community messages not ending a sentence, messages)."""
+    out = {}
+    for method in run.config.methods:
+        results = [r["result"] for r in run.run_dir.read_predictions(OVERTON, method)]
+        messages = [m for r in results for m in (r.get("community_messages") or {}).values()]
+        looping = sum(repeats(r.get("response") or "") >= 3 for r in results)
+        cut = sum(bool(m.strip()) and not ends_a_sentence(m) for m in messages)
+        out[method] = (looping, len(results), cut, len(messages))
+    return out
+
+
 def _cell(effect: tuple[float, float, float, int] | None) -> str:
     if effect is None:
         return "—"
@@ -129,6 +149,8 @@ def main() -> int:
     parser.add_argument("--switches", default=",".join(ABLATIONS), help="generation switches to ablate (comma-separated)")
     parser.add_argument("--overton", action="store_true", help="also rerun Overton for main_input and main_temperature (long generations)")
     parser.add_argument("--no-generate", action="store_true", help="report on the ablation runs as they stand (items compared where both runs have them)")
+    parser.add_argument("--readability", default="runs/readability", help="a run of experiments/configs/readability.yaml: the repetition and "
+                        "message_trim switches, measured together against the --modplural run (skipped when missing)")
     parser.add_argument("--out", default="experiments/results/fidelity.md")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
@@ -138,7 +160,7 @@ def main() -> int:
 
     scorer = build_scorer(base.config.scorer, base.config.nli_model)
     base_metrics, base_scores = base.compute_metrics(base.protocol, scorer)
-    sections: list[tuple[str, str, dict]] = []
+    sections: list[tuple] = []  # (name, how measured, effects[, extra table rows])
 
     for name in SCORING:
         flipped = dataclasses.replace(base.protocol, **{name: getattr(MODPLURAL, name)})
@@ -160,12 +182,22 @@ def main() -> int:
     ours = Experiment.from_run_dir(Path(args.modplural), data)
     _, ours_scores = ours.compute_metrics(ours.protocol, scorer)
     sections.insert(0, ("all switches (protocol modplural vs original)", "both full runs", {t: compare(t, base_scores[t], base.protocol, ours_scores[t], ours.protocol) for t in base_scores if t in ours_scores}))
+    if Path(args.readability).is_dir():
+        readable = Experiment.from_run_dir(Path(args.readability), data)
+        _, readable_scores = readable.compute_metrics(readable.protocol, scorer)
+        how = (f"a new run of every task x method under `{readable.protocol.name}` with repetition {readable.protocol.repetition} and message_trim "
+               f"{readable.protocol.message_trim} (`{args.readability}`), against `{args.modplural}` (both none); the cells are with − without")
+        counts = {"without": readability(ours), "with": readability(readable)}
+        rows = ["| method | Overton answers with a word 4-gram said 3+ times (without -> with) | community messages not ending a sentence (without -> with) |", "|---|---|---|"]
+        rows += [f"| {m} | {counts['without'][m][0]}/{counts['without'][m][1]} -> {counts['with'][m][0]}/{counts['with'][m][1]} | "
+                 f"{counts['without'][m][2]}/{counts['without'][m][3]} -> {counts['with'][m][2]}/{counts['with'][m][3]} |" for m in readable.config.methods if m in counts["without"]]
+        sections.append(("repetition + message_trim", how, {t: compare(t, ours_scores[t], ours.protocol, readable_scores[t], readable.protocol) for t in ours_scores if t in readable_scores}, rows))
     write(Path(args.out), base, ours, sections, getattr(scorer, "identity", "none"))
     print(f"wrote {args.out}")
     return 0
 
 
-def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple[str, str, dict]], scorer: str) -> None:
+def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple], scorer: str) -> None:
     manifest = base.run_dir.manifest()
     items = {t: len(i) for t, (_, _, i, _) in base.tasks.items()}
     lines = [
@@ -174,7 +206,8 @@ def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple[s
         f"(`{manifest['command']}`) and `{ours.out_dir}`; git commit `{manifest.get('git_commit')}`.", "",
         f"- Model: `{manifest['main_model']}` as main LLM and base of the {len(manifest['communities'])} shipped communities (these are our numbers for a 135M model, never the papers').",
         f"- Data: VITAL development split, the same seeded sample in every run: {', '.join(f'{t} {n}' for t, n in items.items())} items.",
-        f"- Base protocol: `{base.protocol.name}`; comparison protocol `{ours.protocol.name}`. Both shorten community messages to "
+        f"- Base protocol: `{base.protocol.name}`; comparison protocol `{ours.protocol.name}` (run before the repetition and message_trim switches existed: "
+        f"both none there; their effect has its own section). Both shorten community messages to "
         f"{base.protocol.message_tokens} and Overton responses to {base.protocol.main_tokens} new tokens (the protocols' 200) to fit the CPU budget.",
         f"- Overton scorer: `{scorer}` — an embedding **proxy**, so Overton coverage here is not comparable with the papers' NLI numbers.", "",
         "Each cell: the change of the metric when the switch is flipped alone from the original's value to modplural's "
@@ -186,14 +219,16 @@ def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple[s
         "Runs under `modplural`, runs with any switch flipped, and Overton coverage from the `embedding` scorer are not comparable "
         "with published numbers; compare methods within one protocol instead.", "",
     ]
-    for name, how, effects in sections:
-        switch = SWITCHES.get(name)
+    for name, how, effects, *notes in sections:
+        switches = [(n, SWITCHES[n]) for n in name.split(" + ") if n in SWITCHES]
         lines += [f"## {name}", ""]
-        if switch:
-            lines += [f"- original: {switch.original}", f"- modplural: {switch.modplural}", f"- measured by: {how}", ""]
-        else:
-            lines += [f"- measured by: {how}", ""]
+        for switch_name, switch in switches:
+            prefix = f"{switch_name}: " if len(switches) > 1 else ""
+            lines += [f"- {prefix}original: {switch.original}", f"- {prefix}modplural: {switch.modplural}"]
+        lines += [f"- measured by: {how}", ""]
         lines += table(effects) + [""]
+        for note in notes:
+            lines += [*note, ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 

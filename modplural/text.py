@@ -20,9 +20,14 @@ def split_sentences(text: str) -> list[str]:
     return list(_splitter().split(text))
 
 
+def ends_a_sentence(text: str) -> bool:
+    """Whether ``text`` ends with . ! or ? (closing quotes and brackets allowed after it)."""
+    return bool(_SENTENCE_END.search(text.rstrip()))
+
+
 def last_complete_sentence(text: str) -> str:
     """``text`` without a last sentence that does not end in . ! or ? (the text is kept whole when it is one sentence)."""
     sentences = split_sentences(text)
-    if len(sentences) < 2 or _SENTENCE_END.search(sentences[-1]):
+    if len(sentences) < 2 or ends_a_sentence(sentences[-1]):
         return text
     return text[: text.rstrip().rfind(sentences[-1])].rstrip()
