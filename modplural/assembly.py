@@ -13,6 +13,9 @@ Which main LLM answers (the first rule that applies):
 4. the embedded default model (a method without communities).
 
 Communities a servers file lists run on their servers; the rest are adapters on one local base model.
+
+With ``cache`` on, community messages and the main LLM's answers go to one cache file: the pool caches its
+messages on the raw backend, and the main LLM is that backend (or another one) wrapped in ``CachingBackend``.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Mapping, NamedTuple, Sequence
 
 from modplural.backends.base import Backend, Decoding
+from modplural.backends.caching import CachingBackend
 from modplural.backends.remote_config import Servers, load_servers
 from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
@@ -54,7 +58,7 @@ class StackSpec:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | str = "auto"
-    cache: bool | str | Path = True  # the community-message cache: True (the default file), a file, or False
+    cache: bool | str | Path = True  # the cache of community messages and main-LLM answers: True (the default file), a file, or False
     decoding: Decoding = MESSAGE_DECODING  # community messages
     with_pool: bool = True  # False: no communities are loaded (methods that do not use them)
     community_base: str | None = None  # load the local adapters onto this base instead of their registered one (same architecture)
@@ -81,6 +85,7 @@ def local_backend(model: str, adapters: Mapping[str, str | Path] | None = None, 
 def assemble(spec: StackSpec) -> Stack:
     """Build the main backend and the community pool ``spec`` describes."""
     check_engine(spec.engine)
+    cache = None if spec.cache is False else MessageCache(None if spec.cache is True else spec.cache)
     servers = load_servers(spec.servers) if spec.servers else None
     clients: dict[str, Backend] = {}  # one HTTP backend per server, shared by its communities and the main LLM
     local: tuple[str, Backend] | None = None  # (base model spec, backend) of the locally served communities
@@ -90,7 +95,6 @@ def assemble(spec: StackSpec) -> Stack:
         if not communities:
             raise ModPluralError("the registry lists no communities")
         backend, local = _community_backend(communities, servers, clients, spec)
-        cache = None if spec.cache is False else MessageCache(None if spec.cache is True else spec.cache)
         pool = CommunityPool(backend, communities, spec.decoding, cache)
     if spec.model is not None:
         if local is not None and local[0] == spec.model:
@@ -103,7 +107,7 @@ def assemble(spec: StackSpec) -> Stack:
         main = pool.backend
     else:
         main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
-    return Stack(main, pool)
+    return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
 
 
 def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = None, temperature: float | None = None, top_p: float | None = None) -> Decoding:

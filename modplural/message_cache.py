@@ -1,7 +1,9 @@
-"""On-disk SQLite cache of community messages, the expensive part of every mode.
+"""On-disk SQLite cache of community messages, the expensive part of every mode (and, in the same file, of the main
+LLM's answers: ``modplural/backends/caching.py``).
 
 A message is keyed by the identity of the weights that wrote it (base model + adapter hash), the exact
 chat prompt and the decoding settings including the seed; a rerun with the same key reuses the text.
+Answer keys carry a ``<primitive>:`` prefix, so they never collide with message keys (bare hex digests).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def default_cache_path() -> Path:
 
 
 class MessageCache:
-    """A key -> text store; safe to share between processes (SQLite WAL) and threads."""
+    """A key -> text store (messages, and main-LLM answers under their prefixes); safe to share between processes
+    (SQLite WAL) and threads."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path).expanduser() if path else default_cache_path()
@@ -54,13 +57,7 @@ class MessageCache:
 
     @staticmethod
     def key(identity: str, request: GenerateRequest) -> str:
-        payload = {
-            "identity": identity,
-            "messages": request.messages,
-            "prompt": request.prompt,
-            "decoding": _decoding_key(request.decoding),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return digest({"identity": identity, "messages": request.messages, "prompt": request.prompt, "decoding": decoding_key(request.decoding)})
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
         with self._lock, self._errors():
@@ -85,5 +82,10 @@ class MessageCache:
 _LATER_FIELDS = {"frequency_penalty": 0.0, "no_repeat_ngram": 0}
 
 
-def _decoding_key(decoding: Decoding) -> dict:
+def digest(payload: dict) -> str:
+    """The sha256 of ``payload`` as canonical JSON: a cache key."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def decoding_key(decoding: Decoding) -> dict:
     return {k: v for k, v in dataclasses.asdict(decoding).items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}

@@ -15,11 +15,12 @@ from modplural.types import MODES, check_mode
 from tests.helpers import write_registry
 
 REPO = Path(__file__).resolve().parents[1]
-BACKEND_CLASSES = ("LocalBackend", "SequentialBackend", "OpenAIBackend", "RoutedBackend")
+BACKEND_CLASSES = ("LocalBackend", "SequentialBackend", "OpenAIBackend", "RoutedBackend", "CachingBackend")
 
 
 def test_main_llm_precedence(tmp_path, adapter_dirs):
     """--model / main_model (explicit) > a servers file's main: > the communities' backend > the default model."""
+    from modplural.backends.caching import CachingBackend
     from modplural.backends.local import LocalBackend
     from modplural.backends.openai_compat import OpenAIBackend
 
@@ -40,6 +41,13 @@ def test_main_llm_precedence(tmp_path, adapter_dirs):
 
     main, pool = assemble(StackSpec(with_pool=False, **common))
     assert pool is None and isinstance(main, LocalBackend) and main.adapters == []
+
+    # with the cache on, the main LLM is the same backend behind its answer cache; the pool keeps the raw backend
+    main, pool = assemble(StackSpec(**{**common, "cache": tmp_path / "cache.sqlite"}))
+    assert isinstance(main, CachingBackend) and main.inner is pool.backend and main.cache is pool.cache
+    assert main.adapter_identity(None) == pool.backend.adapter_identity(None)  # what the run manifest records
+    main, pool = assemble(StackSpec(with_pool=False, **{**common, "cache": tmp_path / "cache.sqlite"}))
+    assert pool is None and isinstance(main, CachingBackend) and isinstance(main.inner, LocalBackend)
 
 
 def test_unknown_engine_and_mixed_bases_are_one_line_errors(tmp_path, adapter_dirs):

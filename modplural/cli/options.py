@@ -38,8 +38,8 @@ def add_stack(parser: argparse.ArgumentParser) -> None:
     add_engine(parser)
     add_device(parser)
     parser.add_argument("--batch-size", default="auto", help="rows decoded together, or 'auto' (from free memory)")
-    parser.add_argument("--no-cache", action="store_true", help="do not read or write the community-message cache")
-    parser.add_argument("--cache", default=None, help="message cache file (default: $MODPLURAL_CACHE/messages.sqlite)")
+    parser.add_argument("--no-cache", action="store_true", help="do not read or write the cache of community messages and main-LLM answers")
+    parser.add_argument("--cache", default=None, help="cache file of messages and main-LLM answers (default: $MODPLURAL_CACHE/messages.sqlite)")
 
 
 def add_protocol(parser: argparse.ArgumentParser, default: str | None, help_text: str) -> None:

@@ -1,0 +1,130 @@
+"""Main-LLM answers cached around any backend (as lm-eval's ``CachingLM`` wraps a model): rerunning a report or adding
+a method reads finished answers back instead of recomputing them.
+
+An answer is keyed by the identity of the weights that give it, every field of the request but the adapter name
+(messages or prompt, answer prefix, labels, k, decoding with its seed) and the primitive that computes it. It is
+stored as JSON in the community-message cache file (``modplural/message_cache.py``) under a ``<primitive>:`` prefix.
+A sampled request without a seed is never cached: each call is meant to draw anew.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Callable, Sequence
+
+from modplural.backends.base import Backend, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TokenScorer, TopTokens
+from modplural.errors import ModPluralError
+from modplural.message_cache import MessageCache, decoding_key, digest
+
+Request = GenerateRequest | OptionRequest | NextTokenRequest
+
+
+def answer_key(primitive: str, identity: str, request: Request) -> str | None:
+    """``<primitive>:<sha256>``, or None for a sampled generation without a seed (never cached).
+
+    A ``generate`` key is the community-message key of the same request behind its prefix."""
+    fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request) if f.name != "adapter"}
+    if isinstance(request, GenerateRequest):
+        if not request.decoding.greedy and request.decoding.seed is None:
+            return None
+        fields["decoding"] = decoding_key(request.decoding)
+    return f"{primitive}:{digest({'identity': identity, **fields})}"
+
+
+class CachingBackend:
+    """``inner`` with ``generate``, ``option_probs`` and (where ``inner`` has it) ``next_tokens`` answered from ``cache``.
+
+    Everything else is ``inner``'s, and only what ``inner`` has: ``hasattr`` and ``isinstance`` checks against the
+    optional protocols (``TopTokenBackend``, ``TokenScorer``) answer as they would for ``inner``.
+    """
+
+    def __init__(self, backend: Backend, cache: MessageCache) -> None:
+        self.inner, self.cache = backend, cache
+        self.hits = self.misses = 0  # requests read from the cache / computed by ``inner``
+        if hasattr(backend, "next_tokens"):
+            self.next_tokens = self._next_tokens
+        if isinstance(backend, TokenScorer):  # token scoring is no answer: passed through, found without __getattr__
+            self.tokenizer, self.token_nll = backend.tokenizer, backend.token_nll
+
+    def __getattr__(self, name: str) -> Any:
+        """The inner backend's attributes (``adapters``, ``loaded``, ``stats``, ...)."""
+        if name.startswith("__") or "inner" not in self.__dict__:
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def adapter_identity(self, adapter: str | None) -> str:
+        return self.inner.adapter_identity(adapter)
+
+    def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        return self._answers("generate", requests, json.dumps, _generated)
+
+    def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
+        return self._answers("option_probs", requests, _dump_option_result, _option_result)
+
+    def _next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
+        return self._answers("next_tokens", requests, _dump_top_tokens, _top_tokens)
+
+    def _answers(self, primitive: str, requests: Sequence[Request], dump: Callable[[Any], str], load: Callable[[Any, Any], Any]) -> list:
+        """Answers in request order: stored ones read back, the others computed in one inner call and stored."""
+        requests = list(requests)
+        keys = [answer_key(primitive, self.inner.adapter_identity(r.adapter), r) for r in requests]
+        stored = self.cache.get_many(list(dict.fromkeys(k for k in keys if k is not None)))
+        out = [self._read(primitive, stored[k], load, r) if k in stored else None for k, r in zip(keys, requests)]
+        first: dict[str, int] = {}
+        run = [i for i, k in enumerate(keys) if k not in stored and (k is None or first.setdefault(k, i) == i)]
+        self.hits += len(requests) - len(run)
+        self.misses += len(run)
+        if run:
+            results = getattr(self.inner, primitive)([requests[i] for i in run])
+            fresh = {keys[i]: dump(result) for i, result in zip(run, results) if keys[i] is not None}
+            self.cache.put_many(fresh)
+            for i, result in zip(run, results):
+                if keys[i] is None:
+                    out[i] = result
+            for i, k in enumerate(keys):
+                if k in fresh:  # read back as a rerun will read it (one answer for repeated requests)
+                    out[i] = load(json.loads(fresh[k]), requests[i])
+        return out
+
+    def _read(self, primitive: str, text: str, load: Callable[[Any, Any], Any], request: Request) -> Any:
+        try:
+            return load(json.loads(text), request)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ModPluralError(f"message cache {self.cache.path}: a cached {primitive} answer does not read back ({type(exc).__name__}: {exc}); "
+                                 "move the file away or use another cache file (--cache, MODPLURAL_CACHE) or --no-cache") from exc
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{value!r} is not a number")
+    return float(value)
+
+
+def _string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a text")
+    return value
+
+
+def _generated(value: Any, request: GenerateRequest) -> str:
+    return _string(value)
+
+
+def _dump_option_result(result: OptionResult) -> str:
+    return json.dumps({"labels": list(result.labels), "probs": [float(p) for p in result.probs], "mass": float(result.mass), "unread": float(result.unread)})
+
+
+def _option_result(value: Any, request: OptionRequest) -> OptionResult:
+    labels, probs = tuple(value["labels"]), tuple(_number(p) for p in value["probs"])
+    if labels != request.labels or len(probs) != len(labels):
+        raise ValueError(f"labels {list(labels)} with {len(probs)} probabilities for the request's {list(request.labels)}")
+    return OptionResult(labels, probs, _number(value["mass"]), _number(value["unread"]))
+
+
+def _dump_top_tokens(top: TopTokens) -> str:
+    return json.dumps([[token, float(p)] for token, p in top])
+
+
+def _top_tokens(value: Any, request: NextTokenRequest) -> TopTokens:
+    return [(_string(token), _number(p)) for token, p in value]
