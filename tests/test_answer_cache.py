@@ -181,3 +181,15 @@ def test_the_wrapper_has_exactly_what_the_backend_has(backend, cache):
         inspect.getattr_static(local, name)
     assert local.adapters == ["alpha", "beta"] and local.loaded is backend.loaded and local.stats is backend.stats
     assert local.token_nll == backend.token_nll and local.adapter_identity("alpha") == backend.adapter_identity("alpha")
+
+
+def test_answers_from_other_numerics_are_not_served(backend, tmp_path):
+    """The same weights on another dtype give other numbers: a local model's answer keys hold its device and dtype."""
+
+    cache = MessageCache(tmp_path / "cache.sqlite")
+    request = GenerateRequest(prompt="Is fluoride safe?", decoding=Decoding(max_new_tokens=3))
+    CachingBackend(backend, cache).generate([request])
+    other = CachingBackend(backend, cache)
+    other._numerics = other._numerics.replace(str(backend.loaded.dtype), "bfloat16")
+    other.generate([request])
+    assert other.misses == 1 and other.hits == 0

@@ -1,7 +1,8 @@
 """Main-LLM answers cached around any backend (as lm-eval's ``CachingLM`` wraps a model): rerunning a report or adding
 a method reads finished answers back instead of recomputing them.
 
-An answer is keyed by the identity of the weights that give it, every field of the request but the adapter name
+An answer is keyed by the identity of the weights that give it (for a local model also its device and dtype: the same
+weights in bfloat16 give other numbers), every field of the request but the adapter name
 (messages or prompt, answer prefix, labels, k, decoding with its seed) and the primitive that computes it. It is
 stored as JSON in the community-message cache file (``modplural/message_cache.py``) under a ``<primitive>:`` prefix.
 A sampled request without a seed is never cached: each call is meant to draw anew.
@@ -41,6 +42,8 @@ class CachingBackend:
 
     def __init__(self, backend: Backend, cache: MessageCache) -> None:
         self.inner, self.cache = backend, cache
+        loaded = getattr(backend, "loaded", None)
+        self._numerics = f"|{loaded.device}|{loaded.dtype}" if loaded is not None else ""
         self.hits = self.misses = 0  # requests read from the cache / computed by ``inner``
         if hasattr(backend, "next_tokens"):
             self.next_tokens = self._next_tokens
@@ -68,7 +71,7 @@ class CachingBackend:
     def _answers(self, primitive: str, requests: Sequence[Request], dump: Callable[[Any], str], load: Callable[[Any, Any], Any]) -> list:
         """Answers in request order: stored ones read back, the others computed in one inner call and stored."""
         requests = list(requests)
-        keys = [answer_key(primitive, self.inner.adapter_identity(r.adapter), r) for r in requests]
+        keys = [answer_key(primitive, self.inner.adapter_identity(r.adapter) + self._numerics, r) for r in requests]
         stored = self.cache.get_many(list(dict.fromkeys(k for k in keys if k is not None)))
         out = [self._read(primitive, stored[k], load, r) if k in stored else None for k, r in zip(keys, requests)]
         first: dict[str, int] = {}
