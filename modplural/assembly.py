@@ -12,7 +12,13 @@ Which main LLM answers (the first rule that applies):
 3. the communities' backend with no adapter (one copy of the weights in memory);
 4. the embedded default model (a method without communities).
 
-Communities a servers file lists run on their servers; the rest are adapters on one local base model.
+Communities a servers file lists run on their servers (a persona-only one on the server's base model); the rest
+run on one local base model: the base the local adapters were trained on (persona-only entries may name it
+too), else ``community_base`` or ``model``, else the embedded default. A persona-only community runs on that
+base model with its persona as the system message.
+
+``personas=True`` (the ``ethos`` method without adapter methods beside it) loads no adapters: the pool is the
+registry communities as personas on the main LLM (``Community.as_persona``), ethos's fallback perspectives.
 
 With ``cache`` on, community messages and the main LLM's answers go to one cache file: the pool caches its
 messages on the raw backend, and the main LLM is that backend (or another one) wrapped in ``CachingBackend``.
@@ -32,7 +38,8 @@ from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.methods.base import Method
-from modplural.methods.registry import NEEDS_POOL, build_method, check_method
+from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
+from modplural.methods.registry import NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
 
@@ -61,6 +68,7 @@ class StackSpec:
     cache: bool | str | Path = True  # the cache of community messages and main-LLM answers: True (the default file), a file, or False
     decoding: Decoding = MESSAGE_DECODING  # community messages
     with_pool: bool = True  # False: no communities are loaded (methods that do not use them)
+    personas: bool = False  # True: the communities as personas on the main LLM, no adapters loaded
     community_base: str | None = None  # load the local adapters onto this base instead of their registered one (same architecture)
 
 
@@ -89,13 +97,13 @@ def assemble(spec: StackSpec) -> Stack:
     servers = load_servers(spec.servers) if spec.servers else None
     clients: dict[str, Backend] = {}  # one HTTP backend per server, shared by its communities and the main LLM
     local: tuple[str, Backend] | None = None  # (base model spec, backend) of the locally served communities
+    communities = load_registry(spec.registry).select(list(spec.communities) if spec.communities else None) if spec.with_pool else []
+    if spec.with_pool and not communities:
+        raise ModPluralError("the registry lists no communities")
     pool = None
-    if spec.with_pool:
-        communities = load_registry(spec.registry).select(list(spec.communities) if spec.communities else None)
-        if not communities:
-            raise ModPluralError("the registry lists no communities")
-        backend, local = _community_backend(communities, servers, clients, spec)
-        pool = CommunityPool(backend, communities, spec.decoding, cache)
+    if communities and not spec.personas:
+        backend, local, routed = _community_backend(communities, servers, clients, spec)
+        pool = CommunityPool(backend, communities, spec.decoding, cache, routed)
     if spec.model is not None:
         if local is not None and local[0] == spec.model:
             main = local[1]
@@ -107,6 +115,8 @@ def assemble(spec: StackSpec) -> Stack:
         main = pool.backend
     else:
         main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+    if communities and spec.personas:
+        pool = CommunityPool(main, [c.as_persona() for c in communities], spec.decoding, cache)
     return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
 
 
@@ -119,45 +129,51 @@ def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = Non
 
 def load(method: str = "modular", *, protocol: Protocol | str | Mapping | None = "modplural", seed: int = 0, message_tokens: int | None = None,
          model: str | None = None, communities: Sequence[str] | None = None, registry: str | Path | None = None, servers: str | Path | None = None,
-         engine: str = "batched", device: str = "auto", dtype: str = "auto", batch_size: int | str = "auto", cache: bool | str | Path = True) -> Method:
+         engine: str = "batched", device: str = "auto", dtype: str = "auto", batch_size: int | str = "auto", cache: bool | str | Path = True,
+         ethos_perspectives: int = DEFAULT_PERSPECTIVES) -> Method:
     """A ready method: ``modplural.load()`` is Modular Pluralism on the embedded default model with every registry
-    community; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")`` etc."""
-    check_method(method)
+    community; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")``,
+    ``load("ethos", ethos_perspectives=3)`` etc."""
     protocol = resolve_protocol(protocol)
+    check_method(method, protocol)
+    check_perspectives(ethos_perspectives)
     spec = StackSpec(model=model, communities=communities, registry=registry, servers=servers, engine=engine, device=device, dtype=dtype,
-                     batch_size=batch_size, cache=cache, decoding=message_decoding(protocol, seed, message_tokens), with_pool=method in NEEDS_POOL)
+                     batch_size=batch_size, cache=cache, decoding=message_decoding(protocol, seed, message_tokens), with_pool=method in USES_POOL,
+                     personas=method not in NEEDS_POOL)
     main, pool = assemble(spec)
-    return build_method(method, main, pool, protocol, seed)
+    return build_method(method, main, pool, protocol, seed, ethos_perspectives=ethos_perspectives)
 
 
-def _community_backend(communities: list[Community], servers: Servers | None, clients: dict[str, Backend], spec: StackSpec) -> tuple[Backend, tuple[str, Backend] | None]:
-    """A backend serving every community (remote ones on their servers, the rest on one local base model), and the
-    local part as (base model spec, backend), if any."""
+def _community_backend(communities: list[Community], servers: Servers | None, clients: dict[str, Backend],
+                       spec: StackSpec) -> tuple[Backend, tuple[str, Backend] | None, frozenset[str]]:
+    """A backend serving every community (remote ones on their servers, the rest on one local base model), the local
+    part as (base model spec, backend), if any, and the persona-only communities it routes by name (remote ones)."""
     remote = [c for c in communities if servers is not None and c.name in servers.communities]
     on_site = [c for c in communities if c not in remote]
     local = None
     if on_site:
-        base = spec.community_base or _common_base(on_site)
-        local = (base, local_backend(base, {c.name: c.adapter for c in on_site}, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size))
+        base = spec.community_base or _common_base(on_site) or spec.model or "default"
+        adapters = {c.name: c.adapter for c in on_site if c.adapter is not None}
+        local = (base, local_backend(base, adapters, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size))
     if not remote:
-        return local[1], local
+        return local[1], local, frozenset()
     from modplural.backends.routed import RoutedBackend
 
-    routes: dict[str, tuple[Backend, str]] = {c.name: (local[1], c.name) for c in on_site}
+    routes: dict[str, tuple[Backend, str | None]] = {c.name: (local[1], c.name) for c in on_site if c.adapter is not None}
     for c in remote:
         entry = servers.communities[c.name]
-        served_as = entry.adapter or c.name
-        routes[c.name] = (_server_backend(servers, entry.server, clients, {served_as: served_as}), served_as)
+        served_as = entry.adapter or (c.name if c.adapter is not None else None)  # persona-only: the server's base model
+        routes[c.name] = (_server_backend(servers, entry.server, clients, {served_as: served_as} if served_as else None), served_as)
     base_backend = local[1] if local else _server_backend(servers, servers.main or servers.communities[remote[0].name].server, clients)
-    return RoutedBackend(routes, base_backend), local
+    return RoutedBackend(routes, base_backend), local, frozenset(c.name for c in remote if c.adapter is None)
 
 
-def _common_base(communities: list[Community]) -> str:
-    """The one base model the communities' adapters were trained on."""
-    bases = sorted({c.base_model for c in communities})
+def _common_base(communities: list[Community]) -> str | None:
+    """The one base model the communities name (their adapters were trained on it), or None when none names one."""
+    bases = sorted({c.base_model for c in communities if c.base_model is not None})
     if len(bases) > 1:
         raise ModPluralError(f"communities are trained on different base models ({', '.join(bases)}); serve them from one base")
-    return bases[0]
+    return bases[0] if bases else None
 
 
 def _server_backend(servers: Servers, name: str, clients: dict[str, Backend], adapters: Mapping[str, str] | None = None) -> Backend:

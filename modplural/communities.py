@@ -1,8 +1,9 @@
-"""The community registry: which community LMs exist, what they stand for, where their adapters are.
+"""The community registry: which community LMs exist, what they stand for, how they speak.
 
-``community_models/registry.yaml`` lists each community with a one-line description, the perspective
-axis it sits on, the base model its adapter was trained on, the adapter directory (relative to the
-registry file), its training corpus with source and licence, and a default population weight.
+``community_models/registry.yaml`` lists each community with a one-line description, the perspective axis it
+sits on, and how it speaks: a LoRA ``adapter`` (a directory relative to the registry file, with the
+``base_model`` it was trained on and its training ``corpus``), a ``persona`` (a system prompt, so a community
+needs no training), or both. Each entry also has a default population weight.
 """
 
 from __future__ import annotations
@@ -33,19 +34,24 @@ class Corpus:
 
 @dataclass(frozen=True)
 class Community:
-    """One community LM: a LoRA adapter on a base model, speaking for one perspective."""
+    """One community LM: a LoRA adapter on a base model, a persona (system prompt) on any model, or both."""
 
     name: str
     description: str
     axis: str
-    base_model: str
-    adapter: Path
-    corpus: Corpus
+    base_model: str | None = None  # required with an adapter; a persona-only entry may name the model it runs on
+    adapter: Path | None = None
+    corpus: Corpus | None = None  # the adapter's training text (required with an adapter)
     weight: float = 1.0
+    persona: str | None = None  # sent as the system message before every request
 
     @property
     def adapter_present(self) -> bool:
-        return (self.adapter / "adapter_config.json").is_file()
+        return self.adapter is not None and (self.adapter / "adapter_config.json").is_file()
+
+    def as_persona(self) -> "Community":
+        """This community as a persona only (no adapter): its own persona, else one made from its description."""
+        return dataclasses.replace(self, adapter=None, persona=self.persona or f"You speak for this community: {self.description}")
 
 
 @dataclass(frozen=True)
@@ -105,9 +111,20 @@ def _parse_community(where: str, data: Any, root: Path) -> Community:
     weight = finite_float(community.weight, f"{named}: weight")
     if weight < 0:
         raise ModPluralError(f"{named}: weight must be >= 0, got {community.weight}")
-    if "\0" in str(community.adapter):
-        raise ModPluralError(f"{named}: adapter path contains a NUL character")
-    return dataclasses.replace(community, description=community.description.strip(), adapter=(root / community.adapter).resolve(), weight=weight)
+    persona = community.persona.strip() if community.persona is not None else None
+    if persona == "":
+        raise ModPluralError(f"{named}: persona is empty")
+    adapter = community.adapter
+    if adapter is None and persona is None:
+        raise ModPluralError(f"{named}: needs an adapter, a persona, or both")
+    if adapter is not None:
+        for field in ("base_model", "corpus"):
+            if getattr(community, field) is None:
+                raise ModPluralError(f"{named}: an adapter needs its {field} (missing field {field!r})")
+        if "\0" in str(adapter):
+            raise ModPluralError(f"{named}: adapter path contains a NUL character")
+        adapter = (root / adapter).resolve()
+    return dataclasses.replace(community, description=community.description.strip(), adapter=adapter, weight=weight, persona=persona)
 
 
 def load_registry(path: str | Path | None = None) -> Registry:

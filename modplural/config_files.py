@@ -102,7 +102,11 @@ def _expected(annotation: Any, plural: bool = False) -> str:
 
 
 def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """A checked value as the dataclass holds it: a mapping as a nested dataclass, a string as a Path, a list as a tuple."""
+    """A checked value as the dataclass holds it: a mapping as a nested dataclass, a string as a Path, a list as a tuple
+    (also where the field may be null: ``Path | None``, ``Corpus | None``)."""
+    optional = [a for a in typing.get_args(annotation) if a is not type(None)] if typing.get_origin(annotation) in (typing.Union, types.UnionType) else []
+    if value is not None and len(optional) == 1:
+        annotation = optional[0]
     if dataclasses.is_dataclass(annotation):
         return from_mapping(annotation, value, where)
     if annotation is Path:

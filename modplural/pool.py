@@ -1,6 +1,11 @@
-"""A community pool: community LMs (adapters on one backend) that write messages for queries, batched and cached.
+"""A community pool: community LMs (adapters and/or personas on one backend) that write messages for queries,
+batched and cached.
 
-The pool receives its backend; ``modplural/assembly.py`` builds it."""
+The pool receives its backend; ``modplural/assembly.py`` builds it. A community with an adapter is addressed by
+its name (the backend serves its adapter under that name); a persona-only one runs on the backend's base model
+(``adapter=None``), unless the pool lists it in ``routed`` (assembly does, for persona-only communities a
+servers file places on a server: the routed backend sends them to that server's base model). A persona is the
+system message before the user turn."""
 
 from __future__ import annotations
 
@@ -21,12 +26,13 @@ MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed
 
 @dataclass
 class CommunityPool:
-    """Communities served by ``backend`` (each community's name is its adapter name there)."""
+    """Communities served by ``backend`` (an adapter community's name is its adapter name there)."""
 
     backend: Backend
     communities: list[Community]
     decoding: Decoding = MESSAGE_DECODING
     cache: MessageCache | None = None
+    routed: frozenset[str] = frozenset()  # persona-only communities the backend routes by name (to a server's base model)
     generated: int = field(default=0, init=False)  # messages actually generated (not served from the cache)
 
     def __post_init__(self) -> None:
@@ -45,7 +51,7 @@ class CommunityPool:
 
     def subset(self, names: Sequence[str]) -> "CommunityPool":
         """The same backend and cache with only the named communities, in that order."""
-        return CommunityPool(self.backend, [self.get(n) for n in names], self.decoding, self.cache)
+        return CommunityPool(self.backend, [self.get(n) for n in names], self.decoding, self.cache, self.routed)
 
     def resolve_weights(self, weights: Sequence[float] | str | None) -> list[float]:
         """Normalized weights: None or 'uniform' (the original's choice), 'registry', or one number per community."""
@@ -60,30 +66,45 @@ class CommunityPool:
             raise ModPluralError(f"got {len(values)} weights for {len(self.communities)} communities ({', '.join(self.names)})")
         return normalise(values)
 
-    def _request(self, name: str, prompt: str) -> GenerateRequest:
+    def _adapter(self, community: Community) -> str | None:
+        return community.name if community.adapter is not None or community.name in self.routed else None
+
+    def request(self, community: Community, prompt: str) -> GenerateRequest:
+        """``community``'s request for ``prompt``: its persona as the system turn, sampled with a seed from (seed, name, prompt).
+        The community need not be one of the pool's: a persona-only one runs on the backend's base model."""
         decoding = self.decoding
         if not decoding.greedy:
-            seed_text = f"{decoding.seed}|{name}|{prompt}".encode()
+            seed_text = f"{decoding.seed}|{community.name}|{prompt}".encode()
             decoding = replace(decoding, seed=int(hashlib.sha256(seed_text).hexdigest()[:8], 16))
-        return GenerateRequest(messages=({"role": "user", "content": prompt},), adapter=name, decoding=decoding)
+        persona = ({"role": "system", "content": community.persona},) if community.persona else ()
+        return GenerateRequest(messages=(*persona, {"role": "user", "content": prompt}), adapter=self._adapter(community), decoding=decoding)
 
-    def messages(self, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
-        """For each prompt, ``{community: message}`` from the named communities (default: all), in one batched call."""
-        names = list(names) if names is not None else self.names
-        for name in names:
-            self.get(name)
-        jobs = [(i, name, self._request(name, prompt)) for i, prompt in enumerate(prompts) for name in names]
-        keys = [MessageCache.key(self.backend.adapter_identity(name), request) for _, name, request in jobs]
+    def identity(self, name: str) -> str:
+        """What writes ``name``'s messages: the backend's weights (with its adapter, if any), and a digest of its persona."""
+        community = self.get(name)
+        weights = self.backend.adapter_identity(self._adapter(community))
+        return f"{weights}+persona:{hashlib.sha256(community.persona.encode()).hexdigest()[:16]}" if community.persona else weights
+
+    def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
+        """The texts of ``requests`` (from ``request``) in one batched call; the cache, if any, serves and stores them."""
+        keys = [MessageCache.key(self.backend.adapter_identity(r.adapter), r) for r in requests]
         cached = self.cache.get_many(keys) if self.cache is not None else {}
         missing = [j for j, key in enumerate(keys) if key not in cached]
         if missing:
-            texts = self.backend.generate([jobs[j][2] for j in missing])
+            texts = self.backend.generate([requests[j] for j in missing])
             fresh = {keys[j]: text for j, text in zip(missing, texts)}
             self.generated += len(missing)
             if self.cache is not None:
                 self.cache.put_many(fresh)
             cached = {**cached, **fresh}
+        return [cached[key] for key in keys]
+
+    def messages(self, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
+        """For each prompt, ``{community: message}`` from the named communities (default: all), in one batched call."""
+        communities = [self.get(n) for n in names] if names is not None else self.communities
+        jobs = [(i, c) for i in range(len(prompts)) for c in communities]
+        texts = self.write([self.request(c, prompts[i]) for i, c in jobs])
         out: list[dict[str, str]] = [{} for _ in prompts]
-        for (i, name, _), key in zip(jobs, keys):
-            out[i][name] = cached[key]
+        for (i, community), text in zip(jobs, texts):
+            out[i][community.name] = text
         return out

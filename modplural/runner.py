@@ -28,7 +28,8 @@ from modplural.backends.batch_size import parse_batch_size
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
-from modplural.methods import METHODS, NEEDS_POOL, build_method
+from modplural.methods import METHODS, NEEDS_POOL, USES_POOL, build_method, check_method
+from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
 from modplural.models import DEVICES, DTYPES
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.provenance import file_sha256, git_commit, versions
@@ -67,6 +68,7 @@ class ExperimentConfig:
     device: str = "auto"
     dtype: str = "auto"
     cache: bool = True
+    ethos_perspectives: int = DEFAULT_PERSPECTIVES  # the ethos method's perspectives per query
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -95,7 +97,10 @@ class ExperimentConfig:
             raise ModPluralError(f"message_top_p must be in (0, 1], got {self.message_top_p}")
         check_choice(self.device, DEVICES, "device")
         check_choice(self.dtype, DTYPES, "dtype")
-        self.resolved_protocol()
+        check_perspectives(self.ethos_perspectives)
+        protocol = self.resolved_protocol()
+        for method in self.methods:
+            check_method(method, protocol)
 
     def resolved_protocol(self) -> Protocol:
         """The protocol with this config's token overrides folded in."""
@@ -189,7 +194,7 @@ class Experiment:
                 "git_commit": git_commit(),
                 "data": {name: {"file": str(path), "sha256": file_sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
                 "main_model": main_identity,
-                "communities": {n: pool.backend.adapter_identity(n) for n in pool.names} if pool else {},
+                "communities": {n: pool.identity(n) for n in pool.names} if pool else {},
                 "versions": versions(),
                 "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
             }
@@ -204,10 +209,10 @@ class Experiment:
     def _build(self):
         c, p = self.config, self.protocol
         spec = StackSpec(model=c.main_model, communities=c.communities, registry=c.registry, servers=c.servers, engine=c.engine, device=c.device,
-                         dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(NEEDS_POOL & set(c.methods)),
-                         decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p))
+                         dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(USES_POOL & set(c.methods)),
+                         personas=not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p))
         main, pool = assemble(spec)
-        methods = {name: build_method(name, main, pool, p, c.seed) for name in c.methods}
+        methods = {name: build_method(name, main, pool, p, c.seed, c.ethos_perspectives) for name in c.methods}
         return methods, main.adapter_identity(None), pool
 
     def _run_pair(self, task_name: str, task: Task, items: list[Item], method_name: str, method, progress: bool) -> None:

@@ -90,6 +90,7 @@ class PluralResult:
     community_messages: dict[str, str] = field(default_factory=dict)
     community_distributions: dict[str, list[float]] | None = None
     weights: dict[str, float] | None = None
+    perspectives: list[dict[str, str]] | None = None  # ethos: each voice's name, stance, persona and source (main LLM or registry)
     main_prompts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -98,6 +99,10 @@ class PluralResult:
     def __str__(self) -> str:
         """A readable account: the community messages, the selection, then the answer."""
         lines = [f"mode: {self.mode}   method: {self.method}", ""]
+        if self.perspectives:
+            lines.append("Perspectives")
+            lines += [f"  [{p['name']}] ({p['source']}) {' '.join(p['stance'].split())}" for p in self.perspectives]
+            lines.append("")
         if self.community_messages:
             lines.append("Community messages")
             lines += [f"  [{name}] {' '.join(text.split())}" for name, text in self.community_messages.items()]

@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from modplural.assembly import StackSpec, assemble
+from modplural.backends import Decoding
 from modplural.errors import ModPluralError
 from modplural.types import MODES, check_mode
 from tests.helpers import write_registry
@@ -48,6 +50,42 @@ def test_main_llm_precedence(tmp_path, adapter_dirs):
     assert main.adapter_identity(None) == pool.backend.adapter_identity(None)  # what the run manifest records
     main, pool = assemble(StackSpec(with_pool=False, **{**common, "cache": tmp_path / "cache.sqlite"}))
     assert pool is None and isinstance(main, CachingBackend) and isinstance(main.inner, LocalBackend)
+
+
+def _with_personas(registry: Path, *names: str) -> Path:
+    data = yaml.safe_load(registry.read_text())
+    data["communities"] += [{"name": n, "description": f"{n} people", "axis": "test", "persona": f"You speak for {n}."} for n in names]
+    registry.write_text(yaml.safe_dump(data))
+    return registry
+
+
+def test_persona_communities_run_on_the_local_base_or_their_server(tmp_path, adapter_dirs):
+    """Routing: a persona-only community a servers file does not list runs on the local base model (adapter None);
+    one it lists is routed by name to that server's base model; adapters are loaded only for communities that have one."""
+    registry = _with_personas(write_registry(tmp_path / "registry.yaml", adapter_dirs), "nurses", "carers")
+    servers = tmp_path / "servers.yaml"
+    servers.write_text("servers:\n  hosted: {base_url: 'http://127.0.0.1:9/v1', model: m}\ncommunities:\n  carers: {server: hosted}\n")
+    main, pool = assemble(StackSpec(registry=registry, servers=servers, device="cpu", dtype="float32", cache=False, decoding=Decoding(max_new_tokens=3)))
+    local, server = pool.backend.base, pool.backend.routes["carers"][0]
+    assert main is pool.backend and pool.routed == {"carers"} and local.adapters == ["alpha", "beta"] and server.served == {}
+    requests = {name: pool.request(pool.get(name), "Is rest enough?") for name in pool.names}
+    assert [requests[n].adapter for n in pool.names] == ["alpha", "beta", None, "carers"]
+    assert pool.backend.adapter_identity(requests["nurses"].adapter) == local.adapter_identity(None)
+    assert pool.backend.adapter_identity(requests["carers"].adapter) == "http://127.0.0.1:9/v1|m" == server.adapter_identity(None)
+    sent = []
+    server.generate = lambda rows: sent.extend(rows) or ["from the server"] * len(rows)
+    [messages] = pool.messages(["Is rest enough?"], ["nurses", "carers"])
+    assert messages["carers"] == "from the server" and messages["nurses"] and messages["nurses"] != "from the server"
+    assert [(r.adapter, r.messages[0]) for r in sent] == [(None, {"role": "system", "content": "You speak for carers."})]
+
+
+def test_a_persona_only_registry_runs_on_the_main_model(tmp_path):
+    registry = tmp_path / "registry.yaml"
+    registry.write_text(yaml.safe_dump({"communities": []}))
+    registry = _with_personas(registry, "nurses", "carers")
+    main, pool = assemble(StackSpec(registry=registry, device="cpu", dtype="float32", cache=False))
+    assert main is pool.backend and main.adapters == [] and pool.routed == frozenset()
+    assert [pool.request(c, "q").adapter for c in pool.communities] == [None, None]
 
 
 def test_unknown_engine_and_mixed_bases_are_one_line_errors(tmp_path, adapter_dirs):

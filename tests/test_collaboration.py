@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from modplural.backends import Decoding
+from modplural.backends import Decoding, GenerateRequest
 from modplural.methods import ModularPluralism
-from modplural.communities import load_registry
+from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.methods import build_method
@@ -113,6 +113,27 @@ def test_cache_hit_reproduces_output_without_running_communities(backend, regist
     second = ModularPluralism(second_backend, CommunityPool(second_backend, communities, MESSAGES, MessageCache(tmp_path / "m.sqlite")), SHORT)
     assert second.overton(QUESTION).to_dict() == before
     assert second_backend.community_rows == 0 and second.pool.generated == 0
+
+
+def test_persona_communities_speak_with_a_system_message(backend, adapter_dirs, tmp_path):
+    """A persona-only community runs on the base model with its persona as the system turn; with an adapter too, on that adapter."""
+    nurse = Community("rural_nurses", "rural nurses", "test", persona="You are a nurse in a rural clinic.")
+    patient = Community("alpha", "alpha", "test", "default", adapter_dirs["alpha"], persona="You are a patient.")
+    pool = CommunityPool(backend, [nurse, patient], MESSAGES, MessageCache(tmp_path / "m.sqlite"))
+    prompt = "Should clinics open on Sundays?"
+    asked = pool.request(nurse, prompt)
+    assert asked.messages == ({"role": "system", "content": nurse.persona}, {"role": "user", "content": prompt}) and asked.adapter is None
+    assert pool.request(patient, prompt).adapter == "alpha" and pool.request(patient, prompt).messages[0]["content"] == "You are a patient."
+    plain = GenerateRequest(messages=({"role": "user", "content": prompt},), decoding=asked.decoding)
+    assert MessageCache.key(backend.adapter_identity(None), asked) != MessageCache.key(backend.adapter_identity(None), plain)
+    assert pool.identity("rural_nurses").startswith(backend.adapter_identity(None) + "+persona:")
+    assert pool.identity("alpha").startswith(backend.adapter_identity("alpha") + "+persona:")
+    [messages] = pool.messages([prompt])
+    assert list(messages) == ["rural_nurses", "alpha"] and all(messages.values()) and pool.generated == 2
+    again = CommunityPool(backend, [nurse, patient], MESSAGES, MessageCache(tmp_path / "m.sqlite"))
+    assert again.messages([prompt]) == [messages] and again.generated == 0
+    pool.write([plain])
+    assert pool.generated == 3  # the plain base model's message is another cache entry, not the nurse's
 
 
 @pytest.mark.parametrize("name", ["vanilla", "prompting", "moe"])

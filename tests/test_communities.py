@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,40 @@ def test_invalid_registries(tmp_path, communities, message):
         load_registry(_write(tmp_path / "r.yaml", communities))
 
 
+NURSE = "You are a nurse in a rural clinic who has seen what delayed care costs."
+
+
+def _persona_entry(name: str, **extra) -> dict:
+    return {"name": name, "description": f"{name} perspective", "axis": "test axis", "persona": NURSE, **extra}
+
+
+def test_persona_entries_need_no_adapter(tmp_path):
+    path = _write(tmp_path / "r.yaml", [_persona_entry("rural_nurses", persona=f"  {NURSE}\n"), _entry("both", "a/both", persona="You are a patient.")])
+    nurses, both = load_registry(path).communities
+    assert nurses.persona == NURSE and nurses.adapter is None and nurses.base_model is None and nurses.corpus is None
+    assert not nurses.adapter_present and nurses.as_persona() == nurses
+    assert both.persona == "You are a patient." and both.adapter == (tmp_path / "a" / "both").resolve() and both.base_model == "default"
+    plain = load_registry(_write(tmp_path / "p.yaml", [_entry("left", "a/left")])).get("left").as_persona()
+    assert plain.adapter is None and plain.persona == "You speak for this community: left perspective"
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({k: v for k, v in _persona_entry("nurses").items() if k != "persona"}, r"community 0 \(nurses\): needs an adapter, a persona, or both"),
+        (_persona_entry("nurses", persona=" \n "), r"community 0 \(nurses\): persona is empty"),
+        (_persona_entry("nurses", persona=["a", "b"]), r"field 'persona' has a bad value \['a', 'b'\] \(expected a string or null\)"),
+        (_persona_entry("nurses", adapter="a/nurses"), r"community 0 \(nurses\): an adapter needs its base_model \(missing field 'base_model'\)"),
+        (_persona_entry("nurses", adapter="a/nurses", base_model="default"), "an adapter needs its corpus"),
+        (_persona_entry("nurses", corpus={"source": "x"}), "corpus: missing field 'licence'"),
+    ],
+)
+def test_invalid_persona_entries(tmp_path, entry, message):
+    with pytest.raises(ModPluralError, match=message) as error:
+        load_registry(_write(tmp_path / "r.yaml", [entry]))
+    assert str(tmp_path / "r.yaml") in str(error.value) and "\n" not in str(error.value)
+
+
 def test_missing_and_malformed_files(tmp_path):
     with pytest.raises(ModPluralError, match="registry not found"):
         load_registry(tmp_path / "none.yaml")
@@ -81,6 +116,9 @@ def test_cli_list_prints_a_table(tmp_path):
     assert lines[0].split()[:4] == ["name", "axis", "weight", "adapter"]
     assert "health_left" in lines[2] and "missing" in lines[2] and "CC0" in lines[2]
     assert len(lines) == 4
+    persona_only = _write(tmp_path / "p.yaml", [_persona_entry("rural_nurses")])
+    [row] = json.loads(run_cli("communities", "list", "--registry", str(persona_only), "--json").stdout)
+    assert row["adapter"] == "none" and row["persona"] == "yes" and row["licence"] == "-"
 
 
 def test_cli_check_loads_adapters_and_reports_a_missing_one(tmp_path):

@@ -153,7 +153,23 @@ def test_cli_cards_writes_cards_and_names_a_missing_manifest(tmp_path):
     assert run_cli("communities", "cards", "--registry", str(registry), "--communities", "patients").returncode == 0
 
 
-def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path):
+def _add_persona(registry: Path, name: str) -> Path:
+    data = yaml.safe_load(registry.read_text())
+    data["communities"].append({"name": name, "description": "rural nurses.", "axis": "test axis", "persona": "You are a rural nurse."})
+    registry.write_text(yaml.safe_dump(data))
+    return registry
+
+
+def test_cli_cards_skips_persona_only_communities_with_a_note(tmp_path):
+    _copy_adapter("patients", tmp_path / "patients")
+    registry = _add_persona(_registry(tmp_path / "registry.yaml", {"patients": "patients"}), "rural_nurses")
+    result = run_cli("communities", "cards", "--registry", str(registry))
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {tmp_path / 'patients' / CARD}" in result.stdout
+    assert result.stderr.strip() == "modplural: note: rural_nurses is persona-only (no adapter): no model card"
+
+
+def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path, capsys):
     from modplural.cli import main
 
     texts = {"alpha": "Vaccines are tested in large trials before approval. ", "beta": "Sugar taxes raise the price of soft drinks. "}
@@ -163,10 +179,11 @@ def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path):
         (tmp_path / "adapters" / name / "training_manifest.json").write_text(json.dumps({**manifest, "config": {**manifest["config"], "community": name}}))
         (tmp_path / "corpora" / name).mkdir(parents=True)
         (tmp_path / "corpora" / name / "valid.jsonl").write_text("".join(json.dumps({"text": text * 3}) + "\n" for _ in range(3)))
-    registry = _registry(tmp_path / "registry.yaml", {name: f"adapters/{name}" for name in texts})
+    registry = _add_persona(_registry(tmp_path / "registry.yaml", {name: f"adapters/{name}" for name in texts}), "rural_nurses")
     assert main(["communities", "eval", "--registry", str(registry), "--corpus-dir", str(tmp_path / "corpora"), "--max-blocks", "2",
                  "--seq-len", "16", "--device", "cpu"]) == 0
     matrix = _json(tmp_path / "adapters" / "distinctness.json")["perplexity"]
+    assert set(matrix) == {"base", "alpha", "beta"} and "rural_nurses is persona-only (no adapter): no distinctness or model card" in capsys.readouterr().err
     for name in texts:
         card = (tmp_path / "adapters" / name / CARD).read_text()
         assert f"| **`{name}` adapter** | **{matrix[name][name]:.2f}** |" in card and "first 2 blocks of 16 tokens" in card

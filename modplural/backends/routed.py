@@ -13,12 +13,13 @@ from modplural.errors import ModPluralError
 class RoutedBackend:
     """Requests for adapter ``a`` go to ``routes[a] = (backend, name there)``; requests without one go to ``base``.
 
-    This is how a pool mixes local and remote communities: results come back in request order.
+    This is how a pool mixes local and remote communities: results come back in request order. A route whose name
+    there is None sends the request to that backend's base model (a persona-only community placed on a server).
     """
 
     engine = "routed"
 
-    def __init__(self, routes: Mapping[str, tuple[Backend, str]], base: Backend) -> None:
+    def __init__(self, routes: Mapping[str, tuple[Backend, str | None]], base: Backend) -> None:
         self.routes = dict(routes)
         self.base = base
 

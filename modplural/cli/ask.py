@@ -7,6 +7,7 @@ import json
 
 from modplural.cli import options
 from modplural.errors import ModPluralError
+from modplural.methods.ethos import DEFAULT_PERSPECTIVES
 from modplural.validation import check_count, check_weights
 
 
@@ -24,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
     ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
+    ask.add_argument("--ethos-perspectives", type=int, default=DEFAULT_PERSPECTIVES, help=f"--method ethos: perspectives per question (default {DEFAULT_PERSPECTIVES})")
     ask.add_argument("--json", action="store_true", help="print JSON instead of text")
     ask.set_defaults(func=run)
 
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),
                   registry=args.registry, servers=args.servers, engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                  cache=False if args.no_cache else (args.cache or True))
+                  cache=False if args.no_cache else (args.cache or True), ethos_perspectives=args.ethos_perspectives)
     [result] = method.run(mode, [query])
     main_identity = method.main.adapter_identity(None)
     if args.json:

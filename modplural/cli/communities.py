@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from modplural.cli import options
+from modplural.communities import Community
 from modplural.errors import ModPluralError
 
 
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     listing.add_argument("--registry", default=None, help="registry YAML (default: MODPLURAL_REGISTRY or the shipped one)")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(func=list_registry)
-    check = communities.add_parser("check", help="load every community adapter onto its base model")
+    check = communities.add_parser("check", help="load every community adapter onto its base model (persona-only communities run on it)")
     options.add_registry(check)
     options.add_device(check)
     check.set_defaults(func=check_adapters)
@@ -48,7 +49,8 @@ def list_registry(args: argparse.Namespace) -> int:
 
     registry = load_registry(args.registry)
     rows = [
-        {"name": c.name, "axis": c.axis, "weight": c.weight, "adapter": "present" if c.adapter_present else "missing", "licence": c.corpus.licence, "description": c.description}
+        {"name": c.name, "axis": c.axis, "weight": c.weight, "adapter": "present" if c.adapter_present else "missing" if c.adapter else "none",
+         "persona": "yes" if c.persona else "no", "licence": c.corpus.licence if c.corpus else "-", "description": c.description}
         for c in registry.communities
     ]
     if args.json:
@@ -63,9 +65,18 @@ def list_registry(args: argparse.Namespace) -> int:
 def check_adapters(args: argparse.Namespace) -> int:
     pool = _local_pool(args)
     for name in pool.names:
-        print(f"ok  {name}  {pool.backend.adapter_identity(name)}")
-    print(f"{len(pool.names)} adapters load on {pool.backend.adapter_identity(None)}")
+        print(f"ok  {name}  {pool.identity(name)}")
+    adapters = sum(c.adapter is not None for c in pool.communities)
+    print(f"{adapters} adapters load on {pool.backend.adapter_identity(None)}; {len(pool.names) - adapters} persona-only communities run on it")
     return 0
+
+
+def _with_adapters(communities: list[Community], purpose: str) -> list[Community]:
+    """The communities that have an adapter; one note line on stderr per persona-only one left out."""
+    for c in communities:
+        if c.adapter is None:
+            print(f"modplural: note: {c.name} is persona-only (no adapter): no {purpose}", file=sys.stderr)
+    return [c for c in communities if c.adapter is not None]
 
 
 def evaluate_distinctness(args: argparse.Namespace) -> int:
@@ -73,19 +84,20 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
     from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
 
     pool = _local_pool(args, args.batch_size)
-    if len(pool.communities) < 2:
-        raise ModPluralError("distinctness needs at least two communities")
-    matrix = perplexity_matrix(pool.backend, pool.communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
-    out = Path(args.out) if args.out else pool.communities[0].adapter.parent
+    communities = _with_adapters(pool.communities, "distinctness or model card")
+    if len(communities) < 2:
+        raise ModPluralError("distinctness needs at least two communities with adapters")
+    matrix = perplexity_matrix(pool.backend, communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
+    out = Path(args.out) if args.out else communities[0].adapter.parent
     header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
               f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `modplural communities eval "
               f"--max-blocks {args.max_blocks} --seq-len {args.seq_len}`.")
     settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
-                "seq_len": args.seq_len, DIGESTS: {c.name: adapter_digest(c.adapter) for c in pool.communities}}
+                "seq_len": args.seq_len, DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
     result = write_report(matrix, out, header, settings)
     print((out / "distinctness.md").read_text())
     print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}")
-    written, errors = write_cards(pool.communities, out)
+    written, errors = write_cards(communities, out)
     _report_cards(written, errors, "note")
     return 0
 
@@ -94,7 +106,7 @@ def write_model_cards(args: argparse.Namespace) -> int:
     from modplural.communities import load_registry
     from modplural.training.model_card import write_cards
 
-    written, errors = write_cards(load_registry(args.registry).select(options.names(args.communities)))
+    written, errors = write_cards(_with_adapters(load_registry(args.registry).select(options.names(args.communities)), "model card"))
     _report_cards(written, errors, "error")
     return 2 if errors else 0
 

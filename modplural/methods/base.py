@@ -47,9 +47,14 @@ class Method:
 
     def __init__(self, main: Backend, protocol: Protocol | str | Mapping | None = None, seed: int = 0) -> None:
         self.main = main
-        self.protocol = resolve_protocol(protocol)
+        self.protocol = self.check_protocol(resolve_protocol(protocol))
         self.prompts = for_protocol(self.protocol.prompts)
         self.seed = seed
+
+    @classmethod
+    def check_protocol(cls, protocol: Protocol) -> Protocol:
+        """``protocol``, or a one-line error where this method has no version of it (here: every protocol)."""
+        return protocol
 
     # single-item API ------------------------------------------------------------------------------
     def overton(self, query: str) -> PluralResult:
@@ -119,10 +124,13 @@ class Method:
         return self.main.generate([GenerateRequest(**self._input(p), decoding=self._decoding(tokens, p, answer)) for p in prompts])
 
     def _community_messages(self, pool: CommunityPool, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
-        """``pool.messages``, each trimmed to its last complete sentence under ``message_trim: sentence``."""
-        messages = pool.messages(prompts, names)
+        """``pool.messages``, trimmed (``_trim``)."""
+        return self._trim(pool.messages(prompts, names))
+
+    def _trim(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Each message trimmed to its last complete sentence under ``message_trim: sentence``."""
         if self.protocol.message_trim == "sentence":
-            messages = [{name: last_complete_sentence(text) for name, text in m.items()} for m in messages]
+            return [{name: last_complete_sentence(text) for name, text in m.items()} for m in messages]
         return messages
 
     def _choose(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str) -> list[tuple[list[float], float]]:

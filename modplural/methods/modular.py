@@ -1,7 +1,12 @@
-"""Modular Pluralism: community LMs write messages, the main LLM collaborates with them in three modes."""
+"""Modular Pluralism: community LMs write messages, the main LLM collaborates with them in three modes.
+
+``Collaboration`` holds the three modes over any source of messages (``_panels``): ``ModularPluralism`` takes them
+from its community pool, ``Ethos`` (``methods/ethos.py``) from perspectives the main LLM generates per query.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from modplural.backends.base import Backend
@@ -9,19 +14,81 @@ from modplural.methods.base import Method
 from modplural.pool import CommunityPool
 from modplural.prompts import option_labels
 from modplural.protocol import Protocol
-from modplural.types import PluralResult, Query
+from modplural.types import Mode, PluralResult, Query
 
 
-class ModularPluralism(Method):
-    """The main LLM plus a community pool.
+@dataclass(frozen=True)
+class Panel:
+    """One query's voices: the pool that wrote them (names and weights), each one's message, and what led to them."""
 
-    * Overton: every community comments on the query; the main LLM writes one response grounded on all of
-      the comments, instructed to reflect diverse values and perspectives.
-    * Steerable: every community responds; the main LLM picks the message that best reflects the attribute
+    pool: CommunityPool
+    messages: dict[str, str]  # in the pool's order
+    perspectives: list[dict[str, str]] | None = None  # recorded in the result (ethos)
+    prompts: list[str] = field(default_factory=list)  # main-LLM prompts sent before the messages (ethos: the perspective list)
+
+
+class Collaboration(Method):
+    """The main LLM collaborating with the voices of a panel per query.
+
+    * Overton: every voice comments on the query; the main LLM writes one response grounded on all of the
+      comments, instructed to reflect diverse values and perspectives.
+    * Steerable: every voice responds; the main LLM picks the message that best reflects the attribute
       (``selection_reading``), then answers grounded on the chosen message.
-    * Distributional: each community's message conditions the main LLM's distribution over the options;
-      the per-community distributions are averaged with weights (uniform by default, as in the original).
+    * Distributional: each voice's message conditions the main LLM's distribution over the options; the
+      per-voice distributions are averaged with the panel pool's weights (uniform by default, as in the original).
     """
+
+    def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
+        raise NotImplementedError
+
+    def _result(self, mode: Mode, q: Query, panel: Panel, **fields) -> PluralResult:
+        prompts = [*panel.prompts, *fields.pop("main_prompts", [])]
+        return PluralResult(mode, self.name, q.text, community_messages=panel.messages, perspectives=panel.perspectives, main_prompts=prompts, **fields)
+
+    def _overton(self, queries: list[Query]) -> list[PluralResult]:
+        panels = self._panels(queries, "overton")
+        results = [self._result("overton", q, p) for q, p in zip(queries, panels)]
+        self._answer("overton", [self.prompts.overton(q, list(p.messages.values())) for q, p in zip(queries, panels)], queries, results)
+        return results
+
+    def _steerable(self, queries: list[Query]) -> list[PluralResult]:
+        panels = self._panels(queries, "steerable")
+        selection_prompts = [self.prompts.selection(q, list(p.messages.values())) for q, p in zip(queries, panels)]
+        picks = self._select(selection_prompts, [len(p.messages) for p in panels], self.protocol.selection_tokens)
+        results = []
+        for q, p, pick, (selection, _) in zip(queries, panels, picks, selection_prompts):
+            names = list(p.messages)
+            results.append(self._result(
+                "steerable", q, p, chosen_community=names[pick.index],
+                selection_scores=dict(zip(names, pick.scores)) if pick.scores is not None else None,
+                selection_mass=pick.mass, selection_text=pick.text, main_prompts=[selection],
+            ))
+        answer_prompts = [self.prompts.grounded(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
+        self._answer("steerable", answer_prompts, queries, results)
+        return results
+
+    def _distributional(self, queries: list[Query]) -> list[PluralResult]:
+        panels = self._panels(queries, "distributional")
+        jobs = [(i, name) for i, p in enumerate(panels) for name in p.messages]
+        answer_prompts = [self.prompts.grounded(queries[i], panels[i].messages[name]) for i, name in jobs]
+        labels = [option_labels(len(queries[i].options)) for i, _ in jobs]
+        answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX)
+        results = []
+        for i, (q, p) in enumerate(zip(queries, panels)):
+            names, weights = p.pool.names, p.pool.resolve_weights(q.weights)
+            per = {name: answers[j][0] for j, (k, name) in enumerate(jobs) if k == i}
+            masses = [answers[j][1] for j, (k, _) in enumerate(jobs) if k == i]
+            aggregate = [sum(w * per[n][o] for w, n in zip(weights, names)) for o in range(len(q.options))]
+            results.append(self._result(
+                "distributional", q, p, options=list(q.options), distribution=aggregate,
+                option_mass=sum(w * m for w, m in zip(weights, masses)), community_distributions=per, weights=dict(zip(names, weights)),
+                main_prompts=[prompt for prompt, (k, _) in zip(answer_prompts, jobs) if k == i],
+            ))
+        return results
+
+
+class ModularPluralism(Collaboration):
+    """The main LLM plus a community pool: every community of the pool is a voice on every query."""
 
     name = "modular"
 
@@ -29,50 +96,6 @@ class ModularPluralism(Method):
         super().__init__(main, protocol, seed)
         self.pool = pool
 
-    def _messages(self, queries: list[Query], mode: str) -> list[dict[str, str]]:
-        return self._community_messages(self.pool, [self.prompts.community(q, mode) for q in queries])
-
-    def _overton(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self._messages(queries, "overton")
-        results = [PluralResult("overton", self.name, q.text, community_messages=m) for q, m in zip(queries, messages)]
-        self._answer("overton", [self.prompts.overton(q, list(m.values())) for q, m in zip(queries, messages)], queries, results)
-        return results
-
-    def _steerable(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self._messages(queries, "steerable")
-        selection_prompts = [self.prompts.selection(q, list(m.values())) for q, m in zip(queries, messages)]
-        picks = self._select(selection_prompts, [len(m) for m in messages], self.protocol.selection_tokens)
-        results = []
-        for q, m, pick in zip(queries, messages, picks):
-            names = list(m)
-            results.append(PluralResult(
-                "steerable", self.name, q.text, community_messages=m, chosen_community=names[pick.index],
-                selection_scores=dict(zip(names, pick.scores)) if pick.scores is not None else None,
-                selection_mass=pick.mass, selection_text=pick.text,
-            ))
-        answer_prompts = [self.prompts.grounded(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
-        for result, (selection, _) in zip(results, selection_prompts):
-            result.main_prompts.append(selection)
-        self._answer("steerable", answer_prompts, queries, results)
-        return results
-
-    def _distributional(self, queries: list[Query]) -> list[PluralResult]:
-        messages = self._messages(queries, "distributional")
-        names = self.pool.names
-        jobs = [(i, name) for i in range(len(queries)) for name in names]
-        answer_prompts = [self.prompts.grounded(queries[i], messages[i][name]) for i, name in jobs]
-        labels = [option_labels(len(queries[i].options)) for i, _ in jobs]
-        answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX)
-        results = []
-        for i, q in enumerate(queries):
-            weights = self.pool.resolve_weights(q.weights)
-            per = {name: answers[j][0] for j, (k, name) in enumerate(jobs) if k == i}
-            masses = [answers[j][1] for j, (k, _) in enumerate(jobs) if k == i]
-            aggregate = [sum(w * per[n][o] for w, n in zip(weights, names)) for o in range(len(q.options))]
-            results.append(PluralResult(
-                "distributional", self.name, q.text, options=list(q.options), distribution=aggregate,
-                option_mass=sum(w * m for w, m in zip(weights, masses)), community_messages=messages[i],
-                community_distributions=per, weights=dict(zip(names, weights)),
-                main_prompts=[p for p, (k, _) in zip(answer_prompts, jobs) if k == i],
-            ))
-        return results
+    def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
+        messages = self._community_messages(self.pool, [self.prompts.community(q, mode) for q in queries])
+        return [Panel(self.pool, m) for m in messages]

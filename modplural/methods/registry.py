@@ -8,25 +8,32 @@ from modplural.backends.base import Backend
 from modplural.errors import ModPluralError
 from modplural.methods.base import Method
 from modplural.methods.baselines import MixtureOfExperts, Prompting, Vanilla
+from modplural.methods.ethos import DEFAULT_PERSPECTIVES, Ethos
 from modplural.methods.modular import ModularPluralism
 from modplural.pool import CommunityPool
-from modplural.protocol import Protocol
+from modplural.protocol import Protocol, resolve_protocol
 
-METHODS: dict[str, type[Method]] = {"modular": ModularPluralism, "vanilla": Vanilla, "prompting": Prompting, "moe": MixtureOfExperts}
+METHODS: dict[str, type[Method]] = {"modular": ModularPluralism, "vanilla": Vanilla, "prompting": Prompting, "moe": MixtureOfExperts, "ethos": Ethos}
 NEEDS_POOL = frozenset({"modular", "moe"})
+USES_POOL = NEEDS_POOL | {"ethos"}  # ethos: the pool's communities are its fallback personas (no adapters needed)
 
 
-def check_method(name: str) -> str:
-    """``name`` if it is a method, else a one-line error listing the methods."""
+def check_method(name: str, protocol: Protocol | str | Mapping | None = None) -> str:
+    """``name`` if it is a method (with a version for ``protocol``, when given), else a one-line error."""
     if name not in METHODS:
         raise ModPluralError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
+    if protocol is not None:
+        METHODS[name].check_protocol(resolve_protocol(protocol))
     return name
 
 
-def build_method(name: str, main: Backend, pool: CommunityPool | None = None, protocol: Protocol | str | Mapping | None = None, seed: int = 0) -> Method:
-    """``modular``, ``vanilla``, ``prompting`` or ``moe`` on the given main LLM (and community pool), under ``protocol``."""
+def build_method(name: str, main: Backend, pool: CommunityPool | None = None, protocol: Protocol | str | Mapping | None = None, seed: int = 0,
+                 ethos_perspectives: int = DEFAULT_PERSPECTIVES) -> Method:
+    """A method by name on the given main LLM (and community pool), under ``protocol``."""
     if check_method(name) in NEEDS_POOL:
         if pool is None:
             raise ModPluralError(f"method {name!r} needs a community pool")
         return METHODS[name](main, pool, protocol, seed)
+    if name == "ethos":
+        return Ethos(main, pool, protocol, seed, ethos_perspectives)
     return METHODS[name](main, protocol, seed)

@@ -4,7 +4,8 @@
 * ``modplural``: one wording for every dataset, framing passed in as text (``Query.persona``, ``Query.attribute``).
 
 Both modules offer the same functions over a ``Query``: ``community``, ``overton``, ``selection``, ``grounded``,
-``vanilla``, ``prompting``, ``expert_selection``, ``expert_answer``, and ``ANSWER_PREFIX``.
+``vanilla``, ``prompting``, ``expert_selection``, ``expert_answer``, and ``ANSWER_PREFIX``. The ``ethos`` method's
+``perspectives`` and ``perspective_persona`` exist only in ``modplural`` (the released scripts have no such step).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Framing that depends on a dataset is a field of the ``Query``:
 The steps follow the released scripts (``generate_community_lm_msg.py``, ``ours_*.py``, ``prompting_lm.py``,
 ``moe_lm.py``); where the wording differs from them is the ``prompts`` switch (``modplural/protocol.py``).
 A trailing ``Answer:`` in the item text is dropped: the main LLM's answer prefix opens its own turn.
+
+``perspectives`` and ``perspective_persona`` are the ``ethos`` method's (only in this protocol): they follow
+EthosAgents' ``generate_overton_comments.py`` (Sam120204/Pluralistic-Alignment-for-Healthcare), asking for a
+numbered list instead of its ``#Name: ...`` lines.
 """
 
 from __future__ import annotations
@@ -89,3 +93,19 @@ def expert_selection(q: Query, descriptions: Sequence[str]) -> tuple[str, str]:
 
 def expert_answer(q: Query, passage: str) -> str:
     return grounded(q, passage)
+
+
+def perspectives(q: Query, k: int) -> str:
+    """Ethos step 1: ``k`` contrasting perspectives on the query, one numbered ``name: stance`` line each."""
+    return (
+        f"{_persona(q)}Generate {k} contrasting perspectives on the following question. Each perspective must differ clearly in "
+        "its core value, its ethical framework, the right or duty it emphasizes, and the stakeholder it speaks for.\n\n"
+        f"Question: {q.situation or _body(q)}\n\n"
+        f"Write exactly {k} lines, numbered 1 to {k}, each in this format and nothing else:\n1. <name>: <one-sentence stance>"
+    )
+
+
+def perspective_persona(perspective: str) -> str:
+    """Ethos step 2: the system prompt of one generated perspective (``name: stance``)."""
+    end = "" if perspective.endswith((".", "!", "?")) else "."
+    return f"You speak from this perspective: {perspective}{end} Respond as someone who holds it, naming the values, rights or duties at stake."

@@ -1,0 +1,195 @@
+"""The ethos method: the perspective parser on hostile lists, fallbacks to registry personas, protocol refusal,
+and the three modes end to end on the real default model (tiny token counts, two communities)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from modplural.backends.base import OptionResult
+from modplural.communities import Community, load_registry
+from modplural.errors import ModPluralError
+from modplural.methods import Ethos, build_method
+from modplural.methods.ethos import MAX_PERSPECTIVES, NAME_CHARS, STANCE_CHARS, Perspective, check_perspectives, parse_perspectives
+from modplural.pool import CommunityPool
+from modplural.types import Query
+from tests.helpers import assert_one_line_error, run_cli, write_registry
+
+QUESTION = "Should parents be allowed to refuse vaccines for their children?"
+OPTIONS = ["Yes", "No", "It depends"]
+SHORT = {"base": "modplural", "main_tokens": 10}
+GOOD = "1. Utilitarian: Maximize health outcomes.\n2. Libertarian: Parents decide.\n3. Child advocate: The child's right comes first.\n4. Nurse: Care."
+
+
+# ----------------------------------------------------------------------------- the parser (no model)
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        (GOOD, ["Utilitarian", "Libertarian", "Child advocate", "Nurse"]),
+        ("Here are four perspectives:\n\n1) **Utilitarian**: max.\n- Libertarian: liberty\n#Nurse: Care, duty\n* Carer: love", ["Utilitarian", "Libertarian", "Nurse", "Carer"]),
+        ("1. Utilitarian: a\n2. UTILITARIAN: b\n3. utilitarian: c\n4. Rights: d", ["Utilitarian", "Rights"]),
+        ("1. <name>: <one-sentence stance>\n2. <name2>: <two-sentence stance2>\n3. **<name>**: <stance>\n4. Rights: d", ["Rights"]),
+        ("(1) Parents decide\n2 - Doctors decide\na) Nurses: care\nI. Judges: law", ["Parents decide", "Doctors decide", "Nurses", "Judges"]),
+        ("Utilitarian: maximize health\nSure, here you go\nRights: respect choice", ["Utilitarian", "Rights"]),
+        ("1. Ética del cuidado: cuidar\n２．功利主义：最大化健康\n3. Ubuntu", ["Ética del cuidado", "功利主义", "Ubuntu"]),
+        ("1.\n2. :\n3. ::::\n\x00\x01\n4. \u200b\n5. ***\n**Perspectives:**", []),
+        ("", []),
+        ("no numbers and no colon, just a sentence about vaccines", []),
+    ],
+)
+def test_parser_reads_what_is_there(text, names):
+    assert [p.name for p in parse_perspectives(text, 4)] == names
+
+
+def test_parser_on_long_and_many_lines():
+    many = parse_perspectives("\n".join(f"{i}. Voice {i}: stance {i}" for i in range(1, 51)), 4)
+    assert [p.name for p in many] == ["Voice 1", "Voice 2", "Voice 3", "Voice 4"]
+    [long] = parse_perspectives("1. " + "word " * 2000, 4)
+    assert len(long.name) <= NAME_CHARS and len(long.stance) <= STANCE_CHARS and long.name.startswith("word word")
+    [named] = parse_perspectives(f"1. {'x' * 500}: {'y' * 5000}", 4)
+    assert len(named.name) <= NAME_CHARS and len(named.stance) <= STANCE_CHARS
+    assert parse_perspectives("1. Utilitarian: max\tgood\r\n2. Tab\x07bed: ok", 4) == [Perspective("Utilitarian", "max good"), Perspective("Tab bed", "ok")]
+
+
+@pytest.mark.parametrize("k", [0, 1, MAX_PERSPECTIVES + 1, 2.5, True, "4"])
+def test_perspective_count_is_checked(k):
+    with pytest.raises(ModPluralError, match="ethos_perspectives must be a whole number from 2 to 9"):
+        check_perspectives(k)
+
+
+# ----------------------------------------------------------------------------- the method on a scripted main LLM
+class Scripted:
+    """A main LLM that answers the perspective prompt with ``listing``, everything else with a short comment."""
+
+    def __init__(self, listing: str) -> None:
+        self.listing, self.calls = listing, []
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        return [self.listing if r.messages[-1]["content"].startswith("Generate") else "A comment. And a cut" for r in requests]
+
+    def option_probs(self, requests):
+        return [OptionResult(r.labels, tuple([1 / len(r.labels)] * len(r.labels)), 0.5) for r in requests]
+
+    def adapter_identity(self, adapter):
+        return f"scripted+{adapter}"
+
+
+FALLBACK = [Community("rural_nurses", "Rural nurses.", "t", persona="You are a rural nurse."), Community("patients", "Patients.", "t", weight=3.0, persona="You are a patient.")]
+
+
+def _ethos(listing: str, fallback=FALLBACK, k: int = 4) -> tuple[Ethos, Scripted]:
+    main = Scripted(listing)
+    pool = CommunityPool(main, list(fallback)) if fallback else None
+    return build_method("ethos", main, pool, "modplural", 0, ethos_perspectives=k), main
+
+
+@pytest.mark.parametrize("mode", ["overton", "steerable", "distributional"])
+def test_generated_perspectives_are_the_voices(mode):
+    method, main = _ethos(GOOD, k=3)
+    queries = [Query(QUESTION, options=tuple(OPTIONS) if mode == "distributional" else None, attribute="the value of autonomy"), Query("Is rest enough?", options=("a", "b") if mode == "distributional" else None, attribute="care")]
+    results = method.run(mode, queries)
+    for result in results:
+        assert [p["name"] for p in result.perspectives] == ["Utilitarian", "Libertarian", "Child advocate"] == list(result.community_messages)
+        assert {p["source"] for p in result.perspectives} == {"main LLM"} and result.community_messages["Utilitarian"] == "A comment."
+        assert result.main_prompts[0].startswith("Generate 3 contrasting perspectives")
+    comments = main.calls[1]  # one call for the lists, one batched call for every query's comments
+    assert len(main.calls[0]) == 2 and len(comments) == 6 and all(r.adapter is None and r.messages[0]["role"] == "system" for r in comments)
+    assert "Utilitarian: Maximize health outcomes." in comments[0].messages[0]["content"] and comments[0].decoding.temperature == 1.0
+    if mode == "distributional":
+        assert results[0].weights == pytest.approx(dict.fromkeys(["Utilitarian", "Libertarian", "Child advocate"], 1 / 3))
+        assert sum(results[0].distribution) == pytest.approx(1.0)
+    if mode == "steerable":
+        assert results[0].chosen_community in results[0].community_messages
+
+
+@pytest.mark.parametrize("listing", ["", "I cannot answer that.", "1. <name>: <one-sentence stance>", "\x00" * 50, "1. Only one: stance"])
+def test_a_malformed_list_falls_back_to_registry_personas(listing):
+    method, _ = _ethos(listing)
+    result = method.distributional(QUESTION, OPTIONS, weights="registry")
+    parsed = [p for p in result.perspectives if p["source"] == "main LLM"]
+    assert len(parsed) < 2 and [p["name"] for p in result.perspectives] == [p["name"] for p in parsed] + ["rural_nurses", "patients"]
+    assert result.perspectives[-1] == {"name": "patients", "stance": "Patients.", "persona": "You are a patient.", "source": "registry"}
+    assert list(result.weights.values())[-1] == pytest.approx(3 / (len(result.perspectives) + 2))  # the fallback keeps its registry weight
+
+
+def test_fallbacks_never_take_a_parsed_name_and_stop_at_k():
+    method, _ = _ethos("1. Patients: our view", fallback=[*FALLBACK, Community("carers", "Carers.", "t", persona="You care.")], k=2)
+    assert [(p["name"], p["source"]) for p in method.overton(QUESTION).perspectives] == [("Patients", "main LLM"), ("rural_nurses", "registry")]
+
+
+def test_too_few_voices_is_one_line_error():
+    method, _ = _ethos("garbage", fallback=FALLBACK[:1])
+    with pytest.raises(ModPluralError, match=r"ethos: the main LLM listed 0 usable perspective\(s\) and the registry offers 1 to fill in; 2 are needed") as error:
+        method.overton(QUESTION)
+    assert "\n" not in str(error.value)
+    assert Ethos(Scripted(GOOD)).overton(QUESTION).perspectives[0]["name"] == "Utilitarian"  # no pool: no fallbacks needed here
+
+
+def test_protocol_original_is_refused_before_any_model_loads(tmp_path):
+    import modplural
+    from modplural.runner import load_config
+
+    refusal = "method 'ethos' has no 'original' prompts"
+    with pytest.raises(ModPluralError, match=refusal):
+        Ethos(Scripted(GOOD), protocol="original")
+    with pytest.raises(ModPluralError, match=refusal):
+        modplural.load("ethos", protocol="original", registry=tmp_path / "none.yaml")  # before the (missing) registry is read
+    config = tmp_path / "c.yaml"
+    config.write_text("name: x\ntasks: [vital_overton]\nmethods: [vanilla, ethos]\nprotocol: original\n")
+    with pytest.raises(ModPluralError, match=refusal):
+        load_config(config)
+    assert load_config(config, protocol="modplural").methods == ("vanilla", "ethos")
+    config.write_text("name: x\ntasks: [vital_overton]\nmethods: [ethos]\nethos_perspectives: 12\n")
+    with pytest.raises(ModPluralError, match="ethos_perspectives must be a whole number from 2 to 9"):
+        load_config(config)
+
+
+# ----------------------------------------------------------------------------- the real default model
+@pytest.fixture(scope="module")
+def registry_path(adapter_dirs, tmp_path_factory):
+    return write_registry(tmp_path_factory.mktemp("registry") / "registry.yaml", adapter_dirs)
+
+
+def _check_voices(result, k: int) -> None:
+    assert 2 <= len(result.perspectives) <= k and list(result.community_messages) == [p["name"] for p in result.perspectives]
+    sources = [p["source"] for p in result.perspectives]
+    assert set(sources) <= {"main LLM", "registry"} and ("registry" not in sources or sources.count("main LLM") < 2)
+    assert all(result.community_messages.values())
+
+
+def test_ethos_on_the_real_model_in_all_three_modes(backend, registry_path):
+    from modplural.backends import Decoding
+
+    personas = CommunityPool(backend, [c.as_persona() for c in load_registry(registry_path).select()], Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
+    method = build_method("ethos", backend, personas, SHORT, ethos_perspectives=3)
+    overton = method.overton(QUESTION)
+    _check_voices(overton, 3)
+    assert overton.response and all(m in overton.main_prompts[1] for m in overton.community_messages.values())
+    steer = method.steerable(QUESTION, "the value of bodily autonomy", options=OPTIONS)
+    _check_voices(steer, 3)
+    assert sum(steer.selection_scores.values()) == pytest.approx(1.0) and steer.chosen_community == max(steer.selection_scores, key=steer.selection_scores.get)
+    assert sum(steer.distribution) == pytest.approx(1.0)
+    dist = method.distributional(QUESTION, OPTIONS)
+    _check_voices(dist, 3)
+    assert sum(dist.distribution) == pytest.approx(1.0) and all(sum(d) == pytest.approx(1.0) for d in dist.community_distributions.values())
+    assert dist.to_dict()["perspectives"] == dist.perspectives and "Perspectives" in str(dist)
+
+
+def test_load_ethos_reads_the_registry_without_adapters(registry_path):
+    import modplural
+
+    method = modplural.load("ethos", registry=registry_path, protocol=SHORT, message_tokens=6, cache=False, device="cpu", dtype="float32", ethos_perspectives=2)
+    assert isinstance(method, Ethos) and method.main.adapters == [] and method.perspectives == 2
+    assert [c.name for c in method.fallback] == ["alpha", "beta"] and method.fallback[0].persona == "You speak for this community: people who speak like alpha"
+
+
+def test_cli_ask_ethos(registry_path, tmp_path):
+    common = ["--registry", str(registry_path), "--device", "cpu", "--max-new-tokens", "8", "--message-tokens", "6", "--cache", str(tmp_path / "c.sqlite")]
+    result = run_cli("ask", QUESTION, "--method", "ethos", "--ethos-perspectives", "2", "--mode", "distributional", "--option", "Yes", "--option", "No", "--json", *common)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["method"] == "ethos" and sum(payload["distribution"]) == pytest.approx(1.0) and len(payload["perspectives"]) == 2
+    assert_one_line_error(run_cli("ask", QUESTION, "--method", "ethos", "--protocol", "original", *common), "method 'ethos' has no 'original' prompts")
+    assert_one_line_error(run_cli("ask", QUESTION, "--method", "ethos", "--ethos-perspectives", "1", *common), "ethos_perspectives must be")
