@@ -132,9 +132,10 @@ def test_a_mixed_batch_computes_only_the_misses_once_and_keeps_request_order(bac
 ])
 def test_a_stored_answer_that_does_not_read_back_is_a_one_line_error(backend, log, cache, primitive, stored):
     request = {"generate": requests()[0][0], "option_probs": requests()[1][0], "next_tokens": requests()[2][0]}[primitive]
-    cache.put_many({answer_key(primitive, backend.adapter_identity(None), request): stored})
+    cached = CachingBackend(backend, cache)
+    cache.put_many({cached.key(primitive, request): stored})
     with pytest.raises(ModPluralError) as error:
-        getattr(CachingBackend(backend, cache), primitive)([request])
+        getattr(cached, primitive)([request])
     message = str(error.value)
     assert "\n" not in message and f"message cache {cache.path}: a cached {primitive} answer does not read back" in message and "--no-cache" in message
     assert log == []  # never silently recomputed

@@ -59,6 +59,10 @@ class CachingBackend:
     def adapter_identity(self, adapter: str | None) -> str:
         return self.inner.adapter_identity(adapter)
 
+    def key(self, primitive: str, request: Request) -> str | None:
+        """The cache key of ``request``'s answer (None: never cached)."""
+        return answer_key(primitive, self.inner.adapter_identity(request.adapter) + self._numerics, request)
+
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         return self._answers("generate", requests, json.dumps, _generated)
 
@@ -71,7 +75,7 @@ class CachingBackend:
     def _answers(self, primitive: str, requests: Sequence[Request], dump: Callable[[Any], str], load: Callable[[Any, Any], Any]) -> list:
         """Answers in request order: stored ones read back, the others computed in one inner call and stored."""
         requests = list(requests)
-        keys = [answer_key(primitive, self.inner.adapter_identity(r.adapter) + self._numerics, r) for r in requests]
+        keys = [self.key(primitive, r) for r in requests]
         stored = self.cache.get_many(list(dict.fromkeys(k for k in keys if k is not None)))
         out = [self._read(primitive, stored[k], load, r) if k in stored else None for k, r in zip(keys, requests)]
         first: dict[str, int] = {}
