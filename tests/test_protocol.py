@@ -254,8 +254,8 @@ def test_scoring_and_reading_run_directories_fail_in_one_line(original_run, tmp_
     from tests.helpers import assert_one_line_error, run_cli
 
     config, out = original_run
-    assert_one_line_error(run_cli("run", str(config), "--protocol", "paper", "--out", str(tmp_path / "x")), "unknown protocol 'paper'")
-    assert_one_line_error(run_cli("ask", "Is it safe?", "--protocol", "paper"), "unknown protocol 'paper'")
+    for command in (["run", str(config), "--out", str(tmp_path / "x")], ["ask", "Is it safe?"]):  # the choices come from PROTOCOLS
+        assert_one_line_error(run_cli(*command, "--protocol", "paper"), "argument --protocol: invalid choice: 'paper' (choose from 'original', 'modplural')")
     assert_one_line_error(run_cli("score", str(tmp_path)), "no manifest.json")
     unfinished = tmp_path / "unfinished"
     shutil.copytree(out, unfinished)

@@ -79,3 +79,14 @@ def test_the_demo_answer_does_not_loop(tmp_path):
     assert words and _ngram_repeats(words, 4) < 3
     for text in payload["community_messages"].values():
         assert last_complete_sentence(text) == text  # trimmed: every message ends a sentence (or is one)
+
+
+def test_one_switch_is_flipped_from_the_command_line():
+    """With a server as main LLM, `--switch repetition=none` (no server bans n-grams); bad switches are one-line errors."""
+    from modplural.cli.options import protocol_spec
+    from tests.helpers import assert_one_line_error
+
+    flipped = resolve_protocol(protocol_spec("modplural", ["repetition=none", "main_tokens=12"]))
+    assert (flipped.repetition, flipped.main_tokens, flipped.message_trim) == ("none", 12, "sentence")
+    assert_one_line_error(run_cli("ask", "Is it safe?", "--switch", "repetition"), "--switch needs NAME=VALUE, got 'repetition'")
+    assert_one_line_error(run_cli("ask", "Is it safe?", "--switch", "repetition=sometimes"), "protocol switch repetition must be one of none, ngram4")

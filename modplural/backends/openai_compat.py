@@ -179,7 +179,8 @@ class OpenAIBackend:
         d = r.decoding
         if d.no_repeat_ngram:
             raise ModPluralError(f"{self.base_url}: an OpenAI-compatible server cannot ban repeated n-grams (no_repeat_ngram {d.no_repeat_ngram}); "
-                                 "use protocol switch repetition: none or frequency_penalty")
+                                 "flip the protocol switch repetition to none (--switch repetition=none; in a config "
+                                 "protocol: {base: modplural, repetition: none})")
         path, fields = self._prompt_fields(r.messages, r.prompt)
         body = {**self._route(r.adapter), **fields, "max_tokens": d.max_new_tokens, "temperature": d.temperature, "top_p": d.top_p}
         if d.seed is not None:

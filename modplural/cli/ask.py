@@ -22,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ask.add_argument("--weights", default=None, help="distributional: 'uniform' (default), 'registry' or one number per community")
     options.add_stack(ask)
     options.add_protocol(ask, "modplural", "modplural (default) or original: the released scripts' prompts, reading and decoding; original sends the question as written, so list the options in it and end it with 'Answer:' as the datasets do")
+    options.add_switches(ask)
     ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
     ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
     if mode == "distributional" and query.options is None:
         raise ModPluralError("--mode distributional needs at least two --option values")
-    protocol = resolve_protocol(args.protocol)
+    protocol = resolve_protocol(options.protocol_spec(args.protocol, args.switch))
     if args.max_new_tokens is not None:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),

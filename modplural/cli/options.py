@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from modplural.assembly import ENGINES
+from modplural.errors import ModPluralError
 from modplural.methods import METHODS
 from modplural.models import DEVICES, DTYPES
 from modplural.protocol import PROTOCOLS
@@ -44,6 +45,33 @@ def add_stack(parser: argparse.ArgumentParser) -> None:
 
 def add_protocol(parser: argparse.ArgumentParser, default: str | None, help_text: str) -> None:
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default=default, help=help_text)
+
+
+def add_switches(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--switch", action="append", default=[], metavar="NAME=VALUE",
+                        help="flip one protocol switch (repeat), e.g. --switch repetition=none (README, Protocols)")
+
+
+def protocol_spec(base: str | dict, switches: list[str]) -> str | dict:
+    """``base`` with the ``--switch NAME=VALUE`` settings on top (values that read as numbers become numbers)."""
+    if not switches:
+        return base
+    flipped: dict = {}
+    for text in switches:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise ModPluralError(f"--switch needs NAME=VALUE, got {text!r}")
+        flipped[name.strip()] = _number(value.strip())
+    return {"base": base, **flipped}
+
+
+def _number(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def add_method(parser: argparse.ArgumentParser) -> None:

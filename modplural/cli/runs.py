@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     options.add_engine(runner, default=None)
     options.add_protocol(runner, None, "overrides the config's protocol")
+    options.add_switches(runner)
     runner.add_argument("--no-progress", action="store_true")
     runner.set_defaults(func=run)
 
@@ -51,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
     from modplural.runner import Experiment, load_config
 
     config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=args.protocol)
-    out = Path(args.out) if args.out else Path("runs") / (config.name + (f"_{args.protocol}" if args.protocol else ""))
+    if args.switch:
+        config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=options.protocol_spec(config.protocol, args.switch))
+    suffix = "".join(f"_{part}" for part in [args.protocol, *args.switch] if part).replace("=", "-")
+    out = Path(args.out) if args.out else Path("runs") / (config.name + suffix)
     metrics = Experiment(config, data_dir(args.data_dir), out).run(progress=not args.no_progress)
     print_metrics(metrics)
     print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
