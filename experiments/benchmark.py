@@ -154,7 +154,7 @@ def run_engine(engine: str, communities, n_items: int, args: argparse.Namespace,
     backend = assemble(spec).main  # the communities' backend, also the main LLM (no adapter)
     items = queries(n_items)
     greedy = CommunityPool(backend, communities, Decoding(max_new_tokens=args.new_tokens))
-    backend.generate([greedy._request(communities[0].name, "Hello")])  # warm-up (lazy inits, allocator)
+    backend.generate([greedy.request(communities[0], "Hello")])  # warm-up (lazy inits, allocator)
     before = replace(backend.stats)
     messages, seconds = timed(lambda: greedy.messages([prompts.community(Query(q.text), "overton") for q in items]), args.device)
     generated = backend.stats.generated_tokens - before.generated_tokens
