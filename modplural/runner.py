@@ -135,6 +135,11 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     return items[: config.limit]
 
 
+def _recorded_protocol(manifest: dict, where: str) -> Protocol | None:
+    """The protocol a run's manifest recorded (a switch added since then has its original value), if any."""
+    return from_mapping(Protocol, manifest["protocol"], f"{where}: protocol") if isinstance(manifest.get("protocol"), dict) else None
+
+
 class Experiment:
     """One run directory for one config; ``run`` fills it, resuming whatever is already there; ``score`` scores it."""
 
@@ -158,8 +163,7 @@ class Experiment:
         if not isinstance(manifest.get("config"), dict):
             raise ModPluralError(f"{where}: no config in the manifest")
         config = from_mapping(ExperimentConfig, manifest["config"], where)
-        recorded = from_mapping(Protocol, manifest["protocol"], f"{where}: protocol") if isinstance(manifest.get("protocol"), dict) else None
-        experiment = cls(config, data_dir, run_dir, manifest.get("command"), recorded)
+        experiment = cls(config, data_dir, run_dir, manifest.get("command"), _recorded_protocol(manifest, where))
         for name, (_, path, _, _) in experiment.tasks.items():
             recorded = manifest.get("data", {}).get(name, {}).get("sha256")
             if recorded != file_sha256(path):
@@ -171,6 +175,11 @@ class Experiment:
             manifest = self.run_dir.manifest()
             if manifest.get("config") != self.config.as_dict():
                 raise ModPluralError(f"{self.out_dir} holds a run of another config; use a new --out directory")
+            recorded = _recorded_protocol(manifest, str(self.run_dir.manifest_path))
+            if recorded is not None and recorded.differences(self.protocol):
+                changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in recorded.differences(self.protocol).items() if k != "name")
+                raise ModPluralError(f"{self.out_dir} holds a run under another protocol ({changed}: the protocol changed since); "
+                                     "use a new --out directory, or score it as it is with `modplural score`")
             return manifest
         return {}
 

@@ -30,4 +30,6 @@ def last_complete_sentence(text: str) -> str:
     sentences = split_sentences(text)
     if len(sentences) < 2 or ends_a_sentence(sentences[-1]):
         return text
-    return text[: text.rstrip().rfind(sentences[-1])].rstrip()
+    # the splitter collapses runs of whitespace: find the last sentence's words with any whitespace between them
+    tail = re.search(r"\s+".join(map(re.escape, sentences[-1].split())) + r"\s*$", text)
+    return text[: tail.start()].rstrip() if tail and tail.start() > 0 else text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,8 @@ def test_a_server_refuses_ngram_bans_and_gets_frequency_penalty():
     ("No", "No"),
     ("One whole sentence without an end", "One whole sentence without an end"),
     ("Ends well!", "Ends well!"),
+    ("Vaccines work.  They are safe and  effective for", "Vaccines work."),  # the splitter collapses runs of spaces
+    ("A claim. Then a list:\n- item one\n- item  two", "A claim. Then a list:\n- item one"),
 ])
 def test_messages_are_trimmed_to_their_last_complete_sentence(text, trimmed):
     assert last_complete_sentence(text) == trimmed
@@ -90,3 +93,34 @@ def test_one_switch_is_flipped_from_the_command_line():
     assert (flipped.repetition, flipped.main_tokens, flipped.message_trim) == ("none", 12, "sentence")
     assert_one_line_error(run_cli("ask", "Is it safe?", "--switch", "repetition"), "--switch needs NAME=VALUE, got 'repetition'")
     assert_one_line_error(run_cli("ask", "Is it safe?", "--switch", "repetition=sometimes"), "protocol switch repetition must be one of none, ngram4")
+
+
+def test_answer_keys_hold_the_numerics_of_the_model_behind_a_router():
+    from types import SimpleNamespace
+
+    from modplural.backends.caching import _numerics
+    from modplural.backends.routed import RoutedBackend
+
+    local = SimpleNamespace(loaded=SimpleNamespace(device="cpu", dtype="bfloat16"))
+    server = SimpleNamespace()
+    router = RoutedBackend({"patients": (server, "patients"), "clinicians": (local, "clinicians")}, local)
+    assert [_numerics(router, a) for a in (None, "clinicians", "patients")] == ["|cpu|bfloat16", "|cpu|bfloat16", ""]
+
+
+def test_a_run_does_not_resume_under_another_protocol(tmp_path):
+    """A run directory filled before the modplural protocol gained a switch is not continued under the new values."""
+    import dataclasses
+    import os
+
+    from modplural.run_dir import RunDir
+    from modplural.runner import Experiment, ExperimentConfig
+    from tests.helpers import SHARED_DATA
+
+    config = ExperimentConfig(name="r", tasks=("vital_distributional_moralchoice",), methods=("vanilla",), limit=1)
+    out = tmp_path / "run"
+    experiment = Experiment(config, Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA)), out)
+    before = dataclasses.replace(experiment.protocol, repetition="none", message_trim="none")
+    out.mkdir()
+    RunDir(out).write_json("manifest.json", {"config": config.as_dict(), "protocol": before.as_dict()})
+    with pytest.raises(ModPluralError, match=r"holds a run under another protocol \(repetition 'none' -> 'ngram4', message_trim 'none' -> 'sentence'"):
+        experiment.run(progress=False)

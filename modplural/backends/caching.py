@@ -33,6 +33,14 @@ def answer_key(primitive: str, identity: str, request: Request) -> str | None:
     return f"{primitive}:{digest({'identity': identity, **fields})}"
 
 
+def _numerics(backend: Backend, adapter: str | None) -> str:
+    """``|device|dtype`` of the local model that serves ``adapter`` (through a router too), else ``""`` (a server)."""
+    while hasattr(backend, "routes") and hasattr(backend, "base"):  # RoutedBackend: the backend behind this adapter
+        backend, adapter = backend.routes[adapter] if adapter is not None and adapter in backend.routes else (backend.base, None)
+    loaded = getattr(backend, "loaded", None)
+    return f"|{loaded.device}|{loaded.dtype}" if loaded is not None else ""
+
+
 class CachingBackend:
     """``inner`` with ``generate``, ``option_probs`` and (where ``inner`` has it) ``next_tokens`` answered from ``cache``.
 
@@ -42,9 +50,7 @@ class CachingBackend:
 
     def __init__(self, backend: Backend, cache: MessageCache) -> None:
         self.inner, self.cache = backend, cache
-        loaded = getattr(backend, "loaded", None)
-        self._numerics = f"|{loaded.device}|{loaded.dtype}" if loaded is not None else ""
-        self.hits = self.misses = 0  # requests read from the cache / computed by ``inner``
+        self.hits = self.misses = 0  # requests read from the cache / computed by ``inner`` (a request repeated within one call counts once)
         if hasattr(backend, "next_tokens"):
             self.next_tokens = self._next_tokens
         if isinstance(backend, TokenScorer):  # token scoring is no answer: passed through, found without __getattr__
@@ -61,7 +67,7 @@ class CachingBackend:
 
     def key(self, primitive: str, request: Request) -> str | None:
         """The cache key of ``request``'s answer (None: never cached)."""
-        return answer_key(primitive, self.inner.adapter_identity(request.adapter) + self._numerics, request)
+        return answer_key(primitive, self.inner.adapter_identity(request.adapter) + _numerics(self.inner, request.adapter), request)
 
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         return self._answers("generate", requests, json.dumps, _generated)
@@ -80,7 +86,7 @@ class CachingBackend:
         out = [self._read(primitive, stored[k], load, r) if k in stored else None for k, r in zip(keys, requests)]
         first: dict[str, int] = {}
         run = [i for i, k in enumerate(keys) if k not in stored and (k is None or first.setdefault(k, i) == i)]
-        self.hits += len(requests) - len(run)
+        self.hits += sum(k in stored for k in keys)
         self.misses += len(run)
         if run:
             results = getattr(self.inner, primitive)([requests[i] for i in run])

@@ -150,7 +150,8 @@ class Ethos(Collaboration):
 
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         asks = [self.prompts.perspectives(q, self.perspectives) for q in queries]
-        pools, records = zip(*(self._voices(text) for text in self._generate(asks, self.protocol.main_tokens)))
+        listed = self._generate(asks, self.protocol.main_tokens, answer=False)  # a list, not an answer: no repetition control
+        pools, records = zip(*(self._voices(text) for text in listed))
         prompts = [self.prompts.community(q, mode) for q in queries]
         jobs = [(i, c) for i, pool in enumerate(pools) for c in pool.communities]
         # the pools share the main backend, decoding and cache: one batched call writes every query's comments
