@@ -130,11 +130,11 @@ def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = Non
 def load(method: str = "modular", *, protocol: Protocol | str | Mapping | None = "modplural", seed: int = 0, message_tokens: int | None = None,
          model: str | None = None, communities: Sequence[str] | None = None, registry: str | Path | None = None, servers: str | Path | None = None,
          engine: str = "batched", device: str = "auto", dtype: str = "auto", batch_size: int | str = "auto", cache: bool | str | Path = True,
-         ethos_perspectives: int = DEFAULT_PERSPECTIVES) -> Method:
+         ethos_perspectives: int = DEFAULT_PERSPECTIVES, calibration: str | None = None) -> Method:
     """A ready method: ``modplural.load()`` is Modular Pluralism on the embedded default model with every registry
     community; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")``,
-    ``load("ethos", ethos_perspectives=3)`` etc."""
-    protocol = resolve_protocol(protocol)
+    ``load("ethos", ethos_perspectives=3)``, ``load(calibration="content_free")`` (the protocol's switch) etc."""
+    protocol = resolve_protocol(protocol if calibration is None else {"base": resolve_protocol(protocol), "calibration": calibration})
     check_method(method, protocol)
     check_perspectives(ethos_perspectives)
     spec = StackSpec(model=model, communities=communities, registry=registry, servers=servers, engine=engine, device=device, dtype=dtype,

@@ -18,6 +18,8 @@ from typing import Any, Mapping
 
 from modplural.errors import ModPluralError
 
+CALIBRATIONS = ("none", "content_free", "split")  # modplural/calibration.py
+
 SAMPLING_TOP_K = 50  # transformers' generate default, which the original scripts sample with; used by both protocols
 
 
@@ -81,6 +83,13 @@ SWITCHES: dict[str, Switch] = {
         "each message trimmed to its last complete sentence (kept whole when it has none); the cache keeps the untrimmed text",
         "the main LLM is not grounded on half sentences",
     ),
+    "calibration": Switch(
+        "each answer distribution used as read (`ours_distributional.py`, `ours_steerable.py`, `moe_lm.py`)",
+        "content_free: every option answer and selection divided by the model's distribution for the same prompt with the item's "
+        "content replaced by 'N/A' (one prior per template and option count), renormalised; `split`: the prior is the mean raw "
+        "distribution over calibration items disjoint from the evaluated ones; raw distributions and priors are kept in the predictions",
+        "a small main LLM prefers one option letter whatever the question (contextual calibration, Zhao et al. 2021)",
+    ),
     "single_option_items": Switch(
         "kept and scored (JS 0, correct) (`evaluate_distributions.py`)", "left out, listed in the manifest",
         "a one-option item says nothing about a method",
@@ -122,6 +131,7 @@ class Protocol:
     empty_response: float
     repetition: str = "none"
     message_trim: str = "none"
+    calibration: str = "none"
     steer_tokens: int = 200  # free-text steerable answers (original: 20, ValueKaleidoscope's short answers)
     message_tokens: int = 200  # community messages (both: 200, sampled at temperature 1.0, top-p 0.9)
     main_tokens: int = 200  # Overton responses
@@ -133,7 +143,7 @@ class Protocol:
             "prompts": ("original", "modplural"), "main_input": ("raw", "chat"), "answer_reading": ("top10", "exact"),
             "selection_reading": ("sampled", "exact"), "steerable_answer": ("parse", "distribution"),
             "single_option_items": ("keep", "drop"), "f1_labels": ("present", "fixed"), "binary_filter": ("gold_or_pred", "gold"),
-            "repetition": ("none", "ngram4"), "message_trim": ("none", "sentence"),
+            "repetition": ("none", "ngram4"), "message_trim": ("none", "sentence"), "calibration": CALIBRATIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -6,6 +6,8 @@ Layout::
     predictions/<task>__<method>.jsonl one line per finished item ({"id", "task", "method", "result"}), flushed item by item
     metrics.json                       the papers' metrics with bootstrap 95% intervals and paired comparisons
     metrics.<scorer>.json              the same, re-scored with another Overton scorer (``modplural score --scorer``)
+    metrics.raw.json, scores.raw.json  calibration on: the option tasks scored on the raw (uncalibrated) distributions
+    calibration.json                   calibration split: per task and method, the calibration items and their priors
     scores.json                        per-item metrics behind metrics.json (task -> method -> item id -> numbers)
     report.md, plots/                  ``modplural report``
     .lock                              held by a running ``modplural run`` (its pid inside)
@@ -41,6 +43,10 @@ class RunDir:
 
     def predictions_path(self, task: str, method: str) -> Path:
         return self.predictions_dir / f"{task}__{method}.jsonl"
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.path / "calibration.json"
 
     def metrics_path(self, scorer_suffix: str | None = None) -> Path:
         return self.path / (f"metrics.{scorer_suffix}.json" if scorer_suffix else "metrics.json")

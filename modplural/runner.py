@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from modplural.assembly import StackSpec, assemble, check_engine, message_decoding
 from modplural.backends.batch_size import parse_batch_size
+from modplural.calibration import check_priors
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
@@ -69,6 +70,7 @@ class ExperimentConfig:
     dtype: str = "auto"
     cache: bool = True
     ethos_perspectives: int = DEFAULT_PERSPECTIVES  # the ethos method's perspectives per query
+    calibration_items: int = 20  # calibration split: items per task, outside the evaluated ones, whose raw answers give the priors
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -98,6 +100,7 @@ class ExperimentConfig:
         check_choice(self.device, DEVICES, "device")
         check_choice(self.dtype, DTYPES, "dtype")
         check_perspectives(self.ethos_perspectives)
+        check_count(self.calibration_items, "calibration_items")
         protocol = self.resolved_protocol()
         for method in self.methods:
             check_method(method, protocol)
@@ -135,9 +138,26 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     return items[: config.limit]
 
 
+def select_calibration_items(items: list[Item], chosen: list[Item], config: ExperimentConfig) -> list[Item]:
+    """Calibration split: ``calibration_items`` items outside ``chosen``, picked the way ``select_items`` picks (the
+    next lowest seeded hashes, or the next items in file order), so they never overlap the evaluated ones."""
+    taken = {i.id for i in chosen}
+    rest = [i for i in items if i.id not in taken and i.query is not None]
+    if not rest:
+        raise ModPluralError("calibration split needs items outside the evaluated ones: set a limit below the task's size")
+    if config.sample:
+        rest.sort(key=lambda i: hashlib.sha256(f"{config.seed}|{i.id}".encode()).hexdigest())
+    return rest[: config.calibration_items]
+
+
 def _recorded_protocol(manifest: dict, where: str) -> Protocol | None:
     """The protocol a run's manifest recorded (a switch added since then has its original value), if any."""
     return from_mapping(Protocol, manifest["protocol"], f"{where}: protocol") if isinstance(manifest.get("protocol"), dict) else None
+
+
+def _raw(result: dict) -> dict:
+    """A prediction with its raw (uncalibrated) distribution in place of the calibrated one, where it has one."""
+    return {**result, "distribution": result["raw_distribution"]} if result.get("raw_distribution") is not None else result
 
 
 class Experiment:
@@ -150,9 +170,12 @@ class Experiment:
         self.protocol = protocol or config.resolved_protocol()
         self.command = command or " ".join(sys.argv)
         self.tasks: dict[str, tuple[Task, Path, list[Item], list[str]]] = {}
+        self.calibration_items: dict[str, list[Item]] = {}
         for name in config.tasks:  # every item is validated before any model loads
             task, path, items, skipped = load_task(name, data_dir, self.protocol)
             self.tasks[name] = (task, path, select_items(items, config), skipped)
+            if self.protocol.calibration == "split":
+                self.calibration_items[name] = select_calibration_items(items, self.tasks[name][2], config)
 
     @classmethod
     def from_run_dir(cls, run_dir: Path, data_dir: Path) -> "Experiment":
@@ -201,7 +224,9 @@ class Experiment:
                 "started": previous.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "resumed": bool(previous),
                 "git_commit": git_commit(),
-                "data": {name: {"file": str(path), "sha256": file_sha256(path), "items_run": len(items), "left_out": skipped} for name, (_, path, items, skipped) in self.tasks.items()},
+                "data": {name: {"file": str(path), "sha256": file_sha256(path), "items_run": len(items), "left_out": skipped,
+                                **({"calibration_items": [i.id for i in self.calibration_items[name]]} if name in self.calibration_items else {})}
+                         for name, (_, path, items, skipped) in self.tasks.items()},
                 "main_model": main_identity,
                 "communities": {n: pool.identity(n) for n in pool.names} if pool else {},
                 "versions": versions(),
@@ -231,6 +256,8 @@ class Experiment:
         print(f"{task_name} / {method_name}: {len(done)} items already done, {len(pending)} to run", file=sys.stderr, flush=True)
         if not pending:
             return
+        if self.protocol.calibration == "split":
+            method.priors = self._split_priors(task_name, task, method_name, method)
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=f"{task_name}/{method_name}", disable=not progress, dynamic_ncols=True)
         with path.open("a") as out:
             for start in range(0, len(pending), self.config.chunk_size):
@@ -249,6 +276,23 @@ class Experiment:
                     bar.update(1)
         bar.close()
 
+    def _split_priors(self, task_name: str, task: Task, method_name: str, method) -> dict[str, list[float]]:
+        """The method's priors on this task: read back from calibration.json, or fitted on the calibration items
+        (uncalibrated answers, cached like every answer) and stored there before any evaluated item runs."""
+        stored = self.run_dir.read_json("calibration.json") if self.run_dir.calibration_path.is_file() else {}
+        entry = stored.get(task_name, {}).get(method_name)
+        where = f"{self.run_dir.calibration_path}: {task_name} / {method_name}"
+        if entry is not None:
+            if not isinstance(entry, dict):
+                raise ModPluralError(f"{where}: expected an object with 'items' and 'priors'")
+            return check_priors(entry.get("priors"), where)
+        items = self.calibration_items[task_name]
+        print(f"{task_name} / {method_name}: fitting calibration priors on {len(items)} calibration items", file=sys.stderr, flush=True)
+        priors = method.fit_priors(task.mode, [i.query for i in items])
+        stored.setdefault(task_name, {})[method_name] = {"items": [i.id for i in items], "priors": priors}
+        self.run_dir.write_json("calibration.json", stored)
+        return priors
+
     def score(self, scorer_name: str | None = None, nli_model: str | None = None) -> dict:
         """Metrics per task and method from the stored predictions (no generator is loaded), plus paired comparisons
         with ``modular``. Writes metrics.json and scores.json, or metrics.<scorer>.json with another Overton scorer."""
@@ -266,19 +310,26 @@ class Experiment:
         metrics = {"protocol": self.protocol.name, "scorer": {"name": scorer_name, "identity": getattr(scorer, "identity", None), "proxy": getattr(scorer, "proxy", None)} if scorer else None, **metrics}
         self.run_dir.write_json(self.run_dir.metrics_path(suffix).name, metrics)
         self.run_dir.write_json(self.run_dir.scores_path(suffix).name, scores)
+        if self.protocol.calibration != "none" and suffix is None:
+            raw, raw_scores = self.compute_metrics(self.protocol, raw=True)
+            self.run_dir.write_json(self.run_dir.metrics_path("raw").name, {"protocol": self.protocol.name, "reading": "raw (uncalibrated) distributions", **raw})
+            self.run_dir.write_json(self.run_dir.scores_path("raw").name, raw_scores)
         return metrics
 
-    def compute_metrics(self, protocol: Protocol, scorer=None) -> tuple[dict, dict]:
+    def compute_metrics(self, protocol: Protocol, scorer=None, raw: bool = False) -> tuple[dict, dict]:
         """(metrics, per-item scores) of the stored predictions under ``protocol``'s scoring definitions; kept
-        one-option items count only where ``protocol`` keeps them."""
+        one-option items count only where ``protocol`` keeps them. ``raw``: the option tasks only, scored on each
+        prediction's raw (uncalibrated) distribution where it has one."""
         out: dict = {"tasks": {}, "paired": {}}
         scores: dict = {}
         for task_name, (task, _, items, _) in self.tasks.items():
+            if raw and task.needs_scorer:
+                continue
             if protocol.single_option_items == "drop":
                 items = [i for i in items if i.fixed is None]
             per_method: dict[str, dict[str, dict]] = {}
             for method_name in self.config.methods:
-                results = {r["id"]: r["result"] for r in self.run_dir.read_predictions(task_name, method_name)}
+                results = {r["id"]: _raw(r["result"]) if raw else r["result"] for r in self.run_dir.read_predictions(task_name, method_name)}
                 missing = [i.id for i in items if i.id not in results]
                 if missing:
                     raise ModPluralError(f"{self.run_dir.predictions_path(task_name, method_name)}: {len(missing)} of {len(items)} items have no prediction (first: {missing[0]}); the run is unfinished")

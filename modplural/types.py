@@ -87,6 +87,10 @@ class PluralResult:
     selection_scores: dict[str, float] | None = None
     selection_mass: float | None = None  # raw main-LLM probability on the selection labels (exact selection)
     selection_text: str | None = None  # the sampled selection answer (selection_reading: sampled)
+    raw_distribution: list[float] | None = None  # calibration on: the distribution as read, before dividing by the prior
+    prior: list[float] | None = None  # calibration on: the answer prior (None: this label count had none)
+    raw_selection_scores: dict[str, float] | None = None  # calibration on: the selection scores as read
+    selection_prior: list[float] | None = None
     community_messages: dict[str, str] = field(default_factory=dict)
     community_distributions: dict[str, list[float]] | None = None
     weights: dict[str, float] | None = None

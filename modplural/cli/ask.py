@@ -23,6 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_stack(ask)
     options.add_protocol(ask, "modplural", "modplural (default) or original: the released scripts' prompts, reading and decoding; original sends the question as written, so list the options in it and end it with 'Answer:' as the datasets do")
     options.add_switches(ask)
+    ask.add_argument("--calibration", choices=["none", "content_free"], default=None,
+                     help="divide option answers and selections by the model's prior over the labels, read from the same prompt with the "
+                          "content replaced by N/A (content_free), or not (none); default: the protocol's. split needs calibration items: use modplural run")
     ask.add_argument("--max-new-tokens", type=int, default=None, help="main LLM response length (default: the protocol's, 200)")
     ask.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
     ask.add_argument("--seed", type=int, default=0, help="seed of the sampled community messages")
@@ -55,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
         raise ModPluralError("--mode steerable needs --attribute (e.g. --attribute 'the value of autonomy')")
     if mode == "distributional" and query.options is None:
         raise ModPluralError("--mode distributional needs at least two --option values")
-    protocol = resolve_protocol(options.protocol_spec(args.protocol, args.switch))
+    switches = [*args.switch, *([f"calibration={args.calibration}"] if args.calibration else [])]
+    protocol = resolve_protocol(options.protocol_spec(args.protocol, switches))
+    if protocol.calibration == "split":
+        raise ModPluralError("calibration split needs calibration items outside the question asked: use content_free here, or modplural run with calibration_items")
     if args.max_new_tokens is not None:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),

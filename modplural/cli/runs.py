@@ -71,6 +71,8 @@ def score(args: argparse.Namespace) -> int:
     print_metrics(metrics)
     suffix = "" if args.scorer in (None, experiment.config.scorer) else f".{args.scorer}"
     print(f"wrote {Path(args.run_dir) / f'metrics{suffix}.json'} (protocol {metrics['protocol']})")
+    if experiment.protocol.calibration != "none" and not suffix:
+        print(f"wrote {experiment.run_dir.metrics_path('raw')} (the option tasks on the raw, uncalibrated distributions)")
     return 0
 
 

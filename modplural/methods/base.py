@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest, NextTokenRequest, OptionRequest
 from modplural.backends.label_tokens import read_top_tokens_original
+from modplural.calibration import blank, calibrate, content_free, mean_priors, prior_key
 from modplural.errors import ModPluralError
 from modplural.pool import CommunityPool
 from modplural.prompts import for_protocol, option_labels
@@ -23,6 +24,7 @@ from modplural.types import PluralResult, Query, check_mode
 
 TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
 NO_REPEAT_NGRAM = 4  # repetition: ngram4
+T = TypeVar("T")
 
 
 def derived_seed(*parts: Any) -> int:
@@ -35,9 +37,33 @@ class Selection:
     """Which of K texts the main LLM picked (0-based), and how the pick was read."""
 
     index: int
-    scores: list[float] | None = None  # exact reading: the distribution over 1..K
+    scores: list[float] | None = None  # exact reading: the (calibrated) distribution over 1..K
     mass: float | None = None
     text: str | None = None  # sampled reading: the answer the number was parsed from
+    reading: "Reading | None" = None  # exact reading: with the raw scores and prior where calibration is on
+
+    def fill(self, result: PluralResult, names: Sequence[str]) -> None:
+        """Record the pick in ``result``: the chosen name, how it was read, and the raw scores and prior if calibrated."""
+        result.chosen_community = names[self.index]
+        result.selection_scores = dict(zip(names, self.scores)) if self.scores is not None else None
+        result.selection_mass, result.selection_text = self.mass, self.text
+        if self.reading is not None and self.reading.raw is not None:
+            result.raw_selection_scores, result.selection_prior = dict(zip(names, self.reading.raw)), self.reading.prior
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A distribution read from the main LLM: what is used (calibrated where calibration is on), what was read, the prior."""
+
+    probs: list[float]
+    raw: list[float] | None = None  # None: calibration off
+    prior: list[float] | None = None
+
+    def fill(self, result: PluralResult) -> None:
+        """Set the result's distribution, and its raw distribution and prior where calibration is on."""
+        result.distribution = self.probs
+        if self.raw is not None:
+            result.raw_distribution, result.prior = self.raw, self.prior
 
 
 class Method:
@@ -50,6 +76,9 @@ class Method:
         self.protocol = self.check_protocol(resolve_protocol(protocol))
         self.prompts = for_protocol(self.protocol.prompts)
         self.seed = seed
+        self.priors: dict[str, list[float]] | None = None  # calibration split: from fit_priors (or a run's calibration file)
+        self._content_free_priors: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        self._uncalibrated = False  # fit_priors reads raw distributions
 
     @classmethod
     def check_protocol(cls, protocol: Protocol) -> Protocol:
@@ -133,7 +162,16 @@ class Method:
             return [{name: last_complete_sentence(text) for name, text in m.items()} for m in messages]
         return messages
 
-    def _choose(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str) -> list[tuple[list[float], float]]:
+    def _prompts(self, build: Callable[..., T], queries: Sequence[Query], *columns: Sequence) -> tuple[list[T], list[T] | None]:
+        """``build(q, *row)`` per query, and under ``calibration: content_free`` the same built from the content-free
+        query with every text of the row blanked (``N/A``); texts that are not the item's (MoE's descriptions) go
+        into ``build`` itself."""
+        prompts = [build(q, *row) for q, *row in zip(queries, *columns)]
+        if self.protocol.calibration != "content_free" or self._uncalibrated:
+            return prompts, None
+        return prompts, [build(content_free(q), *(blank(x) for x in row)) for q, *row in zip(queries, *columns)]
+
+    def _read(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str) -> list[tuple[list[float], float]]:
         """The main LLM's distribution over each prompt's labels, and the raw mass on them (``answer_reading``)."""
         if self.protocol.answer_reading == "top10":
             if not hasattr(self.main, "next_tokens"):
@@ -144,15 +182,52 @@ class Method:
             results = self.main.option_probs([OptionRequest(labels=tuple(l), **self._input(p, prefix)) for p, l in zip(prompts, labels)])
         return [(list(r.probs), r.mass) for r in results]
 
-    def _select(self, prompts: Sequence[tuple[str, str]], counts: Sequence[int], sampled_tokens: int) -> list[Selection]:
+    def _priors(self, kind: str, labels: Sequence[Sequence[str]], prefix: str, neutral: Sequence[str] | None, read) -> list[list[float] | None]:
+        """Each row's calibration prior: content-free (read once per distinct content-free prompt, then reused) or
+        the split priors of its label count (None where the calibration items had no such count)."""
+        if self.protocol.calibration == "split":
+            if self.priors is None:
+                raise ModPluralError("calibration split needs priors from calibration items: call fit_priors(mode, queries) on items "
+                                     "outside the evaluated ones (modplural run does, with the config's calibration_items)")
+            return [self.priors.get(prior_key(kind, len(l))) for l in labels]
+        if neutral is None:
+            raise ModPluralError(f"calibration content_free: no content-free prompts were built for this {kind}")
+        missing = {(p, tuple(l)) for p, l in zip(neutral, labels)} - self._content_free_priors.keys()
+        if missing:
+            missing = sorted(missing)
+            for key, (probs, _) in zip(missing, read([p for p, _ in missing], [l for _, l in missing], prefix)):
+                self._content_free_priors[key] = probs
+        return [self._content_free_priors[(p, tuple(l))] for p, l in zip(neutral, labels)]
+
+    def _calibrated(self, kind: str, raw: list[list[float]], labels: Sequence[Sequence[str]], prefix: str, neutral: Sequence[str] | None, read) -> list[Reading]:
+        """Raw distributions -> readings, divided by their priors when calibration is on."""
+        if self.protocol.calibration == "none" or self._uncalibrated:
+            return [Reading(probs) for probs in raw]
+        priors = self._priors(kind, labels, prefix, neutral, read)
+        return [Reading(calibrate(probs, prior, f"{kind} over {', '.join(l)}") if prior is not None else probs, probs, prior)
+                for probs, prior, l in zip(raw, priors, labels)]
+
+    def _choose(self, prompts: Sequence[str], labels: Sequence[Sequence[str]], prefix: str, neutral: Sequence[str] | None = None) -> list[tuple[Reading, float]]:
+        """Each prompt's (calibrated) distribution over its labels, and the raw mass on them."""
+        read = self._read(prompts, labels, prefix)
+        readings = self._calibrated("answer", [probs for probs, _ in read], labels, prefix, neutral, self._read)
+        return [(reading, mass) for reading, (_, mass) in zip(readings, read)]
+
+    def _select(self, prompts: Sequence[tuple[str, str]], counts: Sequence[int], sampled_tokens: int, neutral: Sequence[tuple[str, str]] | None = None) -> list[Selection]:
         """Each prompt's pick among its ``count`` numbered texts (``selection_reading``).
 
         sampled (the original): an answer sampled with the main decoding; the first of 1..K (in that order) found in
-        it; none -> a random pick, seeded by the prompt. exact: the argmax of the label probabilities of 1..K.
+        it; none -> a random pick, seeded by the prompt (no distribution, so nothing to calibrate). exact: the argmax
+        of the (calibrated) label probabilities of 1..K.
         """
         if self.protocol.selection_reading == "exact":
-            requests = [OptionRequest(labels=tuple(str(i) for i in range(1, k + 1)), **self._input(p, prefix)) for (p, prefix), k in zip(prompts, counts)]
-            return [Selection(max(range(len(r.probs)), key=r.probs.__getitem__), list(r.probs), r.mass) for r in self.main.option_probs(requests)]
+            labels = [tuple(str(i) for i in range(1, k + 1)) for k in counts]
+            prefix = prompts[0][1] if prompts else ""
+            if any(p != prefix for _, p in prompts):
+                raise ModPluralError("selection prompts of one call must share their answer prefix")
+            read = self._read([p for p, _ in prompts], labels, prefix)
+            readings = self._calibrated("selection", [probs for probs, _ in read], labels, prefix, [p for p, _ in neutral] if neutral else None, self._read)
+            return [Selection(max(range(len(r.probs)), key=r.probs.__getitem__), r.probs, mass, reading=r) for r, (_, mass) in zip(readings, read)]
         texts = self._generate([f"{p}\n{prefix}" if prefix else p for p, prefix in prompts], sampled_tokens, answer=False)
         picks = []
         for (prompt, _), k, text in zip(prompts, counts, texts):
@@ -162,8 +237,8 @@ class Method:
             picks.append(Selection(found, text=text))
         return picks
 
-    def _answer(self, mode: str, prompts: Sequence[str], queries: Sequence[Query], results: Sequence[PluralResult]) -> None:
-        """Fill each result with free text, or with a distribution over the query's options."""
+    def _answer(self, mode: str, prompts: Sequence[str], queries: Sequence[Query], results: Sequence[PluralResult], neutral: Sequence[str] | None = None) -> None:
+        """Fill each result with free text, or with a (calibrated) distribution over the query's options."""
         with_options = [i for i, q in enumerate(queries) if q.options]
         free = [i for i, q in enumerate(queries) if not q.options]
         if free:
@@ -172,8 +247,21 @@ class Method:
                 results[i].response = text
         if with_options:
             labels = [option_labels(len(queries[i].options)) for i in with_options]
-            answers = self._choose([prompts[i] for i in with_options], labels, self.prompts.ANSWER_PREFIX)
-            for i, (dist, mass) in zip(with_options, answers):
-                results[i].options, results[i].distribution, results[i].option_mass = list(queries[i].options), dist, mass
+            answers = self._choose([prompts[i] for i in with_options], labels, self.prompts.ANSWER_PREFIX, [neutral[i] for i in with_options] if neutral else None)
+            for i, (reading, mass) in zip(with_options, answers):
+                results[i].options, results[i].option_mass = list(queries[i].options), mass
+                reading.fill(results[i])
         for result, prompt in zip(results, prompts):
             result.main_prompts.append(prompt)
+
+    # calibration priors from calibration items -----------------------------------------------------------------
+    def fit_priors(self, mode: str, queries: Sequence[Query]) -> dict[str, list[float]]:
+        """Split calibration: run ``mode`` uncalibrated on ``queries`` (items outside the evaluated ones) and keep the
+        mean distributions as this method's priors; returns them."""
+        self._uncalibrated = True
+        try:
+            results = self.run(mode, queries)
+        finally:
+            self._uncalibrated = False
+        self.priors = mean_priors(results)
+        return self.priors

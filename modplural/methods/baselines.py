@@ -21,7 +21,8 @@ class Vanilla(Method):
 
     def _run(self, mode: str, queries: list[Query]) -> list[PluralResult]:
         results = [PluralResult(mode, self.name, q.text) for q in queries]
-        self._answer(mode, [self._prompt(q, mode) for q in queries], queries, results)
+        prompts, neutral = self._prompts(lambda q: self._prompt(q, mode), queries)
+        self._answer(mode, prompts, queries, results, neutral)
         return results
 
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
@@ -54,15 +55,14 @@ class MixtureOfExperts(Vanilla):
 
     def _run(self, mode: str, queries: list[Query]) -> list[PluralResult]:
         descriptions = [c.description for c in self.pool.communities]
-        selection = [self.prompts.expert_selection(q, descriptions) for q in queries]
+        selection, neutral = self._prompts(lambda q: self.prompts.expert_selection(q, descriptions), queries)
         # the original samples 5 tokens before a free-text answer and 20 before an option answer
         tokens = self.protocol.selection_tokens if all(q.options for q in queries) else self.protocol.expert_tokens
-        picks = self._select(selection, [len(descriptions)] * len(queries), tokens)
+        picks = self._select(selection, [len(descriptions)] * len(queries), tokens, neutral)
         results = []
         for q, pick in zip(queries, picks):
-            chosen = self.pool.names[pick.index]
-            scores = dict(zip(self.pool.names, pick.scores)) if pick.scores is not None else None
-            results.append(PluralResult(mode, self.name, q.text, selection_scores=scores, chosen_community=chosen, selection_mass=pick.mass, selection_text=pick.text))
+            results.append(PluralResult(mode, self.name, q.text))
+            pick.fill(results[-1], self.pool.names)
         by_community: dict[str, list[int]] = {}
         for i, result in enumerate(results):
             by_community.setdefault(result.chosen_community, []).append(i)
@@ -72,6 +72,7 @@ class MixtureOfExperts(Vanilla):
                 results[i].community_messages = message
         for result, (prompt, _) in zip(results, selection):
             result.main_prompts.append(prompt)
-        answers = [self.prompts.expert_answer(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
-        self._answer(mode, answers, queries, results)
+        chosen = [r.community_messages[r.chosen_community] for r in results]
+        prompts, neutral = self._prompts(self.prompts.expert_answer, queries, chosen)
+        self._answer(mode, prompts, queries, results, neutral)
         return results

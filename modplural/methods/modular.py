@@ -48,43 +48,49 @@ class Collaboration(Method):
     def _overton(self, queries: list[Query]) -> list[PluralResult]:
         panels = self._panels(queries, "overton")
         results = [self._result("overton", q, p) for q, p in zip(queries, panels)]
-        self._answer("overton", [self.prompts.overton(q, list(p.messages.values())) for q, p in zip(queries, panels)], queries, results)
+        prompts, neutral = self._prompts(self.prompts.overton, queries, [list(p.messages.values()) for p in panels])
+        self._answer("overton", prompts, queries, results, neutral)
         return results
 
     def _steerable(self, queries: list[Query]) -> list[PluralResult]:
         panels = self._panels(queries, "steerable")
-        selection_prompts = [self.prompts.selection(q, list(p.messages.values())) for q, p in zip(queries, panels)]
-        picks = self._select(selection_prompts, [len(p.messages) for p in panels], self.protocol.selection_tokens)
+        selection_prompts, neutral = self._prompts(self.prompts.selection, queries, [list(p.messages.values()) for p in panels])
+        picks = self._select(selection_prompts, [len(p.messages) for p in panels], self.protocol.selection_tokens, neutral)
         results = []
         for q, p, pick, (selection, _) in zip(queries, panels, picks, selection_prompts):
-            names = list(p.messages)
-            results.append(self._result(
-                "steerable", q, p, chosen_community=names[pick.index],
-                selection_scores=dict(zip(names, pick.scores)) if pick.scores is not None else None,
-                selection_mass=pick.mass, selection_text=pick.text, main_prompts=[selection],
-            ))
-        answer_prompts = [self.prompts.grounded(q, r.community_messages[r.chosen_community]) for q, r in zip(queries, results)]
-        self._answer("steerable", answer_prompts, queries, results)
+            results.append(self._result("steerable", q, p, main_prompts=[selection]))
+            pick.fill(results[-1], list(p.messages))
+        chosen = [r.community_messages[r.chosen_community] for r in results]
+        prompts, neutral = self._prompts(self.prompts.grounded, queries, chosen)
+        self._answer("steerable", prompts, queries, results, neutral)
         return results
 
     def _distributional(self, queries: list[Query]) -> list[PluralResult]:
         panels = self._panels(queries, "distributional")
         jobs = [(i, name) for i, p in enumerate(panels) for name in p.messages]
-        answer_prompts = [self.prompts.grounded(queries[i], panels[i].messages[name]) for i, name in jobs]
+        answer_prompts, neutral = self._prompts(self.prompts.grounded, [queries[i] for i, _ in jobs], [panels[i].messages[name] for i, name in jobs])
         labels = [option_labels(len(queries[i].options)) for i, _ in jobs]
-        answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX)
+        answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX, neutral)
         results = []
         for i, (q, p) in enumerate(zip(queries, panels)):
             names, weights = p.pool.names, p.pool.resolve_weights(q.weights)
-            per = {name: answers[j][0] for j, (k, name) in enumerate(jobs) if k == i}
-            masses = [answers[j][1] for j, (k, _) in enumerate(jobs) if k == i]
-            aggregate = [sum(w * per[n][o] for w, n in zip(weights, names)) for o in range(len(q.options))]
-            results.append(self._result(
-                "distributional", q, p, options=list(q.options), distribution=aggregate,
-                option_mass=sum(w * m for w, m in zip(weights, masses)), community_distributions=per, weights=dict(zip(names, weights)),
+            mine = {name: answers[j] for j, (k, name) in enumerate(jobs) if k == i}
+            per = {name: reading.probs for name, (reading, _) in mine.items()}
+            result = self._result(
+                "distributional", q, p, options=list(q.options), distribution=_mixture(weights, [per[n] for n in names]),
+                option_mass=sum(w * mine[n][1] for w, n in zip(weights, names)), community_distributions=per, weights=dict(zip(names, weights)),
                 main_prompts=[prompt for prompt, (k, _) in zip(answer_prompts, jobs) if k == i],
-            ))
+            )
+            first = mine[names[0]][0]
+            if first.raw is not None:  # calibrated: every voice's prompt has the same content-free form, so one prior
+                result.raw_distribution, result.prior = _mixture(weights, [mine[n][0].raw for n in names]), first.prior
+            results.append(result)
         return results
+
+
+def _mixture(weights: list[float], distributions: list[list[float]]) -> list[float]:
+    """The weighted average of per-voice distributions (the pool's weights sum to 1)."""
+    return [sum(w * d[o] for w, d in zip(weights, distributions)) for o in range(len(distributions[0]))]
 
 
 class ModularPluralism(Collaboration):

@@ -28,8 +28,9 @@ EXPERT_PREFIX = "Expert:"
 
 
 def with_options(question: str, options: Sequence[str]) -> str:
-    """The question, followed by lettered options unless it already lists every option text."""
-    if all(option in question for option in options):
+    """The question, followed by lettered options unless it already lists every option text (identical options, as
+    in a content-free query for calibration, are always listed)."""
+    if len(set(options)) == len(options) and all(option in question for option in options):
         return question.rstrip()
     listed = "\n".join(f"{label}. {option}" for label, option in zip(option_labels(len(options)), options))
     return f"{question.rstrip()}\n{listed}"
