@@ -24,6 +24,8 @@ class EngineStats:
     prefill_seconds: float = 0.0  # generation: reading the prompts
     decode_seconds: float = 0.0  # generation: one token per step
     scoring_seconds: float = 0.0  # option distributions: one forward pass
+    reused_prompt_tokens: int = 0  # of prompt_tokens: not run, their keys and values copied from a shared prefix (batched engine)
+    prefix_cache_peak_bytes: int = 0  # the most memory the shared prefixes' keys and values took at once
 
 
 class LoadedModelBackend(ABC):

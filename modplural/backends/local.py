@@ -11,10 +11,11 @@ from typing import Mapping, Sequence
 from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
 from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
-from modplural.backends.kv_cache import preallocated_cache
+from modplural.backends.kv_cache import PreallocatedLayer, preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.loaded import LoadedModelBackend, check_finite
 from modplural.backends.lora_bank import LoraBank
+from modplural.backends.prefix_cache import fill_rows, kv_bytes, plan_prefixes
 from modplural.backends.repetition import RepetitionControl
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel
@@ -34,6 +35,10 @@ class LocalBackend(LoadedModelBackend):
     as they finish. Sampling uses one ``torch.Generator`` per request, so a seeded request yields the same
     text whichever batch it lands in.
 
+    With ``prefix_reuse`` on (a public switch), rows of a batch that start with the same tokens under the same
+    adapter get those tokens' keys and values computed once (``prefix_cache``); ``token_nll``, which needs the
+    logits of every position, runs whole rows, and so does a model whose cache has sliding-window layers.
+
     Loading an adapter adds forward hooks to the model, so pass ``loaded`` only for a model that nothing else uses.
     """
 
@@ -47,13 +52,17 @@ class LocalBackend(LoadedModelBackend):
         dtype: str = "auto",
         batch_size: int | str = "auto",
         loaded: LoadedModel | None = None,
+        prefix_reuse: bool = True,
     ) -> None:
         self.batch_size = parse_batch_size(batch_size)
+        self.prefix_reuse = prefix_reuse
         self._bank: LoraBank | None = None  # before the base loads ``adapters`` into it
         self._label_tokens: LabelTokens | None = None
         super().__init__(model, adapters, device, dtype, loaded)
         forward_params = inspect.signature(type(self.loaded.model).forward).parameters
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
+        # a sliding-window layer keeps only its window: its keys and values cannot be copied by column
+        self._reusable = all(type(layer) is PreallocatedLayer for layer in self._new_cache(1).layers)
 
     def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
@@ -116,17 +125,15 @@ class LocalBackend(LoadedModelBackend):
         limits = [r.decoding.max_new_tokens for r in requests]
         outputs: list[list[int]] = [[] for _ in requests]
         active = list(range(len(requests)))  # request row of each batch row still decoding
-        cache = self._new_cache(ids.shape[1] + max(limits))
-        with torch.inference_mode(), self._rows([r.adapter for r in requests]) as bank:
-            started = self._clock()
-            columns = max(1, forward_tokens(self.loaded.device) // ids.shape[0])
-            for start in range(0, ids.shape[1], columns):  # the prompts in chunks of columns: bounded activations
-                end = start + columns
-                logits = self._forward(ids[:, start:end], mask[:, :end], positions[:, start:end], cache)
+        adapters = [r.adapter for r in requests]
+        started = self._clock()
+        cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + max(limits))
+        with torch.inference_mode(), self._rows(adapters) as bank:
+            logits = self._prefill(ids, mask, positions, cache, start)
             prefilled = self._clock()
             self.stats.prefill_seconds += prefilled - started
             for _ in range(max(limits)):
-                check_finite(logits, [requests[i].adapter for i in active])
+                check_finite(logits, [adapters[i] for i in active])
                 for pos, row in enumerate(active):
                     if controls[row] is not None:
                         controls[row].apply(logits[pos])
@@ -166,6 +173,34 @@ class LocalBackend(LoadedModelBackend):
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def _batch_cache(self, seqs: list[list[int]], adapters: Sequence[str | None], capacity: int):
+        """A KV cache of ``capacity`` positions for the left-padded rows ``seqs``, and the first column the rows
+        still have to run: with prefix reuse, the columns before it already hold the shared prefixes' keys and values."""
+        import torch
+
+        cache = self._new_cache(capacity)
+        plan = plan_prefixes(seqs, adapters) if self.prefix_reuse and self._reusable else None
+        if plan is None:
+            return cache, 0
+        ids, mask, positions = self._left_pad(plan.heads)
+        heads = self._new_cache(ids.shape[1])
+        with torch.inference_mode():
+            with self._rows(plan.head_adapters):
+                self._prefill(ids, mask, positions, heads)
+            fill_rows(cache, heads, plan)
+        self.stats.reused_prompt_tokens += plan.reused
+        self.stats.prefix_cache_peak_bytes = max(self.stats.prefix_cache_peak_bytes, kv_bytes(heads))
+        return cache, plan.start
+
+    def _prefill(self, ids, mask, positions, cache, start: int = 0):
+        """Run columns ``start:`` of the left-padded batch into ``cache`` in chunks of columns (bounded activations);
+        the next-token logits of the last column."""
+        columns = max(1, forward_tokens(self.loaded.device) // ids.shape[0])
+        for begin in range(start, ids.shape[1], columns):
+            end = begin + columns
+            logits = self._forward(ids[:, begin:end], mask[:, :end], positions[:, begin:end], cache)
+        return logits
+
     def _forward(self, ids, mask, positions, cache=None):
         """Next-token logits (batch, vocab) of the last position, extending ``cache`` when given."""
         kwargs = {self._cache_keyword: cache, "use_cache": True} if cache is not None else {}
@@ -185,18 +220,22 @@ class LocalBackend(LoadedModelBackend):
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[OptionResult | None] = [None] * len(requests)
         for batch in self._batches([len(e) for e in encoded], WHITESPACE_DEPTH):
-            ids, mask, positions = self._left_pad([encoded[i] for i in batch])
+            seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
+            ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
-            with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]) as bank:
-                values, unread = self._label_mass(ids, mask, positions, [label_ids[i] for i in batch], [requests[i].adapter for i in batch], bank)
+            cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + WHITESPACE_DEPTH)
+            with torch.inference_mode(), self._rows(adapters) as bank:
+                logits = self._prefill(ids, mask, positions, cache, start)
+                values, unread = self._label_mass(logits, mask, positions[:, -1:], cache, [label_ids[i] for i in batch], adapters, bank)
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
             for row, i in enumerate(batch):
                 results[i] = _option_result(requests[i].labels, values[row], unread[row])
         return results  # type: ignore[return-value]
 
-    def _label_mass(self, ids, mask, positions, label_ids: list[list[list[int]]], adapters: list[str | None], bank) -> tuple[list[list[float]], list[float]]:
-        """Per row and label, the probability that the answer is the label, after any run of whitespace tokens.
+    def _label_mass(self, logits, mask, last, cache, label_ids: list[list[list[int]]], adapters: list[str | None], bank) -> tuple[list[list[float]], list[float]]:
+        """Per row and label, the probability that the answer is the label, after any run of whitespace tokens,
+        from the prompts' next-token ``logits`` (``cache``: their KV; ``last``: each row's last position).
 
         A label's spellings are every token that equals it once stripped (``A``, ``ĠA``) and any of those after
         whitespace-only tokens (``Ġ`` + ``1``, ``Ċ`` + ``Ċ`` + ``A``): the chain rule sums them exactly along every
@@ -206,12 +245,10 @@ class LocalBackend(LoadedModelBackend):
         import torch
 
         whitespace = torch.tensor(self._label_tokens.whitespace, dtype=torch.long)
-        cache = self._new_cache(ids.shape[1] + WHITESPACE_DEPTH)
-        logits = self._forward(ids, mask, positions, cache)
-        rows = ids.shape[0]
+        rows = logits.shape[0]
         values = [[0.0] * len(labels) for labels in label_ids]
         unread = [0.0] * rows
-        node_rows, node_prob, last = list(range(rows)), torch.ones(rows, dtype=torch.float64), positions[:, -1:]
+        node_rows, node_prob = list(range(rows)), torch.ones(rows, dtype=torch.float64)
         for depth in range(WHITESPACE_DEPTH + 1):
             check_finite(logits, [adapters[row] for row in node_rows])
             probs = torch.softmax(logits.double(), dim=-1).cpu()
@@ -230,13 +267,13 @@ class LocalBackend(LoadedModelBackend):
             parents = follow[:, 0]
             node_prob = paths[parents, follow[:, 1]]
             node_rows = [node_rows[p] for p in parents.tolist()]
-            index = parents.to(ids.device)
+            index = parents.to(mask.device)
             cache.batch_select_indices(index)
             if bank is not None:
                 bank.keep_rows(index)
             mask = torch.cat([mask[index], mask.new_ones((len(index), 1))], dim=1)
             last = last[index] + 1
-            logits = self._forward(whitespace[follow[:, 1]][:, None].to(ids.device), mask, last, cache)
+            logits = self._forward(whitespace[follow[:, 1]][:, None].to(mask.device), mask, last, cache)
         return values, unread
 
     def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
@@ -248,11 +285,13 @@ class LocalBackend(LoadedModelBackend):
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[TopTokens] = [[] for _ in requests]
         for batch in self._batches([len(e) for e in encoded]):
-            ids, mask, positions = self._left_pad([encoded[i] for i in batch])
+            seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
+            ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
-            with torch.inference_mode(), self._rows([requests[i].adapter for i in batch]):
-                logits = self._forward(ids, mask, positions)
-            check_finite(logits, [requests[i].adapter for i in batch])
+            cache, start = self._batch_cache(seqs, adapters, ids.shape[1])
+            with torch.inference_mode(), self._rows(adapters):
+                logits = self._prefill(ids, mask, positions, cache, start)
+            check_finite(logits, adapters)
             probs = torch.softmax(logits.float(), dim=-1).cpu()
             self.stats.scoring_seconds += self._clock() - started
             self.stats.prompt_tokens += sum(len(encoded[i]) for i in batch)
