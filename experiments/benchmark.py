@@ -380,7 +380,7 @@ def table(ours: dict, ref: dict, mem: dict | None) -> list[str]:
     return lines
 
 
-def peer_table(ours: dict, peer: dict | str) -> list[str]:
+def peer_table(ours: dict, peer: dict | str, dtype: str) -> list[str]:
     if isinstance(peer, str):
         return [f"llama-server: {peer}."]
     sampled = ours["sampled"]
@@ -389,7 +389,8 @@ def peer_table(ours: dict, peer: dict | str) -> list[str]:
             f">= {TARGETS['peer']:g}x |",
             f"| peak RSS (MB) | {sampled['peak_rss_mb']:.0f} | {peer['peak_rss_mb']:.0f} | {sampled['peak_rss_mb'] / peer['peak_rss_mb']:.2f}x | |",
             "",
-            f"- llama-server: the project's build (`modplural/serving/llama_cpp.py`), the embedded GGUF base, the adapters converted to GGUF LoRA by "
+            f"- llama-server: the project's build (`modplural/serving/llama_cpp.py`), the embedded GGUF base (its quantized weights as stored; "
+            f"ours run them dequantized to {dtype}), the adapters converted to GGUF LoRA by "
             f"llama.cpp's `convert_lora_to_gguf.py` and chosen per request (`lora` field), `-np {peer['slots']}` (the batched engine's rows per batch), "
             f"`-t {peer['threads']}`, {peer['slot_context']} positions per slot, no prompt cache (`cache_prompt` false, `--cache-ram 0`); prompts "
             f"rendered by our chat template and sent to `/v1/completions` with the same temperature, top-p, top-k, seeds and token limit; tokens "
@@ -466,7 +467,7 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         *bound_lines(ours, ref, ceiling),
     ]
     if peer is not None:
-        lines += ["", "## Against llama.cpp", "", *peer_table(ours, peer)]
+        lines += ["", "## Against llama.cpp", "", *peer_table(ours, peer, args.dtype)]
     if "profile" in ours:
         lines += ["", "Where the batched engine's time goes (torch profiler, sampled message generation):", "", "```", ours["profile"].strip(), "```"]
     return "\n".join(lines) + "\n"
@@ -505,7 +506,8 @@ def main(argv=None) -> int:
         slots = args.peer_slots or rows_per_batch(args, config, tokens, sampled["rows"])
         import torch
 
-        peer = llama_server(args, slots, tokens + 16, torch.get_num_threads())
+        slot_context = -(-(tokens + 8) // 256) * 256  # llama.cpp rounds each slot's context up to a multiple of 256
+        peer = llama_server(args, slots, slot_context, torch.get_num_threads())
     text = report(args, ceiling, ours, results["sequential"], mem, peer, command, (time.perf_counter() - started) / 60)
     print(text)
     if args.out:
