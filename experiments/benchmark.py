@@ -59,23 +59,30 @@ LEVERS = {  # what would shorten each phase of the batched engine's time
 }
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=None, help="base model the adapters are loaded onto (default: the communities' own; e.g. real-shaped random weights)")
     p.add_argument("--registry", default=None, help="community registry (default: the shipped one)")
-    p.add_argument("--communities", type=int, default=None, help="use the first N registry communities (default: all)")
-    p.add_argument("--items", type=int, default=16, help=f"items for the batched engine (at most {len(ITEMS)} distinct, repeated beyond)")
-    p.add_argument("--reference-items", type=int, default=1, help="items for the sequential reference engine")
+    p.add_argument("--communities", type=positive, default=None, help="use the first N registry communities (default: all)")
+    p.add_argument("--items", type=positive, default=16, help=f"items for the batched engine (at most {len(ITEMS)} distinct, repeated beyond)")
+    p.add_argument("--reference-items", type=positive, default=1, help="items for the sequential reference engine")
     p.add_argument("--protocol", default="modplural", help="the protocol whose decoding and method settings are measured")
     p.add_argument("--seed", type=int, default=0, help="the run seed the per-request message seeds come from")
-    p.add_argument("--message-tokens", type=int, default=None, help="community message length (default: the protocol's, 200)")
-    p.add_argument("--greedy-tokens", type=int, default=64, help="message length of the greedy identity check")
-    p.add_argument("--main-tokens", type=int, default=None, help="Overton main-LLM response length (default: the protocol's, 200)")
+    p.add_argument("--message-tokens", type=positive, default=None, help="community message length (default: the protocol's, 200)")
+    p.add_argument("--greedy-tokens", type=positive, default=64, help="message length of the greedy identity check")
+    p.add_argument("--main-tokens", type=positive, default=None, help="Overton main-LLM response length (default: the protocol's, 200)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch-size", default="auto")
     p.add_argument("--peer", choices=["llama-server"], default=None, help="also time the message workload on this engine")
-    p.add_argument("--peer-slots", type=int, default=None, help="llama-server's parallel slots (default: the batched engine's rows per batch)")
+    p.add_argument("--peer-slots", type=positive, default=None, help="llama-server's parallel slots (default: the batched engine's rows per batch)")
     p.add_argument("--skip-memory", action="store_true", help="do not run the base / all-adapters peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="also print a torch profile of batched message generation")
     p.add_argument("--out", default=None, help="also write the report (Markdown) here")
