@@ -1,6 +1,6 @@
 """The batched engine on Modular Pluralism's own workload, against the original's sequential pattern and llama.cpp.
 
-    python experiments/benchmark.py --peer llama-server --out experiments/results/benchmark.md   # the real workload
+    python experiments/benchmark.py --peer llama-server --out experiments/results/benchmark.md   # the real workload: ~45 min on 2 CPU cores
     python experiments/benchmark.py --items 2 --message-tokens 8 --greedy-tokens 4 --main-tokens 8 --skip-memory   # a quick look
     python experiments/benchmark.py --device cuda --dtype bfloat16 --items 256 --reference-items 4   # a GPU
 
