@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from modplural.backends import GenerateRequest, OptionRequest
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.openai_compat import OpenAIBackend, sends_key_in_clear
 from modplural.errors import ModPluralError
@@ -29,8 +29,8 @@ def serve(answer: Answer) -> Iterator[tuple[str, list[dict]]]:
 
     class Handler(BaseHTTPRequestHandler):
         def _handle(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            seen.append({"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization")})
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append({"method": self.command, "path": self.path, "authorization": self.headers.get("Authorization"), "body": body})
             status, headers, body = answer(self.command, self.path)
             self.send_response(status)
             for name, value in {"Content-Length": str(len(body)), **headers}.items():
@@ -243,3 +243,19 @@ def test_good_listings_still_route_requests():
     with serve(_routes(None, {"data": [{"id": "m"}, {"id": "patients"}]})) as (url, _):
         backend = _backend(url, style="auto", adapters={"patients": "patients"})
         assert backend.generate([GenerateRequest(prompt="Hi", adapter="patients")]) == ["ok"] and backend.style == "model"
+
+
+def test_llama_cpp_requests_sample_as_the_local_engines_and_generated_tokens_are_counted():
+    listing = [{"id": 0, "path": "/x/patients.gguf", "scale": 0.0}]
+
+    def answer(method: str, path: str) -> tuple[int, dict, bytes]:
+        body = listing if path == "/lora-adapters" else {"choices": [{"text": "ok"}], "usage": {"completion_tokens": 7}}
+        return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+    sampled = Decoding(max_new_tokens=9, temperature=1.0, top_p=0.9, top_k=50, seed=3)
+    with serve(answer) as (url, seen):
+        backend = _backend(url, style="auto", adapters={"patients": "patients"})
+        backend.generate([GenerateRequest(prompt="Hi", adapter="patients", decoding=sampled)] * 2)
+    body = json.loads(seen[-1]["body"])
+    assert (body["top_k"], body["min_p"], body["top_p"], body["seed"]) == (50, 0.0, 0.9, 3)
+    assert backend.generated_tokens == 14

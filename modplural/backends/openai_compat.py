@@ -6,6 +6,8 @@ Communities are LoRA adapters served next to one base model. Two ways of naming 
   checked against ``GET /v1/models``;
 * ``llama.cpp`` style (``llama-server --lora a.gguf --lora b.gguf --lora-init-without-apply``): the request
   carries ``"lora": [{"id": i, "scale": 1}]``; ids come from ``GET /lora-adapters`` by file name.
+  A request there also carries ``top_k`` and ``min_p: 0``, so the server samples as the local engines do rather
+  than with its own defaults (top-k 40, min-p 0.05).
 
 ``style="auto"`` asks the server which one it is. With ``tokenizer`` set (a local model spec), chat messages
 are rendered with that tokenizer's chat template and sent to ``/v1/completions``, so the server sees exactly
@@ -104,6 +106,7 @@ class OpenAIBackend:
         self._tokenizer_spec = tokenizer
         self._tokenizer = None
         self._lora_ids: dict[str, int] | None = None
+        self.generated_tokens = 0  # tokens generated so far, as the replies' usage.completion_tokens report them
         if sends_key_in_clear(self.base_url, api_key) and self.base_url not in _WARNED_CLEAR_TEXT:
             _WARNED_CLEAR_TEXT.add(self.base_url)
             print(f"modplural: warning: server {self.base_url}: the API key goes unencrypted over plain http:// to another machine; use https://", file=sys.stderr)
@@ -123,7 +126,9 @@ class OpenAIBackend:
     def generate(self, requests: Sequence[GenerateRequest]) -> list[str]:
         """One completion per request (sent concurrently, at most ``max_concurrency`` at a time), in order."""
         bodies = [self._generate_body(r) for r in requests]
-        return [self._text(path, reply) for (path, _), reply in zip(bodies, self._post_all(bodies))]
+        replies = self._post_all(bodies)
+        self.generated_tokens += sum(_completion_tokens(reply) for reply in replies)
+        return [self._text(path, reply) for (path, _), reply in zip(bodies, replies)]
 
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
         """Label distributions from the first token's ``top_logprobs``."""
@@ -185,6 +190,8 @@ class OpenAIBackend:
         body = {**self._route(r.adapter), **fields, "max_tokens": d.max_new_tokens, "temperature": d.temperature, "top_p": d.top_p}
         if d.seed is not None:
             body["seed"] = d.seed
+        if self._style() == "llama.cpp":  # its own sampler defaults (top-k 40, min-p 0.05) would change the distribution
+            body.update(top_k=d.top_k, min_p=0.0)
         if d.frequency_penalty:
             body["frequency_penalty"] = d.frequency_penalty
         return path, body
@@ -339,6 +346,13 @@ class _NotFound(Exception):
 def _is_lora_entry(entry) -> bool:
     """A llama.cpp ``/lora-adapters`` entry: ``{"id": int, "path": str, ...}``."""
     return isinstance(entry, dict) and type(entry.get("id")) is int and isinstance(entry.get("path"), str)
+
+
+def _completion_tokens(reply: dict) -> int:
+    """The reply's ``usage.completion_tokens`` (0 when the server does not say)."""
+    usage = reply.get("usage")
+    tokens = usage.get("completion_tokens") if isinstance(usage, dict) else None
+    return tokens if type(tokens) is int else 0
 
 
 def _error_detail(exc: urllib.error.HTTPError, secret: str | None) -> str:

@@ -18,7 +18,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from modplural.errors import ModPluralError
 from modplural.models import cache_dir
@@ -59,9 +59,18 @@ def source_tree() -> Path:
     return tree
 
 
+def _binary_path() -> Path:
+    return llama_cpp_home() / "bin" / "llama-server"
+
+
+def buildable() -> bool:
+    """Whether ``llama-server`` is built already, or cmake and a C++ compiler are here to build it."""
+    return _binary_path().is_file() or all(shutil.which(tool) for tool in ("cmake", "c++"))
+
+
 def server_binary(progress: bool = True) -> Path:
     """``llama-server``, built from source on first use (cmake; about 5-10 minutes on 2 cores)."""
-    binary = llama_cpp_home() / "bin" / "llama-server"
+    binary = _binary_path()
     if binary.is_file():
         return binary
     if shutil.which("cmake") is None:
@@ -112,8 +121,10 @@ def free_port() -> int:
 
 
 def start_server(model_gguf: Path, loras: Mapping[str, Path], port: int | None = None, alias: str = "base", threads: int = 2,
-                 parallel: int = 4, context: int = 4096, log: Path | None = None, ready_timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start ``llama-server`` serving ``model_gguf`` with the ``loras`` (loaded at scale 0; chosen per request).
+                 parallel: int = 4, context: int = 4096, log: Path | None = None, ready_timeout: float = 120.0,
+                 extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
+    """Start ``llama-server`` serving ``model_gguf`` with the ``loras`` (loaded at scale 0; chosen per request);
+    ``extra``: more command-line options.
 
     Returns the process and the OpenAI base URL once ``/health`` answers. The LoRA files are named after
     their communities so that ``GET /lora-adapters`` lists them by name.
@@ -122,28 +133,41 @@ def start_server(model_gguf: Path, loras: Mapping[str, Path], port: int | None =
     links = llama_cpp_home() / "named" / f"{port}"
     links.mkdir(parents=True, exist_ok=True)
     command = [str(server_binary()), "-m", str(model_gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", alias,
-               "-t", str(threads), "-np", str(parallel), "-c", str(context), "--lora-init-without-apply"]
+               "-t", str(threads), "-np", str(parallel), "-c", str(context), "--lora-init-without-apply", *extra]
     for name, path in loras.items():
         link = links / f"{name}.gguf"
         link.unlink(missing_ok=True)
         link.symlink_to(path)
         command += ["--lora", str(link)]
-    output = open(log, "ab") if log else subprocess.DEVNULL
-    process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    if log:
+        with open(log, "ab") as output:  # the server keeps its own copy of the descriptor
+            process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
+    else:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout
+    try:
+        _wait_ready(process, url, ready_timeout, log)
+    except BaseException:  # also Ctrl-C: never leave a server behind
+        process.kill()
+        process.wait()
+        raise
+    return process, url + "/v1"
+
+
+def _wait_ready(process: subprocess.Popen, url: str, timeout: float, log: Path | None) -> None:
+    """Return once ``/health`` answers 200; a one-line error if the server exits or ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ModPluralError(f"llama-server exited with code {process.returncode} while starting (log: {log or 'not kept'})")
         try:
             with urllib.request.urlopen(url + "/health", timeout=2) as response:
                 if response.status == 200:
-                    return process, url + "/v1"
+                    return
         except OSError:
             pass
         time.sleep(0.5)
-    process.kill()
-    raise ModPluralError(f"llama-server did not become ready within {ready_timeout:g} s")
+    raise ModPluralError(f"llama-server did not become ready within {timeout:g} s")
 
 
 def stop_server(process: subprocess.Popen, grace: float = 10.0) -> None:
