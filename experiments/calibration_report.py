@@ -58,15 +58,17 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/results/calibration")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
-    runs = {name: Experiment.from_run_dir(Path(args.runs) / f"calibration_{name}", data) for name in READINGS}
+    runs = {name: Experiment.from_run_dir(Path(args.runs) / f"calibration_{name}", data) for name in READINGS
+            if name != "split" or (Path(args.runs) / "calibration_split").is_dir()}  # split is optional
     scores = {name: json.loads(run.run_dir.scores_path().read_text()) for name, run in runs.items()}
     raw = json.loads(runs["content_free"].run_dir.scores_path("raw").read_text())
     base = runs["none"]
     lines = [
         "# Calibrated option reading: raw vs calibrated, every method on the same items",
         "",
-        f"- Runs: `{args.runs}/calibration_none`, `calibration_content_free`, `calibration_split` of `experiments/configs/calibration.yaml` "
-        "(protocol modplural with the `calibration` switch flipped; everything else equal: items, seed, 64-token community messages, 128-token answers).",
+        f"- Runs: `{args.runs}/calibration_none`, `calibration_content_free` of `experiments/configs/calibration.yaml` and `calibration_split` of "
+        "`calibration_split.yaml` (protocol modplural with the `calibration` switch flipped; everything else equal: items, seed, 64-token community "
+        "messages, 128-token answers; the split run leaves Overton out: it has no option answer, and only MoE's selection would move).",
         f"- Model: {base.run_dir.manifest()['main_model']} (main LLM and the base of the nine shipped communities). "
         f"Items: {', '.join(f'{t} {len(i)}' for t, (_, _, i, _) in base.tasks.items())} (VITAL dev split, seeded sample; split calibration: "
         f"{base.config.calibration_items} other items per task, listed in the run's manifest and calibration.json). Overton scorer: embedding proxy.",
@@ -74,12 +76,14 @@ def main() -> None:
         "bootstrap 95% interval (bold: the interval excludes 0). `content_free raw` is the content_free run re-scored on its stored raw "
         "distributions (`metrics.raw.json`): for vanilla and prompting it must equal `none`, for MoE and modular steerable it differs "
         "because the calibrated selection picked other messages.",
+        *([] if "split" in runs else ["- The split reading was not run for this report: its column reads `(not run)` (run `calibration_split.yaml`, then this script)."]),
         "",
     ]
     for task, (task_obj, _, _, _) in base.tasks.items():
         protocol = base.protocol
         lines += [f"## {task}", "", "| method | metric | none | content_free raw | content_free | split |", "|---|---|---|---|---|---|"]
-        effects = {name: compare(task, scores["none"][task], protocol, scores[name][task], runs[name].protocol) for name in ("content_free", "split")}
+        effects = {name: compare(task, scores["none"][task], protocol, scores[name][task], runs[name].protocol) if task in scores.get(name, {}) else {}
+                   for name in ("content_free", "split")}
         for method in METHODS:
             if method not in scores["none"][task]:
                 continue
@@ -87,15 +91,15 @@ def main() -> None:
             raw_values = headline(task, list(raw[task][method].values()), protocol) if task in raw else {}
             for metric, value in values.items():
                 cells = [f"{value:.3f}", f"{raw_values[metric]:.3f}" if metric in raw_values else "(free text)"]
-                cells += [effect(effects[name].get(method, {}).get(metric)) for name in ("content_free", "split")]
+                cells += [effect(effects[name].get(method, {}).get(metric)) if task in scores.get(name, {}) else "(not run)" for name in ("content_free", "split")]
                 lines.append(f"| {method} | {metric} | " + " | ".join(cells) + " |")
         if task_obj.mode != "overton":
             lines += ["", "Predictions (argmax letter) per method:", "", "| method | none | content_free raw | content_free | split |", "|---|---|---|---|---|"]
             for method in METHODS:
                 if method in scores["none"][task]:
-                    cells = [histogram(base, task, method), histogram(runs["content_free"], task, method, raw=True),
-                             histogram(runs["content_free"], task, method), histogram(runs["split"], task, method)]
-                    lines.append(f"| {method} | " + " | ".join(shown(c) for c in cells) + " |")
+                    cells = [histogram(base, task, method), histogram(runs["content_free"], task, method, raw=True), histogram(runs["content_free"], task, method)]
+                    split = shown(histogram(runs["split"], task, method)) if task in scores.get("split", {}) else "(not run)"
+                    lines.append(f"| {method} | " + " | ".join(shown(c) for c in cells) + f" | {split} |")
         lines.append("")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
