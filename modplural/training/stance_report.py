@@ -26,8 +26,8 @@ def stance_json(result: StanceResult, summary: dict) -> dict:
         "matrices": {arm: js_matrix(result.distributions(arm)) for arm in ARMS},
         "summary": summary,
         "questions": [{"id": q.id, "axis": q.axis, "options": len(q.options)} for q in qs.questions],
-        "reads": {arm: {v: [[[round(p, 6) for p in read] for read in q] for q in per_q] for v, per_q in voices.items()} for arm, voices in result.reads.items()},
-        "label_mass": {arm: {v: [round(m, 6) for m in per_q] for v, per_q in voices.items()} for arm, voices in result.mass.items()},
+        "reads": {arm: {v: [[[round(p, 4) for p in read] for read in q] for q in per_q] for v, per_q in voices.items()} for arm, voices in result.reads.items()},
+        "label_mass": {arm: {v: [round(m, 4) for m in per_q] for v, per_q in voices.items()} for arm, voices in result.mass.items()},
     }
 
 
@@ -46,7 +46,8 @@ def stance_markdown(result: StanceResult, summary: dict) -> list[str]:
         what = ("Each community's adapter (with its persona, if the registry gives one)." if arm == ADAPTERS else
                 f"The base model with each community's registry description as the system prompt: \"{DESCRIPTION_PERSONA}\".")
         lines += ["", f"### JS distance between {_ARM_TITLES[arm]}", "", what, "", _table(js_matrix(result.distributions(arm)))]
-    return lines + ["", "### Summary", "", *_summary_lines(summary), "", "### Per community", "", *_community_table(summary)]
+    return lines + ["", "### Summary", "", *_summary_lines(summary), "", "### By question axis", "", *_axis_table(summary),
+                    "", "### Per community", "", *_community_table(summary)]
 
 
 def _table(matrix: dict[str, dict[str, float]]) -> str:
@@ -106,6 +107,11 @@ def _summary_lines(s: dict) -> list[str]:
         f"{s['js_from_uniform'][ADAPTERS]:.3f} (adapters) and {s['js_from_uniform'][PERSONAS]:.3f} (persona prompts) from no preference at all.",
     ]
     return lines
+
+
+def _axis_table(s: dict) -> list[str]:
+    rows = ["Mean JS between communities on each axis's questions.", "", "| question axis | questions | adapters | persona prompts |", "|---|---|---|---|"]
+    return rows + [f"| {axis} | {row['questions']} | {row[ADAPTERS]:.3f} | {row[PERSONAS]:.3f} |" for axis, row in s["by_axis"].items()]
 
 
 def _community_table(s: dict) -> list[str]:

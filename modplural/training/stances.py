@@ -149,12 +149,20 @@ def summarise(result: StanceResult) -> dict:
         "rotation_js": {key: _mean([_rotation_js(result.reads[arm][v]) for arm, v in voices_]) for key, voices_ in arms_and_base.items()},
         "js_from_uniform": {key: _mean([_from_uniform(views[arm][v]) for arm, v in voices_]) for key, voices_ in arms_and_base.items()},
         "label_mass": {key: _mean([result.mass[arm][v] for arm, v in voices_]) for key, voices_ in arms_and_base.items()},
+        "by_axis": _by_axis(result, spread),
         "communities": {n: _community(result, views, n) for n in names},
     }
     poles = {axis: pair for axis, pair in POLES.items() if set(pair) <= set(names)}
     if poles:
         summary["poles"] = _poles(result, views, poles, [p for p in pairs if p not in poles.values()])
     return summary
+
+
+def _by_axis(result: StanceResult, spread: dict[str, list[float]]) -> dict[str, dict]:
+    """Per question axis: its number of questions and each arm's mean JS between communities on them."""
+    axes = [q.axis for q in result.questions.questions]
+    return {axis: {"questions": axes.count(axis), **{arm: _mean([v for v, x in zip(spread[arm], axes) if x == axis]) for arm in ARMS}}
+            for axis in dict.fromkeys(axes)}
 
 
 def _rotation_js(per_question: list[list[list[float]]]) -> float:
