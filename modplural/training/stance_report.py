@@ -41,7 +41,7 @@ def stance_markdown(result: StanceResult, summary: dict) -> list[str]:
              "and its lettered options as the user turn, read as an exact distribution over the letters after `Answer:`. Each question "
              "is asked once per cyclic rotation of its options (every option once in every position); a voice's view is the mean of "
              f"those reads. Cells: mean Jensen-Shannon distance between views over the questions (natural log; 0 = same views, "
-             f"{JS_MAX:.3f} = disjoint). `base`: the base model without a system prompt of ours."]
+             f"{JS_MAX:.3f} = disjoint). `base`: the base model without a system prompt of ours. Heatmap of both matrices: `{HEATMAP}`."]
     for arm in ARMS:
         what = ("Each community's adapter (with its persona, if the registry gives one)." if arm == ADAPTERS else
                 f"The base model with each community's registry description as the system prompt: \"{DESCRIPTION_PERSONA}\".")
