@@ -142,7 +142,7 @@ def stance_heatmap(result: StanceResult, path: Path) -> None:
         ax.set_yticks(range(len(names)), names if arm == ARMS[0] else [""] * len(names))
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{values[arm][i, j]:.2f}", ha="center", va="center", fontsize=7, color="white" if values[arm][i, j] < top / 2 else "black")
+                ax.text(j, i, f"{values[arm][i, j]:.3f}", ha="center", va="center", fontsize=6, color="white" if values[arm][i, j] < top / 2 else "black")
         ax.set_title(f"{_ARM_TITLES[arm]}: mean JS distance")
     fig.colorbar(image, ax=list(axes), label="mean Jensen-Shannon distance over questions", shrink=0.8)
     fig.suptitle(f"Stance distinctness on {len(result.questions.questions)} contested health questions")
