@@ -20,6 +20,7 @@ from modplural.errors import ModPluralError
 from modplural.validation import finite_float
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
+DESCRIPTION_PERSONA = "You speak for this community: {description}"  # the persona made from a description
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -51,7 +52,12 @@ class Community:
 
     def as_persona(self) -> "Community":
         """This community as a persona only (no adapter): its own persona, else one made from its description."""
-        return dataclasses.replace(self, adapter=None, persona=self.persona or f"You speak for this community: {self.description}")
+        return dataclasses.replace(self, adapter=None, persona=self.persona or self.description_persona)
+
+    @property
+    def description_persona(self) -> str:
+        """A system prompt made from the registry description alone (``DESCRIPTION_PERSONA``)."""
+        return DESCRIPTION_PERSONA.format(description=self.description)
 
 
 @dataclass(frozen=True)

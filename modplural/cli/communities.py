@@ -22,13 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     options.add_registry(check)
     options.add_device(check)
     check.set_defaults(func=check_adapters)
-    evaluate = communities.add_parser("eval", help="held-out perplexity of every adapter on every community's validation text")
+    evaluate = communities.add_parser("eval", help="held-out perplexity of every adapter on every community's validation text, and their stances")
     options.add_registry(evaluate)
     evaluate.add_argument("--corpus-dir", default="build/corpora")
     evaluate.add_argument("--max-blocks", type=int, default=32)
     evaluate.add_argument("--seq-len", type=int, default=128)
     evaluate.add_argument("--batch-size", type=int, default=16)
     evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
+    evaluate.add_argument("--stances", action=argparse.BooleanOptionalAction, default=True,
+                          help="also ask every adapter, and the base model persona-prompted with each description, the contested questions")
+    evaluate.add_argument("--questions", default=None, help="stance question file (default: the shipped modplural/training/stance_questions.yaml)")
     options.add_device(evaluate)
     evaluate.set_defaults(func=evaluate_distinctness)
     cards = communities.add_parser("cards", help="regenerate each adapter's model card (README.md) from the files on disk")
@@ -82,21 +85,36 @@ def _with_adapters(communities: list[Community], purpose: str) -> list[Community
 def evaluate_distinctness(args: argparse.Namespace) -> int:
     from modplural.training.distinctness import perplexity_matrix, write_report
     from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
+    from modplural.training.stance_questions import load_questions
 
+    questions = load_questions(args.questions) if args.stances else None
     pool = _local_pool(args, args.batch_size)
     communities = _with_adapters(pool.communities, "distinctness or model card")
     if len(communities) < 2:
         raise ModPluralError("distinctness needs at least two communities with adapters")
     matrix = perplexity_matrix(pool.backend, communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
     out = Path(args.out) if args.out else communities[0].adapter.parent
+    command = f"modplural communities eval --max-blocks {args.max_blocks} --seq-len {args.seq_len}"
+    command += " --no-stances" if questions is None else f" --questions {args.questions}" if args.questions else ""
     header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
-              f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `modplural communities eval "
-              f"--max-blocks {args.max_blocks} --seq-len {args.seq_len}`.")
+              f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `{command}`.")
     settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
                 "seq_len": args.seq_len, DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
-    result = write_report(matrix, out, header, settings)
+    from modplural.training.stance_report import HEATMAP, stance_heatmap, stance_json, stance_markdown
+
+    if questions is None:
+        result = write_report(matrix, out, header, settings)
+        (out / HEATMAP).unlink(missing_ok=True)  # an older run's stances would not match this report
+    else:
+        from modplural.training.stances import measure_stances, summarise
+
+        stances = measure_stances(pool.backend, communities, questions)
+        summary = summarise(stances)
+        result = write_report(matrix, out, header, settings, stance_markdown(stances, summary), {"stances": stance_json(stances, summary)})
+        stance_heatmap(stances, out / HEATMAP)
     print((out / "distinctness.md").read_text())
-    print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}")
+    print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}"
+          + ("" if questions is None else f" and {out / HEATMAP}"))
     written, errors = write_cards(communities, out)
     _report_cards(written, errors, "note")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from tqdm import tqdm
 
@@ -56,12 +56,14 @@ def verdict(matrix: dict[str, dict[str, float]]) -> dict:
     }
 
 
-def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str, settings: dict | None = None) -> dict:
-    """Write distinctness.md, distinctness.json (with ``settings``: how it was measured) and distinctness.png into ``out_dir``."""
+def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str, settings: dict | None = None,
+                 more_markdown: Sequence[str] = (), more_json: Mapping | None = None) -> dict:
+    """Write distinctness.md, distinctness.json (with ``settings``: how it was measured) and distinctness.png into ``out_dir``;
+    ``more_markdown`` lines follow the perplexity section, ``more_json`` entries the perplexity matrix (e.g. the stances)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     result = verdict(matrix)
     texts = list(matrix[BASE])
-    lines = [header, "", "Perplexity (lower is better). Rows: model; columns: the community whose validation text is scored.",
+    lines = [header, "", "## Held-out perplexity: does each adapter speak like its community?", "", "Perplexity (lower is better). Rows: model; columns: the community whose validation text is scored.",
              "**Bold**: the lowest adapter perplexity in the column; the diagonal is each community's own adapter.", ""]
     lines.append("| model | " + " | ".join(texts) + " |")
     lines.append("|---|" + "---|" * len(texts))
@@ -76,8 +78,9 @@ def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str
     misses = [f"{t} (best: {r['best_adapter']})" for t, r in result["communities"].items() if not r["own_is_best"]]
     if misses:
         lines.append(f"- Where another adapter wins: {', '.join(misses)}")
-    (out_dir / "distinctness.md").write_text("\n".join(lines) + "\n")
-    (out_dir / "distinctness.json").write_text(json.dumps({"perplexity": matrix, "verdict": result, "settings": settings or {}}, indent=2) + "\n")
+    (out_dir / "distinctness.md").write_text("\n".join([*lines, *more_markdown]) + "\n")
+    data = {"perplexity": matrix, "verdict": result, "settings": settings or {}, **(more_json or {})}
+    (out_dir / "distinctness.json").write_text(json.dumps(data, indent=2) + "\n")
     _heatmap(matrix, out_dir / "distinctness.png")
     return result
 
