@@ -302,14 +302,21 @@ def llama_server(args: argparse.Namespace, slots: int, slot_context: int, thread
 
 
 def server_message_row(url: str, loras: dict, args: argparse.Namespace) -> dict:
-    """The sampled message workload through the project's OpenAI-compatible client, prompts rendered by our tokenizer."""
+    """The sampled message workload through the project's OpenAI-compatible client (built by ``assemble`` from a
+    servers file naming the running server), prompts rendered by our tokenizer."""
     from modplural.backends.openai_compat import OpenAIBackend
 
-    # the whole workload may be one long batch: no request may time out, and a retry would repeat work
     communities = selected(args)
-    client = OpenAIBackend(url, "base", {name: name for name in loras}, style="llama.cpp", tokenizer="default",
-                           max_concurrency=args.items * len(communities), timeout=24 * 3600, retries=0)
-    pool = CommunityPool(client, communities, sampled_decoding(args))
+    # the whole workload may be one long batch: no request may time out, and a retry would repeat work
+    server = {"base_url": url, "model": "base", "style": "llama.cpp", "tokenizer": "default",
+              "max_concurrency": args.items * len(communities), "timeout": 24 * 3600, "retries": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        servers = Path(tmp) / "servers.yaml"
+        servers.write_text(json.dumps({"servers": {"llama": server}, "communities": {c.name: {"server": "llama"} for c in communities if c.name in loras}}))
+        _, pool = assemble(StackSpec(communities=[c.name for c in communities], registry=args.registry, servers=str(servers), cache=False,
+                                     decoding=sampled_decoding(args)))
+    routed = pool.backend.routes.values() if hasattr(pool.backend, "routes") else [(pool.backend, None)]
+    [client] = {id(b): b for b, _ in routed if isinstance(b, OpenAIBackend)}.values()
     warm = pool.request(pool.communities[0], "Hello")
     client.generate([replace(warm, decoding=replace(warm.decoding, max_new_tokens=2))])
     before = client.generated_tokens
