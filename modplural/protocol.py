@@ -85,9 +85,10 @@ SWITCHES: dict[str, Switch] = {
     ),
     "calibration": Switch(
         "each answer distribution used as read (`ours_distributional.py`, `ours_steerable.py`, `moe_lm.py`)",
-        "content_free: every option answer and selection divided by the model's distribution for the same prompt with the item's "
-        "content replaced by 'N/A' (one prior per template and option count), renormalised; `split`: the prior is the mean raw "
-        "distribution over calibration items disjoint from the evaluated ones; raw distributions and priors are kept in the predictions",
+        "none as well (measured: experiments/results/calibration/); content_free: every option answer and selection divided by the "
+        "model's distribution for the same prompt with the item's content replaced by 'N/A' (one prior per template and option count), "
+        "renormalised; split: the prior is the mean raw distribution over calibration items disjoint from the evaluated ones; raw "
+        "distributions and priors are kept in the predictions",
         "a small main LLM prefers one option letter whatever the question (contextual calibration, Zhao et al. 2021)",
     ),
     "single_option_items": Switch(
