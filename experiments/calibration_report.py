@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.fidelity import compare, headline  # noqa: E402
+from experiments.fidelity import cell, compare, headline  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.prompts import option_labels  # noqa: E402
 from modplural.runner import Experiment  # noqa: E402
@@ -43,14 +43,6 @@ def shown(counts: Counter) -> str:
     return " ".join(f"{letter}:{n}" for letter, n in sorted(counts.items())) + f" ({len(counts)} distinct)"
 
 
-def effect(value: tuple[float, float, float, int] | None) -> str:
-    if value is None:
-        return ""
-    diff, low, high, _ = value
-    mark = "**" if low > 0 or high < 0 else ""
-    return f"{mark}{diff:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="runs", help="the directory holding calibration_none, calibration_content_free, calibration_split")
@@ -73,7 +65,7 @@ def main() -> None:
         f"Items: {', '.join(f'{t} {len(i)}' for t, (_, _, i, _) in base.tasks.items())} (VITAL dev split, seeded sample; split calibration: "
         f"{base.config.calibration_items} other items per task, listed in the run's manifest and calibration.json). Overton scorer: embedding proxy.",
         "- Cells: the headline metric; under content_free and split, the paired difference from `none` over the same items with its "
-        "bootstrap 95% interval (bold: the interval excludes 0). `content_free raw` is the content_free run re-scored on its stored raw "
+        "bootstrap 95% interval (`*`: the interval excludes 0). `content_free raw` is the content_free run re-scored on its stored raw "
         "distributions (`metrics.raw.json`): for vanilla and prompting it must equal `none`, for MoE and modular steerable it differs "
         "because the calibrated selection picked other messages.",
         *([] if "split" in runs else ["- The split reading was not run for this report: its column reads `(not run)` (run `calibration_split.yaml`, then this script)."]),
@@ -91,7 +83,7 @@ def main() -> None:
             raw_values = headline(task, list(raw[task][method].values()), protocol) if task in raw else {}
             for metric, value in values.items():
                 cells = [f"{value:.3f}", f"{raw_values[metric]:.3f}" if metric in raw_values else "(free text)"]
-                cells += [effect(effects[name].get(method, {}).get(metric)) if task in scores.get(name, {}) else "(not run)" for name in ("content_free", "split")]
+                cells += [cell(effects[name].get(method, {}).get(metric)) if task in scores.get(name, {}) else "(not run)" for name in ("content_free", "split")]
                 lines.append(f"| {method} | {metric} | " + " | ".join(cells) + " |")
         if task_obj.mode != "overton":
             lines += ["", "Predictions (argmax letter) per method:", "", "| method | none | content_free raw | content_free | split |", "|---|---|---|---|---|"]

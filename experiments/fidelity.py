@@ -120,7 +120,8 @@ def readability(run: Experiment) -> dict[str, tuple[int, int, int, int]]:
     return out
 
 
-def _cell(effect: tuple[float, float, float, int] | None) -> str:
+def cell(effect: tuple[float, float, float, int] | None) -> str:
+    """A paired effect as ``+0.012 [-0.003, +0.027]``, `` *`` where the interval excludes 0."""
     if effect is None:
         return "—"
     value, low, high, _ = effect
@@ -134,7 +135,7 @@ def table(effects: dict[str, dict[str, dict]]) -> list[str]:
     for task, per_method in effects.items():
         metrics = sorted({m for e in per_method.values() for m in e})
         for metric in metrics:
-            cells = [_cell(per_method.get(method, {}).get(metric)) for method in ALL_METHODS]
+            cells = [cell(per_method.get(method, {}).get(metric)) for method in ALL_METHODS]
             n = next((e[metric][3] for e in per_method.values() if metric in e), 0)
             lines.append(f"| {task} | {metric} | " + " | ".join(cells) + f" | {n} |")
     return lines
