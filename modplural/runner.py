@@ -280,8 +280,10 @@ class Experiment:
         """The method's priors on this task: read back from calibration.json, or fitted on the calibration items
         (uncalibrated answers, cached like every answer) and stored there before any evaluated item runs."""
         stored = self.run_dir.read_json("calibration.json") if self.run_dir.calibration_path.is_file() else {}
-        entry = stored.get(task_name, {}).get(method_name)
         where = f"{self.run_dir.calibration_path}: {task_name} / {method_name}"
+        if not isinstance(stored.get(task_name, {}), dict):
+            raise ModPluralError(f"{self.run_dir.calibration_path}: {task_name}: expected an object of methods")
+        entry = stored.get(task_name, {}).get(method_name)
         if entry is not None:
             if not isinstance(entry, dict):
                 raise ModPluralError(f"{where}: expected an object with 'items' and 'priors'")

@@ -183,6 +183,26 @@ def test_ask_calibration(tmp_path):
     assert_one_line_error(split, "calibration split needs calibration items")
 
 
+@pytest.mark.parametrize("stored, fragment", [
+    ("not json", "not valid JSON"), ('["a"]', "expected a JSON object"), ('{"vital_steerable_vk": ["x"]}', "vital_steerable_vk: expected an object of methods"),
+    ('{"vital_steerable_vk": {"vanilla": 3}}', "expected an object with 'items' and 'priors'"),
+    ('{"vital_steerable_vk": {"vanilla": {"priors": {"answer:3": [1, 1]}}}}', "has 2 entries for 3 labels"),
+])
+def test_a_damaged_calibration_file_is_a_one_line_error(tmp_path, stored, fragment):
+    """Priors read back on resume are checked before any model is asked (no method is needed to fail)."""
+    from modplural.data_paths import data_dir
+    from modplural.runner import Experiment, ExperimentConfig
+
+    config = ExperimentConfig(name="c", tasks=("vital_steerable_vk",), methods=("vanilla",), limit=2, protocol={"base": "modplural", "calibration": "split"})
+    experiment = Experiment(config, data_dir(None), tmp_path / "run")
+    experiment.run_dir.path.mkdir()
+    experiment.run_dir.calibration_path.write_text(stored)
+    task = experiment.tasks["vital_steerable_vk"][0]
+    with pytest.raises(ModPluralError, match=fragment) as caught:
+        experiment._split_priors("vital_steerable_vk", task, "vanilla", None)
+    assert "\n" not in str(caught.value)
+
+
 @pytest.mark.slow
 def test_a_split_run_fits_stores_and_reuses_its_priors_and_scores_raw_too(adapter_dirs, tmp_path):
     import yaml
