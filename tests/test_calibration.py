@@ -238,3 +238,14 @@ def test_a_split_run_fits_stores_and_reuses_its_priors_and_scores_raw_too(adapte
     predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))
     again = run_cli("run", str(path), "--out", str(out), "--no-progress")
     assert_one_line_error(again, "calibration.json: vital_steerable_vk / vanilla: answer:3", "entry 2 is 0")
+
+
+def test_a_run_recorded_before_the_switch_existed_is_read_as_calibration_none():
+    """An older manifest has no 'calibration' (nor 'repetition', 'message_trim'): those runs had the original's
+    behaviour, so an original run stays comparable with the papers and a flipped switch is still named."""
+    from modplural.protocol import ORIGINAL
+    from modplural.report import _comparability
+
+    old = {k: v for k, v in ORIGINAL.as_dict().items() if k not in ("calibration", "repetition", "message_trim")}
+    assert _comparability(old, None).startswith("the papers' protocol")
+    assert "(calibration)" in _comparability({**old, "calibration": "content_free"}, None)
