@@ -81,15 +81,15 @@ def paired_effect(a: dict[str, dict], b: dict[str, dict], stat: Callable[[list[d
     return {k: (y - x, *np.percentile(draws[k], [2.5, 97.5]), len(ids)) for k, (x, y) in point.items() if draws[k]}
 
 
+def effect(task: str, a: dict[str, dict], protocol_a: Protocol, b: dict[str, dict], protocol_b: Protocol) -> dict[str, tuple[float, float, float, int]]:
+    """Headline metric -> paired effect of going from records (a) to records (b), both keyed by item id."""
+    stat = lambda x, y: {k: (v, headline(task, y, protocol_b)[k]) for k, v in headline(task, x, protocol_a).items()}  # noqa: E731
+    return paired_effect(a, b, stat)
+
+
 def compare(task: str, scores_a: dict, protocol_a: Protocol, scores_b: dict, protocol_b: Protocol) -> dict[str, dict]:
     """method -> metric -> effect of going from (a) to (b)."""
-    out = {}
-    for method in scores_a:
-        if method not in scores_b:
-            continue
-        stat = lambda x, y: {k: (v, headline(task, y, protocol_b)[k]) for k, v in headline(task, x, protocol_a).items()}  # noqa: E731
-        out[method] = paired_effect(scores_a[method], scores_b[method], stat)
-    return out
+    return {method: effect(task, scores_a[method], protocol_a, scores_b[method], protocol_b) for method in scores_a if method in scores_b}
 
 
 def stored_scores(run: Experiment, scorer) -> dict:
