@@ -1,0 +1,339 @@
+"""Every method and extension on the same VITAL dev items (issue 14 part 5): experiments/results/pluralism/report.md.
+
+A *variant* is one method of one finished run, under a label. Per task: the headline metrics of each variant with
+bootstrap 95% intervals, and paired bootstrap effects over the same items against ``modular`` and against the
+task's best baseline (vanilla, prompting or moe, whichever has the best primary mean); per variant, on how many
+tasks it is significantly better than every baseline; which communities the steerable selection picks; and the
+learned community weights of runs made with ``weights: learned`` (their ``weights.json``).
+
+    python experiments/pluralism_report.py [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
+
+Without ``--variant`` the planned runs are compared (a variant whose run directory is missing is listed as not run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.fidelity import cell, effect, headline  # noqa: E402
+from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
+from modplural.errors import ModPluralError  # noqa: E402
+from modplural.metrics import Estimate, bootstrap  # noqa: E402
+from modplural.protocol import Protocol  # noqa: E402
+from modplural.run_dir import RunDir  # noqa: E402
+from modplural.runner import Experiment  # noqa: E402
+from modplural.tasks import get_task  # noqa: E402
+
+DEFAULT_VARIANTS = (
+    "vanilla=runs/calibration_none:vanilla",
+    "prompting=runs/calibration_none:prompting",
+    "moe=runs/calibration_none:moe",
+    "modular=runs/calibration_none:modular",
+    "ethos=runs/pluralism_ethos:ethos",
+    "modular+extensions=runs/pluralism_extensions:modular",
+)
+BASELINES = ("vanilla", "prompting", "moe")
+REFERENCE = "modular"
+WANTED_ITEMS = 40  # issue 14: at least this many items per task
+
+Effect = tuple[float, float, float, int]  # (difference, 2.5%, 97.5%, n), as fidelity.paired_effect gives it
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    run_dir: Path
+    method: str
+
+
+@dataclass
+class Loaded:
+    """A variant whose run exists: its experiment (protocol, manifest) and its per-item records."""
+
+    variant: Variant
+    experiment: Experiment
+    scores: dict[str, dict[str, dict]]  # task -> item id -> per-item metrics
+
+
+def parse_variant(text: str) -> Variant:
+    """``LABEL=RUNDIR:METHOD`` -> Variant; a one-line error otherwise."""
+    label, eq, rest = text.partition("=")
+    run_dir, colon, method = rest.rpartition(":")
+    if not (eq and colon and label.strip() and run_dir.strip() and method.strip()):
+        raise ModPluralError(f"--variant needs LABEL=RUNDIR:METHOD (e.g. modular=runs/calibration_none:modular), got {text!r}")
+    return Variant(label.strip(), Path(run_dir.strip()), method.strip())
+
+
+def parse_variants(texts: list[str]) -> list[Variant]:
+    """Variants in the order given; labels must be unique."""
+    variants = [parse_variant(t) for t in texts]
+    labels = [v.label for v in variants]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ModPluralError(f"--variant labels must be unique: {', '.join(repeated)} given more than once")
+    return variants
+
+
+def method_scores(variant: Variant, scores: dict) -> dict[str, dict[str, dict]]:
+    """task -> item id -> per-item metrics of the variant's method, from its run's scores.json."""
+    out = {task: per_method[variant.method] for task, per_method in scores.items() if isinstance(per_method, dict) and variant.method in per_method}
+    if not out:
+        held = sorted({m for per_method in scores.values() if isinstance(per_method, dict) for m in per_method})
+        raise ModPluralError(f"{variant.run_dir / 'scores.json'} has no method {variant.method!r} (it has: {', '.join(held) or 'none'}); fix --variant {variant.label}")
+    return out
+
+
+def load(variants: list[Variant], data: Path) -> dict[str, Loaded]:
+    """label -> Loaded, for the variants whose run directory exists (each run read once)."""
+    runs: dict[Path, tuple[Experiment, dict]] = {}
+    out = {}
+    for variant in variants:
+        if not variant.run_dir.is_dir():
+            continue
+        key = variant.run_dir.resolve()
+        if key not in runs:
+            scores = RunDir(variant.run_dir).read_json("scores.json")  # first: a run without scores is the error to name
+            runs[key] = (Experiment.from_run_dir(variant.run_dir, data), scores)
+        experiment, scores = runs[key]
+        out[variant.label] = Loaded(variant, experiment, method_scores(variant, scores))
+    return out
+
+
+def shared_items(scores: dict[str, dict[str, dict]]) -> dict[str, list[str]]:
+    """task -> the item ids of every variant that ran it; a one-line error where two variants' ids differ."""
+    out: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}
+    for label, per_task in scores.items():
+        for task, records in per_task.items():
+            if task not in out:
+                out[task], owner[task] = list(records), label
+            elif set(records) != set(out[task]):
+                only = sorted(set(records) ^ set(out[task]))[0]
+                raise ModPluralError(f"{task}: variants {owner[task]} and {label} scored different items ({len(out[task])} vs {len(records)} ids; "
+                                     f"e.g. {only!r} only in {label if only in records else owner[task]}); the paired comparison needs the same items in every run")
+    return out
+
+
+def best_baseline(means: dict[str, float], higher_is_better: bool) -> str | None:
+    """The baseline label with the best primary mean (the first of BASELINES on a tie); None where no baseline ran."""
+    present = [b for b in BASELINES if b in means]
+    if not present:
+        return None
+    return max(present, key=lambda b: means[b] if higher_is_better else -means[b])
+
+
+def significantly_better(change: Effect | None, higher_is_better: bool) -> bool:
+    """Whether the paired interval excludes 0 on the good side."""
+    if change is None:
+        return False
+    _, low, high, _ = change
+    return low > 0 if higher_is_better else high < 0
+
+
+def beats_every_baseline(label: str, against: dict[str, Effect], higher_is_better: bool) -> bool:
+    """Significantly better than each baseline that ran (the variant itself left out); False with none to beat."""
+    others = [b for b in BASELINES if b != label]
+    return any(b in against for b in others) and all(significantly_better(against.get(b), higher_is_better) for b in others if b in against)
+
+
+def direction(task: str) -> tuple[str, bool]:
+    """The task's headline metric and whether higher is better (its primary direction)."""
+    task_obj, _ = get_task(task)
+    return task_obj.headline, task_obj.primary[1]
+
+
+def estimates(task: str, records: list[dict], protocol: Protocol) -> dict[str, Estimate]:
+    """Headline metric -> value with a percentile bootstrap 95% interval over the items."""
+    return {metric: bootstrap(records, lambda rs, m=metric: headline(task, list(rs), protocol)[m]) for metric in headline(task, records, protocol)}
+
+
+def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
+    """How often each community (or ethos perspective) is the steerable selection's choice over ``ids``."""
+    wanted = set(ids)
+    records = loaded.experiment.run_dir.read_predictions(task, loaded.variant.method)
+    return Counter(r["result"]["chosen_community"] for r in records if r["id"] in wanted and r["result"].get("chosen_community"))
+
+
+def learned_weights(run: RunDir, method: str) -> dict[str, dict]:
+    """task -> ``method``'s entry of the run's weights.json ({} for a run without learned weights)."""
+    if not (run.path / "weights.json").is_file():
+        return {}
+    out = {}
+    for task, per_method in run.read_json("weights.json").items():
+        entry = per_method.get(method) if isinstance(per_method, dict) else None
+        if entry is None:
+            continue
+        if not (isinstance(entry, dict) and isinstance(entry.get("weights"), dict) and isinstance(entry.get("items"), list) and isinstance(entry.get("calibration_js"), dict)):
+            raise ModPluralError(f"{run.path / 'weights.json'}: {task} / {method}: expected items (a list), weights (a mapping), temperature and calibration_js")
+        out[task] = entry
+    return out
+
+
+def weight_rows(entries: dict[str, dict], items: dict[str, list[str]]) -> list[str]:
+    """Table rows of one variant's learned weights: temperature, calibration JS, fit items (and how many are also evaluated), weights."""
+    rows = []
+    for task, entry in entries.items():
+        overlap = len({str(i) for i in entry["items"]} & set(items.get(task, [])))
+        weights = ", ".join(f"{name} {w:.3f}" for name, w in sorted(entry["weights"].items(), key=lambda kv: -kv[1]))
+        js = entry["calibration_js"]
+        rows.append(f"| {task} | {entry.get('temperature')} | {js.get('uniform', float('nan')):.3f} → {js.get('learned', float('nan')):.3f} | "
+                    f"{len(entry['items'])} ({overlap}) | {weights} |")
+    return rows
+
+
+def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
+    """The numbers of one task: per variant its estimates, and its paired effects against modular and each baseline."""
+    metric, higher = direction(task)
+    holders = {label: run for label, run in loaded.items() if task in run.scores}
+    records = {label: [run.scores[task][i] for i in ids] for label, run in holders.items()}
+    values = {label: estimates(task, records[label], run.experiment.protocol) for label, run in holders.items()}
+    best = best_baseline({label: values[label][metric].value for label in holders if label in BASELINES}, higher)
+    variants = {}
+    for label, run in holders.items():
+        against = {other: effect(task, holders[other].scores[task], holders[other].experiment.protocol, run.scores[task], run.experiment.protocol)
+                   for other in (REFERENCE, *BASELINES) if other in holders and other != label}
+        primary = {other: change[metric] for other, change in against.items() if metric in change}
+        variants[label] = {"estimates": values[label], "against": against, "beats_every_baseline": beats_every_baseline(label, primary, higher)}
+    return {"metric": metric, "higher_is_better": higher, "best_baseline": best, "items": len(ids), "variants": variants}
+
+
+def run_line(loaded: Loaded, items: dict[str, list[str]]) -> str:
+    """One row of the what-was-run table."""
+    manifest = loaded.experiment.run_dir.manifest()
+    protocol = manifest.get("protocol", {}).get("name") or loaded.experiment.run_dir.read_json("metrics.json").get("protocol")
+    counts = ", ".join(f"{task} {len(items[task])}" for task in loaded.scores)
+    return (f"| {loaded.variant.label} | `{loaded.variant.run_dir}` | {loaded.variant.method} | `{protocol}` | `{manifest.get('main_model')}` | "
+            f"`{str(manifest.get('git_commit'))[:12]}` | {counts} | `{manifest.get('command')}` |")
+
+
+def scorer_identity(loaded: Loaded) -> str:
+    scorer = loaded.experiment.run_dir.read_json("metrics.json").get("scorer") or {}
+    return f"`{scorer.get('identity', 'none')}`" + (" (a proxy)" if scorer.get("proxy") else "")
+
+
+def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]]) -> list[str]:
+    models = sorted({str(run.experiment.run_dir.manifest().get("main_model")) for run in loaded.values()})
+    scorers = sorted({scorer_identity(run) for run in loaded.values()})
+    few = [f"{task} {len(ids)}" for task, ids in items.items() if len(ids) < WANTED_ITEMS]
+    lines = [
+        "# Pluralism: every method and extension on the same VITAL dev items", "",
+        f"- These are our numbers for {', '.join(f'`{m}`' for m in models)} (main LLM and base of the communities) on the VITAL development "
+        "split (a seeded sample of each task), not the papers' models or test sets: compare variants here, never with published tables.",
+        f"- Overton scorer: {', '.join(scorers)}; an embedding proxy is not the papers' NLI entailment, so Overton coverage compares variants only.",
+        f"- Baselines: {', '.join(BASELINES)}; reference: `{REFERENCE}`. Values: the headline metric with a bootstrap 95% interval over items. "
+        "Effects: the paired difference (variant − other) over the same items with a paired bootstrap 95% interval; `*`: the interval excludes 0. "
+        "JS distance: lower is better, so a negative difference is an improvement. The best baseline of a task is the one with the best primary mean.",
+        "", "## What was run", "",
+        "| variant | run | method | protocol | main model | git commit | items per task | command |", "|---|---|---|---|---|---|---|---|",
+        *[run_line(run, items) for run in loaded.values()],
+    ]
+    lines += [f"| {v.label} | `{v.run_dir}` | {v.method} | (not run) | | | | |" for v in variants if v.label not in loaded]
+    lines += ["", "Items: every variant scored the same item ids per task (checked on scores.json): "
+              + ", ".join(f"{task} {len(ids)}" for task, ids in items.items()) + "."]
+    if few:
+        lines.append(f"Fewer than the {WANTED_ITEMS} items per task issue 14 asks for: {', '.join(few)}.")
+    return lines
+
+
+def summary(tasks: dict[str, dict], loaded: dict[str, Loaded]) -> list[str]:
+    lines = ["", "## Summary", "", "Tasks on which the variant is significantly better than every baseline on the primary metric "
+             "(for a baseline: than the other baselines).", "", "| variant | tasks | which |", "|---|---|---|"]
+    for label, run in loaded.items():
+        ran = [task for task in tasks if label in tasks[task]["variants"]]
+        won = [task for task in ran if tasks[task]["variants"][label]["beats_every_baseline"]]
+        lines.append(f"| {label} | {len(won)} of {len(ran)} | {', '.join(won) or '—'} |")
+    return lines
+
+
+def task_lines(task: str, section: dict) -> list[str]:
+    metric, best = section["metric"], section["best_baseline"]
+    way = "higher" if section["higher_is_better"] else "lower"
+    lines = ["", f"## {task}", "", f"Primary: {metric} ({way} is better); best baseline: {best or '(none ran)'}; {section['items']} items.", "",
+             f"| variant | metric | value [95%] | vs {REFERENCE} | vs best baseline ({best or '—'}) | better than every baseline |", "|---|---|---|---|---|---|"]
+    for label, numbers in section["variants"].items():
+        for name, estimate in numbers["estimates"].items():
+            versus = [cell(numbers["against"].get(other, {}).get(name)) if other != label else "(itself)" for other in (REFERENCE, best)]
+            beats = ("yes" if numbers["beats_every_baseline"] else "no") if name == metric else ""
+            lines.append(f"| {label} | {name} | {estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] | " + " | ".join(versus) + f" | {beats} |")
+    return lines
+
+
+def selection_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> tuple[list[str], dict]:
+    lines = ["", "## Steerable selection: which community is chosen", "",
+             "Counts of `chosen_community` over the items (ethos: its perspectives); variants without a selection are left out.", ""]
+    counts = {}
+    for task in [t for t in items if get_task(t)[0].mode == "steerable"]:
+        rows = {label: selection_counts(run, task, items[task]) for label, run in loaded.items() if task in run.scores}
+        rows = {label: c for label, c in rows.items() if c}
+        counts[task] = {label: dict(c.most_common()) for label, c in rows.items()}
+        lines += [f"### {task}", "", "| variant | choices (most frequent first) | distinct |", "|---|---|---|"]
+        lines += [f"| {label} | " + ", ".join(f"{name} {n}" for name, n in c.most_common()) + f" | {len(c)} |" for label, c in rows.items()]
+        lines.append("")
+    return lines, counts
+
+
+def weight_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> tuple[list[str], dict]:
+    learned = {label: entries for label, run in loaded.items() if (entries := learned_weights(run.experiment.run_dir, run.variant.method))}
+    lines = ["## Learned community weights", ""]
+    if not learned:
+        return lines + ["No variant was run with `weights: learned` (no weights.json in its run)."], {}
+    for label, entries in learned.items():
+        lines += [f"### {label}", "", "| task | temperature | calibration JS uniform → learned | fit items (also evaluated) | weights |", "|---|---|---|---|---|"]
+        lines += weight_rows(entries, items) + [""]
+    return lines, learned
+
+
+def as_json(tasks: dict[str, dict]) -> dict:
+    """The task sections with estimates and effects as plain JSON values."""
+    out = {}
+    for task, section in tasks.items():
+        variants = {label: {"estimates": {k: e.as_dict() for k, e in v["estimates"].items()},
+                            "against": {o: {k: {"difference": d, "ci95": [lo, hi], "n": n} for k, (d, lo, hi, n) in change.items()} for o, change in v["against"].items()},
+                            "beats_every_baseline": v["beats_every_baseline"]} for label, v in section["variants"].items()}
+        out[task] = {**section, "variants": variants}
+    return out
+
+
+def report(variants: list[Variant], data: Path, out: Path) -> Path:
+    """Write report.md and report.json under ``out``; returns the report path."""
+    loaded = load(variants, data)
+    if not loaded:
+        raise ModPluralError("no variant has a run directory: " + ", ".join(str(v.run_dir) for v in variants))
+    items = shared_items({label: run.scores for label, run in loaded.items()})
+    tasks = {task: task_section(task, ids, loaded) for task, ids in items.items()}
+    lines = header(variants, loaded, items) + summary(tasks, loaded)
+    for task, section in tasks.items():
+        lines += task_lines(task, section)
+    chosen, counts = selection_lines(items, loaded)
+    learned, weights = weight_lines(items, loaded)
+    lines += chosen + learned
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    runs = {v.label: {"run_dir": str(v.run_dir), "method": v.method, "run": v.label in loaded} for v in variants}
+    payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights}
+    (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
+    return out / "report.md"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", action="append", metavar="LABEL=RUNDIR:METHOD", help="a method of a finished run, repeatable (default: the planned runs)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default="experiments/results/pluralism")
+    args = parser.parse_args()
+    try:
+        path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out))
+    except ModPluralError as exc:
+        sys.exit(f"pluralism_report: error: {exc}")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
