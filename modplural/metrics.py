@@ -16,12 +16,16 @@ OVERTON_THRESHOLD = 0.33
 
 
 def js_distance(p: Sequence[float], q: Sequence[float]) -> float:
-    """Jensen-Shannon distance with natural logarithms, exactly ``scipy.spatial.distance.jensenshannon``."""
-    from scipy.spatial.distance import jensenshannon
+    """Jensen-Shannon distance with natural logarithms, ``scipy.spatial.distance.jensenshannon``'s formula (inputs
+    normalised to sum 1), except that a divergence rounded below zero (nearly equal inputs) is 0, where scipy gives NaN."""
+    from scipy.special import rel_entr
 
     if len(p) != len(q):
         raise ModPluralError(f"distributions of different lengths ({len(p)} and {len(q)})")
-    return float(jensenshannon(np.asarray(p, float), np.asarray(q, float)))
+    a, b = np.asarray(p, float), np.asarray(q, float)
+    a, b = a / a.sum(), b / b.sum()
+    m = (a + b) / 2
+    return float(np.sqrt(max((rel_entr(a, m).sum() + rel_entr(b, m).sum()) / 2, 0.0)))
 
 
 def overton_coverage(scores: np.ndarray, empty: float = 0.0) -> float:

@@ -23,6 +23,8 @@ def test_js_distance_matches_scipy_and_hand_values():
     kl = lambda x, y: sum(a * math.log(a / b) for a, b in zip(x, y) if a > 0)  # noqa: E731
     assert js_distance(p, q) == pytest.approx(math.sqrt((kl(p, m) + kl(q, m)) / 2))
     assert js_distance(p, q) == pytest.approx(float(jensenshannon(p, q)))
+    near = [0.1 + 1e-17, 0.2, 0.7 - 1e-17]  # equal in floating point terms: scipy's divergence can round below 0 (its sqrt: NaN)
+    assert js_distance(near, [0.1, 0.2, 0.7]) == pytest.approx(0.0, abs=1e-7)
     with pytest.raises(ModPluralError, match="different lengths"):
         js_distance([1, 0], [1, 0, 0])
 
