@@ -13,7 +13,7 @@ import yaml
 from modplural.communities import default_registry_path, load_registry
 from modplural.errors import ModPluralError
 from modplural.training.model_card import (
-    CARD, DIGESTS, STANCE, adapter_digest, build_card, card_text, hub_licence, licence_metadata, read_manifest,
+    CARD, DIGESTS, adapter_digest, build_card, card_text, hub_licence, licence_metadata, read_manifest,
 )
 from tests.helpers import assert_one_line_error, run_cli
 
@@ -71,7 +71,8 @@ def test_a_shipped_card_holds_the_numbers_of_its_own_files():
     assert f"| **`{community.name}` adapter** | **{own:.2f}** |" in card and f"| base model (no adapter) | {base:.2f} |" in card
     for other in SHIPPED.names:
         assert f"{matrix[other][community.name]:.2f}" in card
-    assert "best of the 9 adapters on this text: yes" in card and "### Stance\n\nNot measured yet." in card
+    stance = _json(RESULTS / "distinctness.json")["stances"]["summary"]["communities"][community.name]
+    assert "best of the 9 adapters on this text: yes" in card and f"| adapter_vs_persona | {stance['adapter_vs_persona']:.4g} |" in card
     assert "Commercial use" in card  # CC BY-NC-SA
 
 
@@ -115,12 +116,15 @@ def test_results_for_other_weights_are_not_shown(tmp_path):
     assert "Not measured for this adapter yet" in card_text(adapter, SHIPPED.get("patients"), results_dir=tmp_path)
 
 
-def test_a_stance_file_for_these_weights_is_reported(tmp_path):
+def test_stance_numbers_for_these_weights_are_reported(tmp_path):
     adapter = _copy_adapter("patients", tmp_path / "patients")
-    stance = {"settings": {DIGESTS: {"patients": adapter_digest(adapter)}}, "communities": {"patients": {"agreement": 0.625}}}
-    (tmp_path / STANCE).write_text(json.dumps(stance))
-    card = card_text(adapter, SHIPPED.get("patients"), results_dir=tmp_path)
-    assert "| agreement | 0.625 |" in card and "(stance): see Stance under Evaluation" in card
+    shipped = card_text(adapter, SHIPPED.get("patients"), results_dir=RESULTS)  # the committed eval measured the shipped weights
+    expected = _json(RESULTS / "distinctness.json")["stances"]["summary"]["communities"]["patients"]["adapter_vs_base"]
+    assert f"| adapter_vs_base | {expected:.4g} |" in shipped and "persona prompt: see Stance under Evaluation" in shipped
+    data = _json(RESULTS / "distinctness.json")
+    del data["stances"]
+    (tmp_path / "distinctness.json").write_text(json.dumps(data))
+    assert "(stance): not measured yet" in card_text(adapter, SHIPPED.get("patients"), results_dir=tmp_path)
 
 
 def test_a_card_without_a_registry_entry_has_no_registry_fields():

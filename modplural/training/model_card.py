@@ -29,7 +29,6 @@ from modplural.training.lora import MANIFEST
 
 CARD = "README.md"
 DISTINCTNESS = "distinctness.json"
-STANCE = "stance.json"
 DIGESTS = "adapter_sha256_16"  # results files record, per community, the weights they were measured on
 LANGUAGE = "en"  # every corpus the pipeline builds is English
 TAGS = ["lora", "modplural", "modular-pluralism", "community-lm"]
@@ -172,8 +171,10 @@ def _risks(name: str, community: Community | None, manifest: dict, distinctness:
         if best != name and own is not None:
             lines.append(f"- On this community's validation text the `{best}` adapter has a lower perplexity than this one "
                          f"({distinctness.perplexity[best]:.2f} vs {own:.2f}), so the two are not well separated.")
-    stance = "see Stance under Evaluation" if stance_measured else "not measured yet"
-    return lines + [f"- Whether its messages take its community's side on contested questions (stance): {stance}."]
+    if not stance_measured:
+        return lines + ["- How far its answers on contested questions differ from the base model's (stance): not measured yet."]
+    return lines + ["- How far its answers on contested questions differ from the base model's and from a persona prompt: see Stance under "
+                    "Evaluation. That measures distinct views, not whether they are its community's."]
 
 
 def _budget(manifest: dict) -> str:
@@ -266,7 +267,13 @@ def _evaluation(name: str, distinctness: Distinctness | None, stance: dict[str, 
     lines += ["", "### Stance", ""]
     if stance is None:
         return lines + ["Not measured yet."]
-    return lines + ["| metric | value |", "|---|---|", *(f"| {metric} | {value:.4g} |" for metric, value in stance.items())]
+    return lines + [
+        "Mean Jensen-Shannon distance between answer distributions on the contested health questions of "
+        "`modplural/training/stance_questions.yaml` (exact option probabilities, averaged over option rotations): "
+        "`adapter_vs_base` this adapter vs the base model, `persona_vs_base` the base model prompted with this community's "
+        "description vs the base model, `adapter_vs_persona` the two; `*_label_mass`: probability on the option letters. "
+        "All pairs in `../distinctness.md`.", "",
+        "| metric | value |", "|---|---|", *(f"| {metric} | {value:.4g} |" for metric, value in stance.items())]
 
 
 def _distinctness_lines(name: str, distinctness: Distinctness) -> list[str]:
@@ -352,15 +359,16 @@ def read_distinctness(results_dir: Path, name: str, digest: str) -> Distinctness
 
 
 def read_stance(results_dir: Path, name: str, digest: str) -> dict[str, float] | None:
-    """``name``'s metrics in ``stance.json`` (``{"settings": {...}, "communities": {name: {metric: number}}}``), or None."""
-    path = results_dir / STANCE
+    """``name``'s stance numbers in ``distinctness.json`` (``stances.summary.communities.<name>``, written by
+    ``modplural communities eval`` on the same weights as the perplexities), or None where it has none for them."""
+    path = results_dir / DISTINCTNESS
     data = _measured_here(path, name, digest)
-    if data is None:
+    if data is None or "stances" not in data:
         return None
     try:
-        return {str(metric): float(value) for metric, value in data["communities"][name].items()}
+        return {str(metric): float(value) for metric, value in data["stances"]["summary"]["communities"][name].items()}
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ModPluralError(f"{path}: no numbers for {name!r} under 'communities' ({exc!r})") from exc
+        raise ModPluralError(f"{path}: no stance numbers for {name!r} under stances.summary.communities ({exc!r})") from exc
 
 
 def card_text(adapter_dir: Path, community: Community | None, results_dir: Path | None = None) -> str:
