@@ -19,6 +19,8 @@ from typing import Any, Mapping
 from modplural.errors import ModPluralError
 
 CALIBRATIONS = ("none", "content_free", "split")  # modplural/calibration.py
+WEIGHTINGS = ("uniform", "learned")  # modplural/learned_weights.py
+SELECTIONS = ("listwise", "pointwise")  # methods/modular.py
 
 SAMPLING_TOP_K = 50  # transformers' generate default, which the original scripts sample with; used by both protocols
 
@@ -91,6 +93,18 @@ SWITCHES: dict[str, Switch] = {
         "distributions and priors are kept in the predictions",
         "a small main LLM prefers one option letter whatever the question (contextual calibration, Zhao et al. 2021)",
     ),
+    "weights": Switch(
+        "distributional: the communities' answer distributions averaged with equal weights (`ours_distributional.py`)",
+        "uniform as well; learned (modular only): one weight per community and a temperature fitted per task on calibration items "
+        "disjoint from the evaluated ones (mean Jensen-Shannon distance to their gold distributions), stored with the run in weights.json",
+        "communities are not equally informative on every task; the fit shows which ones carry the signal",
+    ),
+    "selection": Switch(
+        "steerable: one listwise prompt numbering every community message, the main LLM names one (`ours_steerable.py`)",
+        "listwise as well; pointwise (modular, ethos; modplural prompts): each message judged on its own ('Does this comment "
+        "reflect ...? Yes/No'), the message with the highest probability of Yes is chosen",
+        "a small main LLM answers a numbered list by position; judging each message alone has no position to prefer",
+    ),
     "single_option_items": Switch(
         "kept and scored (JS 0, correct) (`evaluate_distributions.py`)", "left out, listed in the manifest",
         "a one-option item says nothing about a method",
@@ -133,6 +147,8 @@ class Protocol:
     repetition: str = "none"
     message_trim: str = "none"
     calibration: str = "none"
+    weights: str = "uniform"
+    selection: str = "listwise"
     steer_tokens: int = 200  # free-text steerable answers (original: 20, ValueKaleidoscope's short answers)
     message_tokens: int = 200  # community messages (both: 200, sampled at temperature 1.0, top-p 0.9)
     main_tokens: int = 200  # Overton responses
@@ -145,6 +161,7 @@ class Protocol:
             "selection_reading": ("sampled", "exact"), "steerable_answer": ("parse", "distribution"),
             "single_option_items": ("keep", "drop"), "f1_labels": ("present", "fixed"), "binary_filter": ("gold_or_pred", "gold"),
             "repetition": ("none", "ngram4"), "message_trim": ("none", "sentence"), "calibration": CALIBRATIONS,
+            "weights": WEIGHTINGS, "selection": SELECTIONS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

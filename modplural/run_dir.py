@@ -8,6 +8,7 @@ Layout::
     metrics.<scorer>.json              the same, re-scored with another Overton scorer (``modplural score --scorer``)
     metrics.raw.json, scores.raw.json  calibration on: the option tasks scored on the raw (uncalibrated) distributions
     calibration.json                   calibration split: per task and method, the calibration items and their priors
+    weights.json                       weights learned: per task and method, the fitted community weights and temperature
     scores.json                        per-item metrics behind metrics.json (task -> method -> item id -> numbers)
     report.md, plots/                  ``modplural report``
     .lock                              held by a running ``modplural run`` (its pid inside)
@@ -47,6 +48,10 @@ class RunDir:
     @property
     def calibration_path(self) -> Path:
         return self.path / "calibration.json"
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "weights.json"
 
     def metrics_path(self, scorer_suffix: str | None = None) -> Path:
         return self.path / (f"metrics.{scorer_suffix}.json" if scorer_suffix else "metrics.json")

@@ -28,6 +28,7 @@ from modplural.backends.batch_size import parse_batch_size
 from modplural.calibration import check_priors
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
+from modplural.learned_weights import check_learned
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
@@ -70,7 +71,7 @@ class ExperimentConfig:
     dtype: str = "auto"
     cache: bool = True
     ethos_perspectives: int = DEFAULT_PERSPECTIVES  # the ethos method's perspectives per query
-    calibration_items: int = 20  # calibration split: items per task, outside the evaluated ones, whose raw answers give the priors
+    calibration_items: int = 20  # calibration split / weights learned: items per task, outside the evaluated ones, to fit priors / weights on
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -138,13 +139,19 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     return items[: config.limit]
 
 
+def needs_calibration_items(protocol: Protocol) -> bool:
+    """Whether a run under ``protocol`` fits something on calibration items (split priors, learned weights)."""
+    return protocol.calibration == "split" or protocol.weights == "learned"
+
+
 def select_calibration_items(items: list[Item], chosen: list[Item], config: ExperimentConfig) -> list[Item]:
-    """Calibration split: ``calibration_items`` items outside ``chosen``, picked the way ``select_items`` picks (the
-    next lowest seeded hashes, or the next items in file order), so they never overlap the evaluated ones."""
+    """Calibration items (calibration split, learned weights): ``calibration_items`` items outside ``chosen``, picked
+    the way ``select_items`` picks (the next lowest seeded hashes, or the next items in file order), so they never
+    overlap the evaluated ones."""
     taken = {i.id for i in chosen}
     rest = [i for i in items if i.id not in taken and i.query is not None]
     if not rest:
-        raise ModPluralError("calibration split needs items outside the evaluated ones: set a limit below the task's size")
+        raise ModPluralError("calibration items (calibration split, weights learned) must lie outside the evaluated ones: set a limit below the task's size")
     if config.sample:
         rest.sort(key=lambda i: hashlib.sha256(f"{config.seed}|{i.id}".encode()).hexdigest())
     return rest[: config.calibration_items]
@@ -174,7 +181,7 @@ class Experiment:
         for name in config.tasks:  # every item is validated before any model loads
             task, path, items, skipped = load_task(name, data_dir, self.protocol)
             self.tasks[name] = (task, path, select_items(items, config), skipped)
-            if self.protocol.calibration == "split":
+            if needs_calibration_items(self.protocol):
                 self.calibration_items[name] = select_calibration_items(items, self.tasks[name][2], config)
 
     @classmethod
@@ -258,6 +265,8 @@ class Experiment:
             return
         if self.protocol.calibration == "split":
             method.priors = self._split_priors(task_name, task, method_name, method)
+        if self.protocol.weights == "learned" and task.mode == "distributional" and hasattr(method, "fit_weights"):
+            method.learned = self._learned_weights(task_name, method_name, method)
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=f"{task_name}/{method_name}", disable=not progress, dynamic_ncols=True)
         with path.open("a") as out:
             for start in range(0, len(pending), self.config.chunk_size):
@@ -294,6 +303,23 @@ class Experiment:
         stored.setdefault(task_name, {})[method_name] = {"items": [i.id for i in items], "priors": priors}
         self.run_dir.write_json("calibration.json", stored)
         return priors
+
+    def _learned_weights(self, task_name: str, method_name: str, method):
+        """The method's learned weights on this task: read back from weights.json, or fitted on the calibration items'
+        gold distributions (their answers cached like every answer) and stored there before any evaluated item runs."""
+        path = self.run_dir.weights_path
+        stored = self.run_dir.read_json(path.name) if path.is_file() else {}
+        if not isinstance(stored.get(task_name, {}), dict):
+            raise ModPluralError(f"{path}: {task_name}: expected an object of methods")
+        entry = stored.get(task_name, {}).get(method_name)
+        if entry is not None:
+            return check_learned(entry, method.pool.names, f"{path}: {task_name} / {method_name}")
+        items = self.calibration_items[task_name]
+        print(f"{task_name} / {method_name}: fitting community weights on {len(items)} calibration items", file=sys.stderr, flush=True)
+        learned = method.fit_weights([i.query for i in items], [i.gold["distribution"] for i in items], [i.id for i in items])
+        stored.setdefault(task_name, {})[method_name] = learned.as_dict()
+        self.run_dir.write_json(path.name, stored)
+        return learned
 
     def score(self, scorer_name: str | None = None, nli_model: str | None = None) -> dict:
         """Metrics per task and method from the stored predictions (no generator is loaded), plus paired comparisons

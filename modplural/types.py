@@ -84,7 +84,7 @@ class PluralResult:
     distribution: list[float] | None = None
     option_mass: float | None = None  # raw main-LLM probability on the option labels (validity diagnostic)
     chosen_community: str | None = None
-    selection_scores: dict[str, float] | None = None
+    selection_scores: dict[str, float] | None = None  # listwise: the distribution over the messages; pointwise: each one's P(Yes)
     selection_mass: float | None = None  # raw main-LLM probability on the selection labels (exact selection)
     selection_text: str | None = None  # the sampled selection answer (selection_reading: sampled)
     raw_distribution: list[float] | None = None  # calibration on: the distribution as read, before dividing by the prior
@@ -94,6 +94,7 @@ class PluralResult:
     community_messages: dict[str, str] = field(default_factory=dict)
     community_distributions: dict[str, list[float]] | None = None
     weights: dict[str, float] | None = None
+    temperature: float | None = None  # weights: learned: the fitted temperature the voices' distributions were sharpened with
     perspectives: list[dict[str, str]] | None = None  # ethos: each voice's name, stance, persona and source (main LLM or registry)
     main_prompts: list[str] = field(default_factory=list)
 

@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     protocol = resolve_protocol(options.protocol_spec(args.protocol, switches))
     if protocol.calibration == "split":
         raise ModPluralError("calibration split needs calibration items outside the question asked: use content_free here, or modplural run with calibration_items")
+    if protocol.weights == "learned":
+        raise ModPluralError("weights learned are fitted on calibration items outside the question asked: use modplural run with calibration_items (or --weights)")
     if args.max_new_tokens is not None:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),

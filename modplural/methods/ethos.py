@@ -130,7 +130,9 @@ class Ethos(Collaboration):
     def check_protocol(cls, protocol: Protocol) -> Protocol:
         if protocol.prompts != "modplural":
             raise ModPluralError(f"method 'ethos' has no {protocol.prompts!r} prompts (the released scripts have no perspective step): use protocol modplural")
-        return protocol
+        if protocol.weights == "learned":
+            raise ModPluralError("method 'ethos' cannot learn community weights (its voices are generated anew for every query): use weights uniform")
+        return super().check_protocol(protocol)
 
     def _voices(self, text: str) -> tuple[CommunityPool, list[dict[str, str]]]:
         """One query's voices as persona communities on the main LLM, and their record: the perspectives parsed

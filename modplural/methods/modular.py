@@ -7,14 +7,18 @@ from its community pool, ``Ethos`` (``methods/ethos.py``) from perspectives the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from modplural.backends.base import Backend
-from modplural.methods.base import Method
+from modplural.errors import ModPluralError
+from modplural.learned_weights import LearnedWeights, fit_weights, mixture
+from modplural.methods.base import Method, Selection
 from modplural.pool import CommunityPool
 from modplural.prompts import option_labels
 from modplural.protocol import Protocol
 from modplural.types import Mode, PluralResult, Query
+
+POINTWISE_LABELS = ("Yes", "No")
 
 
 @dataclass(frozen=True)
@@ -32,11 +36,22 @@ class Collaboration(Method):
 
     * Overton: every voice comments on the query; the main LLM writes one response grounded on all of the
       comments, instructed to reflect diverse values and perspectives.
-    * Steerable: every voice responds; the main LLM picks the message that best reflects the attribute
-      (``selection_reading``), then answers grounded on the chosen message.
+    * Steerable: every voice responds; the main LLM picks the message that best reflects the attribute (``selection``
+      listwise: one numbered list, read as ``selection_reading`` says; pointwise: each message judged alone, the
+      highest probability of Yes wins), then answers grounded on the chosen message.
     * Distributional: each voice's message conditions the main LLM's distribution over the options; the
-      per-voice distributions are averaged with the panel pool's weights (uniform by default, as in the original).
+      per-voice distributions are averaged with the panel pool's weights (uniform by default, as in the original;
+      ``weights: learned``: fitted weights and temperature, see ``ModularPluralism.fit_weights``).
     """
+
+    learned: LearnedWeights | None = None  # weights: learned (ModularPluralism.fit_weights, or a run's weights.json)
+    _fitting = False  # fit_weights runs the mixture uniform
+
+    @classmethod
+    def check_protocol(cls, protocol: Protocol) -> Protocol:
+        if protocol.selection == "pointwise" and protocol.prompts != "modplural":
+            raise ModPluralError("selection pointwise has no original wording (the released scripts select listwise): use prompts modplural")
+        return protocol
 
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         raise NotImplementedError
@@ -54,16 +69,35 @@ class Collaboration(Method):
 
     def _steerable(self, queries: list[Query]) -> list[PluralResult]:
         panels = self._panels(queries, "steerable")
-        selection_prompts, neutral = self._prompts(self.prompts.selection, queries, [list(p.messages.values()) for p in panels])
-        picks = self._select(selection_prompts, [len(p.messages) for p in panels], self.protocol.selection_tokens, neutral)
+        if self.protocol.selection == "pointwise":
+            picks, prompts_per_query = self._pointwise(queries, panels)
+        else:
+            selection_prompts, neutral = self._prompts(self.prompts.selection, queries, [list(p.messages.values()) for p in panels])
+            picks = self._select(selection_prompts, [len(p.messages) for p in panels], self.protocol.selection_tokens, neutral)
+            prompts_per_query = [[prompt] for prompt, _ in selection_prompts]
         results = []
-        for q, p, pick, (selection, _) in zip(queries, panels, picks, selection_prompts):
-            results.append(self._result("steerable", q, p, main_prompts=[selection]))
+        for q, p, pick, selection in zip(queries, panels, picks, prompts_per_query):
+            results.append(self._result("steerable", q, p, main_prompts=selection))
             pick.fill(results[-1], list(p.messages))
         chosen = [r.community_messages[r.chosen_community] for r in results]
         prompts, neutral = self._prompts(self.prompts.grounded, queries, chosen)
         self._answer("steerable", prompts, queries, results, neutral)
         return results
+
+    def _pointwise(self, queries: list[Query], panels: list[Panel]) -> tuple[list[Selection], list[list[str]]]:
+        """Pointwise selection: every message judged on its own for the query's attribute; per query the pick (the
+        highest probability of Yes, scores = each message's probability of Yes) and its prompts."""
+        jobs = [(i, text) for i, p in enumerate(panels) for text in p.messages.values()]
+        prompts, neutral = self._prompts(self.prompts.selection_pointwise, [queries[i] for i, _ in jobs], [text for _, text in jobs])
+        answers = self._choose(prompts, [POINTWISE_LABELS] * len(jobs), self.prompts.ANSWER_PREFIX, neutral)
+        picks, asked = [], []
+        for i in range(len(panels)):
+            mine = [j for j, (k, _) in enumerate(jobs) if k == i]
+            scores = [answers[j][0].probs[0] for j in mine]
+            mass = sum(answers[j][1] for j in mine) / len(mine)
+            picks.append(Selection(max(range(len(scores)), key=scores.__getitem__), scores, mass))
+            asked.append([prompts[j] for j in mine])
+        return picks, asked
 
     def _distributional(self, queries: list[Query]) -> list[PluralResult]:
         panels = self._panels(queries, "distributional")
@@ -73,24 +107,30 @@ class Collaboration(Method):
         answers = self._choose(answer_prompts, labels, self.prompts.ANSWER_PREFIX, neutral)
         results = []
         for i, (q, p) in enumerate(zip(queries, panels)):
-            names, weights = p.pool.names, p.pool.resolve_weights(q.weights)
+            names, (weights, temperature) = p.pool.names, self._weights(p.pool, q)
             mine = {name: answers[j] for j, (k, name) in enumerate(jobs) if k == i}
             per = {name: reading.probs for name, (reading, _) in mine.items()}
             result = self._result(
-                "distributional", q, p, options=list(q.options), distribution=_mixture(weights, [per[n] for n in names]),
+                "distributional", q, p, options=list(q.options), distribution=mixture(weights, [per[n] for n in names], temperature),
                 option_mass=sum(w * mine[n][1] for w, n in zip(weights, names)), community_distributions=per, weights=dict(zip(names, weights)),
                 main_prompts=[prompt for prompt, (k, _) in zip(answer_prompts, jobs) if k == i],
+                temperature=temperature if self.learned is not None and q.weights is None else None,
             )
             first = mine[names[0]][0]
             if first.raw is not None:  # calibrated: every voice's prompt has the same content-free form, so one prior
-                result.raw_distribution, result.prior = _mixture(weights, [mine[n][0].raw for n in names]), first.prior
+                result.raw_distribution, result.prior = mixture(weights, [mine[n][0].raw for n in names], temperature), first.prior
             results.append(result)
         return results
 
-
-def _mixture(weights: list[float], distributions: list[list[float]]) -> list[float]:
-    """The weighted average of per-voice distributions (the pool's weights sum to 1)."""
-    return [sum(w * d[o] for w, d in zip(weights, distributions)) for o in range(len(distributions[0]))]
+    def _weights(self, pool: CommunityPool, q: Query) -> tuple[list[float], float]:
+        """The weights and temperature of one query's mixture: the query's own weights if it gives any, else under
+        ``weights: learned`` the fitted ones, else the pool's (uniform unless the registry gives weights)."""
+        if q.weights is not None or self.protocol.weights == "uniform" or self._fitting:
+            return pool.resolve_weights(q.weights), 1.0
+        if self.learned is None:
+            raise ModPluralError("weights learned needs weights fitted on calibration items: call fit_weights(queries, targets) on items outside "
+                                 "the evaluated ones (modplural run does, with the config's calibration_items), or use weights uniform")
+        return [self.learned.weights[n] for n in pool.names], self.learned.temperature
 
 
 class ModularPluralism(Collaboration):
@@ -105,3 +145,16 @@ class ModularPluralism(Collaboration):
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         messages = self._community_messages(self.pool, [self.prompts.community(q, mode) for q in queries])
         return [Panel(self.pool, m) for m in messages]
+
+    def fit_weights(self, queries: Sequence[Query], targets: Sequence[Sequence[float]], items: Sequence[str]) -> LearnedWeights:
+        """``weights: learned``: run distributional with uniform weights on ``queries`` (calibration items outside the
+        evaluated ones, ids ``items``), fit each community's weight and a temperature to their gold ``targets`` and
+        keep them (``self.learned``); returns them."""
+        self._fitting = True
+        try:
+            results = self.run("distributional", list(queries))
+        finally:
+            self._fitting = False
+        per_item = [[r.community_distributions[n] for n in self.pool.names] for r in results]
+        self.learned = fit_weights(self.pool.names, per_item, targets, items)
+        return self.learned

@@ -5,7 +5,8 @@
 
 Both modules offer the same functions over a ``Query``: ``community``, ``overton``, ``selection``, ``grounded``,
 ``vanilla``, ``prompting``, ``expert_selection``, ``expert_answer``, and ``ANSWER_PREFIX``. The ``ethos`` method's
-``perspectives`` and ``perspective_persona`` exist only in ``modplural`` (the released scripts have no such step).
+``perspectives`` and ``perspective_persona``, and ``selection_pointwise`` (``selection: pointwise``), exist only in
+``modplural`` (the released scripts have no such step).
 """
 
 from __future__ import annotations

@@ -65,6 +65,12 @@ def selection(q: Query, comments: Sequence[str]) -> tuple[str, str]:
     return text, SELECTION_PREFIX
 
 
+def selection_pointwise(q: Query, comment: str) -> str:
+    """Pointwise selection (``selection: pointwise``): does this one message reflect the attribute; read as Yes / No
+    after ``Answer:``. modplural's own step (the released scripts select listwise)."""
+    return f"Does the following comment reflect {q.attribute}?\n\nComment: {comment}\n\nPlease answer Yes or No."
+
+
 def grounded(q: Query, passage: str) -> str:
     """Answer the query (with its options) with the help of one community's passage."""
     return f"{_persona(q)}Please respond to the following instruction with the help of a passage.\n\nPassage: {passage}\n\n{_body(q)}"
