@@ -25,22 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.fidelity import cell, effect, headline  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.errors import ModPluralError  # noqa: E402
-from modplural.metrics import Estimate, bootstrap  # noqa: E402
+from modplural.learned_weights import TEMPERATURE_RANGE, check_learned  # noqa: E402
+from modplural.metrics import Estimate, bootstrap, js_distance  # noqa: E402
 from modplural.protocol import Protocol  # noqa: E402
 from modplural.run_dir import RunDir  # noqa: E402
 from modplural.runner import Experiment  # noqa: E402
 from modplural.tasks import get_task  # noqa: E402
 
 DEFAULT_VARIANTS = (
-    "vanilla=runs/calibration_none:vanilla",
-    "prompting=runs/calibration_none:prompting",
-    "moe=runs/calibration_none:moe",
-    "modular=runs/calibration_none:modular",
-    "ethos=runs/pluralism_ethos:ethos",
+    "vanilla=runs/pluralism:vanilla",
+    "prompting=runs/pluralism:prompting",
+    "moe=runs/pluralism:moe",
+    "modular=runs/pluralism:modular",
+    "ethos=runs/pluralism:ethos",
     "modular+extensions=runs/pluralism_extensions:modular",
 )
 BASELINES = ("vanilla", "prompting", "moe")
 REFERENCE = "modular"
+GENERATED = "(generated perspective)"
 WANTED_ITEMS = 40  # issue 14: at least this many items per task
 
 Effect = tuple[float, float, float, int]  # (difference, 2.5%, 97.5%, n), as fidelity.paired_effect gives it
@@ -155,24 +157,30 @@ def estimates(task: str, records: list[dict], protocol: Protocol) -> dict[str, E
 
 
 def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
-    """How often each community (or ethos perspective) is the steerable selection's choice over ``ids``."""
+    """How often each community is the steerable selection's choice over ``ids``. A perspective the main LLM
+    generated for the item (ethos) counts as ``(generated perspective)``: its name is model output about the item,
+    which may quote the item's text, so it is never written into a report."""
     wanted = set(ids)
     records = loaded.experiment.run_dir.read_predictions(task, loaded.variant.method)
-    return Counter(r["result"]["chosen_community"] for r in records if r["id"] in wanted and r["result"].get("chosen_community"))
+    return Counter(chosen_label(r["result"]) for r in records if r["id"] in wanted and r["result"].get("chosen_community"))
+
+
+def chosen_label(result: dict) -> str:
+    """The chosen community's name, or ``(generated perspective)`` for a perspective that is not a registry one."""
+    sources = {p.get("name"): p.get("source") for p in result.get("perspectives") or []}
+    return GENERATED if sources.get(result["chosen_community"], "registry") != "registry" else result["chosen_community"]
 
 
 def learned_weights(run: RunDir, method: str) -> dict[str, dict]:
     """task -> ``method``'s entry of the run's weights.json ({} for a run without learned weights)."""
-    if not (run.path / "weights.json").is_file():
+    if not run.weights_path.is_file():
         return {}
+    names = list(run.manifest().get("communities") or {})
     out = {}
-    for task, per_method in run.read_json("weights.json").items():
+    for task, per_method in run.read_json(run.weights_path.name).items():
         entry = per_method.get(method) if isinstance(per_method, dict) else None
-        if entry is None:
-            continue
-        if not (isinstance(entry, dict) and isinstance(entry.get("weights"), dict) and isinstance(entry.get("items"), list) and isinstance(entry.get("calibration_js"), dict)):
-            raise ModPluralError(f"{run.path / 'weights.json'}: {task} / {method}: expected items (a list), weights (a mapping), temperature and calibration_js")
-        out[task] = entry
+        if entry is not None:
+            out[task] = check_learned(entry, names, f"{run.weights_path}: {task} / {method}").as_dict()
     return out
 
 
@@ -183,7 +191,7 @@ def weight_rows(entries: dict[str, dict], items: dict[str, list[str]]) -> list[s
         overlap = len({str(i) for i in entry["items"]} & set(items.get(task, [])))
         weights = ", ".join(f"{name} {w:.3f}" for name, w in sorted(entry["weights"].items(), key=lambda kv: -kv[1]))
         js = entry["calibration_js"]
-        rows.append(f"| {task} | {entry.get('temperature')} | {js.get('uniform', float('nan')):.3f} → {js.get('learned', float('nan')):.3f} | "
+        rows.append(f"| {task} | {entry['temperature']:.3g}{' (the upper bound)' if entry['temperature'] >= TEMPERATURE_RANGE[1] - 1e-6 else ''} | {js['uniform']:.3f} → {js['learned']:.3f} | "
                     f"{len(entry['items'])} ({overlap}) | {weights} |")
     return rows
 
@@ -201,7 +209,18 @@ def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
                    for other in (REFERENCE, *BASELINES) if other in holders and other != label}
         primary = {other: change[metric] for other, change in against.items() if metric in change}
         variants[label] = {"estimates": values[label], "against": against, "beats_every_baseline": beats_every_baseline(label, primary, higher)}
-    return {"metric": metric, "higher_is_better": higher, "best_baseline": best, "items": len(ids), "variants": variants}
+    return {"metric": metric, "higher_is_better": higher, "best_baseline": best, "items": len(ids), "variants": variants,
+            "uniform_js_distance": uniform_js(task, ids, next(iter(holders.values())))}
+
+
+def uniform_js(task: str, ids: list[str], run: Loaded) -> dict | None:
+    """The JS distance of a uniform distribution over each item's options to its gold distribution (no model): the
+    floor a method must beat before its distributions say anything; None for tasks without gold distributions."""
+    items = {i.id: i for i in run.experiment.tasks[task][2]}
+    golds = [items[i].gold.get("distribution") for i in ids if i in items]
+    if not golds or any(g is None for g in golds):
+        return None
+    return bootstrap([js_distance(g, [1 / len(g)] * len(g)) for g in golds]).as_dict()
 
 
 def run_line(loaded: Loaded, items: dict[str, list[str]]) -> str:
@@ -257,6 +276,10 @@ def task_lines(task: str, section: dict) -> list[str]:
     way = "higher" if section["higher_is_better"] else "lower"
     lines = ["", f"## {task}", "", f"Primary: {metric} ({way} is better); best baseline: {best or '(none ran)'}; {section['items']} items.", "",
              f"| variant | metric | value [95%] | vs {REFERENCE} | vs best baseline ({best or '—'}) | better than every baseline |", "|---|---|---|---|---|---|"]
+    uniform = section["uniform_js_distance"]
+    if uniform is not None:
+        lines.insert(5, f"A uniform distribution over each item's options (no model) has js_distance {uniform['value']:.3f} "
+                        f"[{uniform['ci95'][0]:.3f}, {uniform['ci95'][1]:.3f}] on these items.\n")
     for label, numbers in section["variants"].items():
         for name, estimate in numbers["estimates"].items():
             versus = [cell(numbers["against"].get(other, {}).get(name)) if other != label else "(itself)" for other in (REFERENCE, best)]

@@ -98,16 +98,18 @@ def test_better_than_every_baseline_means_each_one():
 
 def test_learned_weights_are_read_when_present(tmp_path):
     assert learned_weights(RunDir(tmp_path), "modular") == {}
-    entry = {"items": ["1", "2", "3"], "weights": {"c1": 0.25, "c2": 0.75}, "temperature": 2.0, "calibration_js": {"uniform": 0.4, "learned": 0.3}}
+    entry = {"weights": {"c1": 0.25, "c2": 0.75}, "temperature": 2.0, "items": ["1", "2", "3"], "calibration_js": {"uniform": 0.4, "learned": 0.3}}
+    (tmp_path / "manifest.json").write_text(json.dumps({"communities": {"c1": "base+c1", "c2": "base+c2"}}))
     (tmp_path / "weights.json").write_text(json.dumps({"t1": {"modular": entry}, "t2": {"moe": entry}}))
     entries = learned_weights(RunDir(tmp_path), "modular")
     assert entries == {"t1": entry}
-    assert weight_rows(entries, {"t1": ["3", "4"]}) == ["| t1 | 2.0 | 0.400 → 0.300 | 3 (1) | c2 0.750, c1 0.250 |"]
+    assert weight_rows(entries, {"t1": ["3", "4"]}) == ["| t1 | 2 | 0.400 → 0.300 | 3 (1) | c2 0.750, c1 0.250 |"]
 
 
 def test_a_damaged_weights_file_is_a_one_line_error(tmp_path):
+    (tmp_path / "manifest.json").write_text(json.dumps({"communities": {"c1": "base+c1", "c2": "base+c2"}}))
     (tmp_path / "weights.json").write_text(json.dumps({"t1": {"modular": {"weights": [0.5, 0.5]}}}))
-    with pytest.raises(ModPluralError, match=r"weights.json: t1 / modular: expected items"):
+    with pytest.raises(ModPluralError, match=r"weights.json: t1 / modular: weights must name the communities c1, c2 in that order"):
         learned_weights(RunDir(tmp_path), "modular")
 
 
@@ -122,3 +124,13 @@ def test_the_script_reports_a_run_without_scores_in_one_line(tmp_path):
 
 def test_the_script_needs_one_variant_that_ran(tmp_path):
     assert_one_line(run_script("--variant", f"modular={tmp_path / 'missing'}:modular", "--data-dir", str(tmp_path)), "no variant has a run directory")
+
+
+def test_a_generated_perspective_is_counted_without_its_name():
+    """ethos's generated perspective names are model output about the item (they may quote it): never in a report."""
+    from experiments.pluralism_report import GENERATED, chosen_label
+
+    perspectives = [{"name": "Quoted item text", "source": "main LLM"}, {"name": "patients", "source": "registry"}]
+    assert chosen_label({"chosen_community": "Quoted item text", "perspectives": perspectives}) == GENERATED
+    assert chosen_label({"chosen_community": "patients", "perspectives": perspectives}) == "patients"
+    assert chosen_label({"chosen_community": "patients"}) == "patients"  # modular: no perspectives
