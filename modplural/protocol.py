@@ -102,7 +102,8 @@ SWITCHES: dict[str, Switch] = {
     "selection": Switch(
         "steerable: one listwise prompt numbering every community message, the main LLM names one (`ours_steerable.py`)",
         "listwise as well; pointwise (modular, ethos; modplural prompts): each message judged on its own ('Does this comment "
-        "reflect ...? Yes/No'), the message with the highest probability of Yes is chosen",
+        "reflect ...? Yes/No'), the message with the highest probability of Yes is chosen; not calibrated (the messages of one query "
+        "share their content-free prompt, so a prior could not change the pick)",
         "a small main LLM answers a numbered list by position; judging each message alone has no position to prefer",
     ),
     "single_option_items": Switch(

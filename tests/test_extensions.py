@@ -196,3 +196,18 @@ def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_pa
     predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))
     again = run_cli("run", str(path), "--out", str(out), "--no-progress")
     assert_one_line_error(again, "weights.json: vital_distributional_moralchoice / modular: temperature must be a number in")
+
+
+def test_pointwise_selection_is_read_uncalibrated_and_fits_no_selection_prior(backend, pools):
+    """A prior shared by one query's messages cannot change the pick, so pointwise readings stay raw under every
+    calibration, and split calibration keeps no selection prior for them (MoE's listwise expert pick keeps its own)."""
+    queries = [Query(q, options=o, attribute=ATTRIBUTE) for q, o in QUESTIONS[:2]]
+    plain = build_method("modular", backend, pools[0], {"base": "modplural", "main_tokens": 6, "selection": "pointwise"}).run("steerable", queries)
+    for calibration in ("content_free", "split"):
+        method = build_method("modular", backend, pools[0], {"base": "modplural", "main_tokens": 6, "selection": "pointwise", "calibration": calibration})
+        if calibration == "split":
+            assert not [k for k in method.fit_priors("steerable", queries) if k.startswith("selection:")]
+        for a, b in zip(plain, method.run("steerable", queries)):
+            assert a.selection_scores == pytest.approx(b.selection_scores, abs=1e-6) and b.selection_prior is None
+    moe = build_method("moe", backend, pools[0], {"base": "modplural", "main_tokens": 6, "selection": "pointwise", "calibration": "split"})
+    assert "selection:2" in moe.fit_priors("steerable", queries)

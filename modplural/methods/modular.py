@@ -56,6 +56,14 @@ class Collaboration(Method):
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         raise NotImplementedError
 
+    def fit_priors(self, mode: str, queries: Sequence[Query]) -> dict[str, list[float]]:
+        """As ``Method.fit_priors``; under ``selection: pointwise`` without selection priors (its scores are each
+        message's P(Yes), read uncalibrated)."""
+        priors = super().fit_priors(mode, queries)
+        if self.protocol.selection == "pointwise":
+            self.priors = {key: prior for key, prior in priors.items() if not key.startswith("selection:")}
+        return self.priors
+
     def _result(self, mode: Mode, q: Query, panel: Panel, **fields) -> PluralResult:
         prompts = [*panel.prompts, *fields.pop("main_prompts", [])]
         return PluralResult(mode, self.name, q.text, community_messages=panel.messages, perspectives=panel.perspectives, main_prompts=prompts, **fields)
@@ -88,12 +96,12 @@ class Collaboration(Method):
         """Pointwise selection: every message judged on its own for the query's attribute; per query the pick (the
         highest probability of Yes, scores = each message's probability of Yes) and its prompts."""
         jobs = [(i, text) for i, p in enumerate(panels) for text in p.messages.values()]
-        prompts, neutral = self._prompts(self.prompts.selection_pointwise, [queries[i] for i, _ in jobs], [text for _, text in jobs])
-        answers = self._choose(prompts, [POINTWISE_LABELS] * len(jobs), self.prompts.ANSWER_PREFIX, neutral)
+        prompts = [self.prompts.selection_pointwise(queries[i], text) for i, text in jobs]
+        answers = self._read(prompts, [POINTWISE_LABELS] * len(jobs), self.prompts.ANSWER_PREFIX)  # not calibrated: see the switch
         picks, asked = [], []
         for i in range(len(panels)):
             mine = [j for j, (k, _) in enumerate(jobs) if k == i]
-            scores = [answers[j][0].probs[0] for j in mine]
+            scores = [answers[j][0][0] for j in mine]
             mass = sum(answers[j][1] for j in mine) / len(mine)
             picks.append(Selection(max(range(len(scores)), key=scores.__getitem__), scores, mass))
             asked.append([prompts[j] for j in mine])
