@@ -139,9 +139,10 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     return items[: config.limit]
 
 
-def needs_calibration_items(protocol: Protocol) -> bool:
-    """Whether a run under ``protocol`` fits something on calibration items (split priors, learned weights)."""
-    return protocol.calibration == "split" or protocol.weights == "learned"
+def needs_calibration_items(protocol: Protocol, task: Task) -> bool:
+    """Whether a run under ``protocol`` fits something on ``task``'s calibration items (split priors; learned weights,
+    which only distributional tasks use)."""
+    return protocol.calibration == "split" or (protocol.weights == "learned" and task.mode == "distributional")
 
 
 def select_calibration_items(items: list[Item], chosen: list[Item], config: ExperimentConfig) -> list[Item]:
@@ -181,7 +182,7 @@ class Experiment:
         for name in config.tasks:  # every item is validated before any model loads
             task, path, items, skipped = load_task(name, data_dir, self.protocol)
             self.tasks[name] = (task, path, select_items(items, config), skipped)
-            if needs_calibration_items(self.protocol):
+            if needs_calibration_items(self.protocol, task):
                 self.calibration_items[name] = select_calibration_items(items, self.tasks[name][2], config)
 
     @classmethod

@@ -181,6 +181,7 @@ def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_pa
     assert result.returncode == 0, result.stderr
     stored = json.loads((out / "weights.json").read_text())
     assert set(stored) == {"vital_distributional_moralchoice"}  # only distributional tasks mix weighted voices
+    assert "calibration_items" not in json.loads((out / "manifest.json").read_text())["data"]["vital_steerable_vk"]
     entry = stored["vital_distributional_moralchoice"]["modular"]
     manifest = json.loads((out / "manifest.json").read_text())
     evaluated = [r["result"] for r in RunDir(out).read_predictions("vital_distributional_moralchoice", "modular")]
