@@ -68,6 +68,8 @@ class RunDir:
             data = json.loads(path.read_bytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModPluralError(f"{path}: not valid JSON ({exc})") from exc
+        except (ValueError, RecursionError) as exc:  # a 5000-digit number, thousands of nested brackets
+            raise ModPluralError(f"{path}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
         if not isinstance(data, dict):
             raise ModPluralError(f"{path}: expected a JSON object")
         return data

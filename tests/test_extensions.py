@@ -100,7 +100,7 @@ def test_a_damaged_weights_file_is_a_one_line_error(tmp_path):
     experiment = Experiment(config, data_dir(None), tmp_path / "run")
     experiment.run_dir.path.mkdir()
     method = SimpleNamespace(pool=SimpleNamespace(names=["alpha", "beta"]))  # only the names the stored weights must match
-    for stored, fragment in (("{", "not valid JSON"), ('{"vital_distributional_moralchoice": 3}', "expected an object of methods"),
+    for stored, fragment in (("{", "not valid JSON"), ('{"t": ' + "9" * 5000 + "}", "not valid JSON"), ("[" * 100000, "not valid JSON"), ('{"vital_distributional_moralchoice": 3}', "expected an object of methods"),
                              ('{"vital_distributional_moralchoice": {"modular": {"weights": {"alpha": 1}}}}', "must name the communities alpha, beta")):
         experiment.run_dir.weights_path.write_text(stored)
         with pytest.raises(ModPluralError, match=fragment) as caught:
