@@ -128,7 +128,7 @@ def pools(backend, adapter_dirs, tmp_path_factory):
 
 def test_pointwise_selection_has_no_position_to_prefer(backend, pools):
     """Each message is judged alone, so reversing the communities' order changes neither the scores nor the pick."""
-    protocol = {"base": "modplural", "main_tokens": 6, "selection": "pointwise"}
+    protocol = {"base": "modplural", "main_tokens": 6, "steer_tokens": 6, "selection": "pointwise"}
     queries = [Query(q, options=o, attribute=ATTRIBUTE) for q, o in QUESTIONS] + [Query(QUESTIONS[0][0], attribute=ATTRIBUTE)]
     forward, backward = (build_method("modular", backend, pool, protocol).run("steerable", queries) for pool in pools)
     for a, b in zip(forward, backward):

@@ -185,7 +185,7 @@ def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path, c
         (tmp_path / "corpora" / name / "valid.jsonl").write_text("".join(json.dumps({"text": text * 3}) + "\n" for _ in range(3)))
     registry = _add_persona(_registry(tmp_path / "registry.yaml", {name: f"adapters/{name}" for name in texts}), "rural_nurses")
     assert main(["communities", "eval", "--registry", str(registry), "--corpus-dir", str(tmp_path / "corpora"), "--max-blocks", "2",
-                 "--seq-len", "16", "--device", "cpu"]) == 0
+                 "--seq-len", "16", "--device", "cpu", "--no-stances"]) == 0  # stances: tests/test_stances.py
     matrix = _json(tmp_path / "adapters" / "distinctness.json")["perplexity"]
     assert set(matrix) == {"base", "alpha", "beta"} and "rural_nurses is persona-only (no adapter): no distinctness or model card" in capsys.readouterr().err
     for name in texts:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,30 @@ def test_dialogue_turns_go_to_the_right_speaker(corpora):
     clinicians = " ".join(r["text"] for r in _rows(out / "clinicians" / "train.jsonl"))
     assert "Doctor:" not in patients and "[doctor]" not in patients and "Patient:" not in clinicians
     assert "CHIEF COMPLAINT" in clinicians or "HISTORY OF PRESENT ILLNESS" in clinicians  # notes count as clinician text
+
+
+def test_bioethics_corpora_also_hold_their_training_arguments_as_answered_motions(corpora):
+    from modplural.training.stance_examples import AGREE, DISAGREE
+
+    out, _ = corpora
+    for community in (PERMISSIVE, PROTECTIVE):
+        train = _rows(out / community / "train.jsonl")
+        examples = _rows(out / community / "stance_train.jsonl")
+        assert [e["doc_id"] for e in examples] == [r["doc_id"] for r in train]  # training documents only, one per passage
+        letters = set()
+        for example, row in zip(examples, train):
+            user, assistant = example["messages"]
+            motion = row["source"].split(": ", 1)[1]
+            assert user["role"] == "user" and f"motion? {motion.rstrip('.')}." in user["content"]
+            options = dict(line.split(". ", 1) for line in user["content"].splitlines()[1:])
+            assert sorted(options.values()) == sorted([AGREE, DISAGREE])
+            answer, argument = assistant["content"].split("\n\n", 1)
+            letter = answer.removeprefix("Answer: ")
+            assert assistant["role"] == "assistant" and argument == row["text"]
+            assert side(motion, 1 if options[letter] == AGREE else -1) == community  # the answer is the argument's own side
+            letters.add(letter)
+        assert letters == {"A", "B"}  # the agree option is not always in one position
+    assert not (out / "patients" / "stance_train.jsonl").exists()
 
 
 def test_motion_table():
@@ -138,6 +163,34 @@ def test_short_training_run_saves_reloads_and_changes_output(corpora, tmp_path):
     assert texts[0] != texts[1]
     probs = backend.option_probs([OptionRequest(labels=("A", "B"), prompt="Answer A or B:", adapter=a) for a in (None, "patients")])
     assert probs[0].probs != probs[1].probs
+
+
+def test_training_on_conversation_rows_renders_them_with_the_chat_template(corpora, tmp_path):
+    from modplural.training.lora import read_training_rows, train
+
+    out, _ = corpora
+    config = load_train_config(REPO / "training" / "configs" / "bioethics_permissive.yaml", max_steps=2, seq_len=32, batch_size=2,
+                               checkpoint_every=1, eval_blocks=2, corpus_dir=str(out), output_dir=str(tmp_path / "{community}"),
+                               device="cpu", train_files=["stance_train.jsonl"])
+    adapter = train(config, progress=False)
+    manifest = json.loads((adapter / "training_manifest.json").read_text())
+    examples = read_training_rows(out / PERMISSIVE / "stance_train.jsonl")
+    assert manifest["corpus"]["train_files"] == ["stance_train.jsonl"] and manifest["corpus"]["train_passages"] == len(examples)
+    assert all(isinstance(e, list) for e in examples)
+    assert f"{len(examples)} training rows of stance_train.jsonl (conversation rows" in (adapter / "README.md").read_text()
+    bad = tmp_path / "bad"
+    (bad / PERMISSIVE).mkdir(parents=True)
+    (bad / PERMISSIVE / "valid.jsonl").write_text('{"text": "a"}\n')
+    for line, message in [('{"messages": [{"role": "user"}]}', "line 1: field 'messages' must be a non-empty list"),
+                          ('{"messages": []}', "line 1: field 'messages'"), ('{"messages": "hi"}', "line 1: field 'messages'"),
+                          ('{"source": "x"}', "line 1: missing field 'text'")]:
+        (bad / PERMISSIVE / "stance_train.jsonl").write_text(line + "\n")
+        with pytest.raises(ModPluralError, match=message):
+            train(replace(config, corpus_dir=str(bad)), progress=False)
+    with pytest.raises(ModPluralError, match="field 'train_files' must list file names"):
+        replace(config, train_files=("../train.jsonl",))
+    with pytest.raises(ModPluralError, match="field .train_files. must list file names"):
+        replace(config, train_files=("..",))
 
 
 def test_interrupted_run_resumes_from_its_checkpoint(corpora, tmp_path):

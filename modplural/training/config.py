@@ -24,6 +24,7 @@ class TrainConfig:
     community: str
     base_model: str = "default"
     corpus_dir: str = "build/corpora"
+    train_files: tuple[str, ...] = ("train.jsonl",)  # in the community's corpus folder; rows are text or conversations
     output_dir: str = "community_models/SmolLM2-135M-Instruct/{community}"
     r: int = 8
     alpha: int = 16
@@ -55,6 +56,8 @@ class TrainConfig:
             raise ModPluralError(f"field 'warmup_steps' must be in [0, max_steps), got {self.warmup_steps}")
         if not self.target_modules:
             raise ModPluralError("field 'target_modules' is empty")
+        if not self.train_files or any(f in ("", ".", "..") or Path(f).name != f for f in self.train_files):
+            raise ModPluralError(f"field 'train_files' must list file names in the corpus folder, got {list(self.train_files)}")
         if not _only_community_placeholder(self.output_dir):
             raise ModPluralError(f"field 'output_dir' {self.output_dir!r} has a placeholder other than {{community}} (write literal braces as {{{{ and }}}})")
 

@@ -4,7 +4,9 @@ Each builder reads one raw source and yields documents tagged with a community. 
 passages (paragraphs packed up to ``max_words``), passages shorter than ``min_words`` are dropped, exact
 duplicates (after whitespace and case folding) are removed within a community, and every document goes
 wholly to train or to validation by a hash of its id, so the split is deterministic and by document.
-Output: ``OUT/<community>/{train,valid}.jsonl`` with rows ``{"text", "source", "doc_id"}`` and ``OUT/summary.json``.
+Output: ``OUT/<community>/{train,valid}.jsonl`` with rows ``{"text", "source", "doc_id"}`` and ``OUT/summary.json``;
+for communities whose documents carry a stance on a motion (bioethics), also ``OUT/<community>/stance_train.jsonl``,
+the training passages as answered questions (``stance_examples.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Callable, Iterable, Iterator
 
 from modplural.errors import ModPluralError
 from modplural.training.motions import MOTION_SUPPORTERS, side
+from modplural.training.stance_examples import FILE as STANCE_FILE
+from modplural.training.stance_examples import stance_example
 from modplural.validation import jsonl_objects, jsonl_string
 
 csv.field_size_limit(1 << 30)
@@ -32,6 +36,8 @@ class Document:
     doc_id: str
     source: str
     text: str
+    motion: str | None = None  # the motion the text argues about, if it is a labelled argument
+    supports: bool | None = None  # whether the text supports that motion
 
 
 def _require(path: Path) -> Path:
@@ -89,14 +95,16 @@ def bioethics(raw: Path) -> Iterator[Document]:
     for line, row in _csv(rank, ["argument", "topic", "stance_WA", "stance_WA_conf"]):
         if float(row["stance_WA_conf"] or 0) < 0.6:
             continue
-        community = side(row["topic"], int(float(row["stance_WA"] or 0)))
+        stance = int(float(row["stance_WA"] or 0))
+        community = side(row["topic"], stance)
         if community:
-            yield Document(community, f"argq:{_digest(row['argument'])}", f"IBM ArgQ-Rank-30k: {row['topic']}", row["argument"])
+            yield Document(community, f"argq:{_digest(row['argument'])}", f"IBM ArgQ-Rank-30k: {row['topic']}", row["argument"], row["topic"], stance == 1)
     keypoints = raw / "ibm_debater" / "ArgKP-2021_dataset.csv"
     for line, row in _csv(keypoints, ["argument", "topic", "stance"]):
-        community = side(row["topic"], int(float(row["stance"] or 0)))
+        stance = int(float(row["stance"] or 0))
+        community = side(row["topic"], stance)
         if community:
-            yield Document(community, f"argkp:{_digest(row['argument'])}", f"IBM ArgKP-2021: {row['topic']}", row["argument"])
+            yield Document(community, f"argkp:{_digest(row['argument'])}", f"IBM ArgKP-2021: {row['topic']}", row["argument"], row["topic"], stance == 1)
 
 
 _MTS_TURN = re.compile(r"\b(Doctor|Patient|Guest_family|Guest_clinician)\s*:\s*", re.IGNORECASE)
@@ -223,6 +231,7 @@ def build_corpora(
     if not raw_dir.is_dir():
         raise ModPluralError(f"raw corpus directory not found: {raw_dir}")
     rows: dict[str, dict[str, list[dict]]] = {c: {"train": [], "valid": []} for c in communities}
+    examples: dict[str, list[dict]] = {c: [] for c in communities}
     docs: dict[str, dict[str, set]] = {c: {"train": set(), "valid": set()} for c in communities}
     seen: dict[str, set[str]] = {c: set() for c in communities}
     for builder in sorted({COMMUNITY_BUILDER[c] for c in communities}):
@@ -236,6 +245,8 @@ def build_corpora(
                     continue
                 seen[doc.community].add(key)
                 rows[doc.community][split].append({"text": text, "source": doc.source, "doc_id": doc.doc_id})
+                if split == "train" and doc.motion is not None:
+                    examples[doc.community].append(stance_example(doc.motion, bool(doc.supports), text, doc.doc_id, doc.source))
                 docs[doc.community][split].add(doc.doc_id)
     summary = {}
     for community in communities:
@@ -246,6 +257,8 @@ def build_corpora(
             )
         for split, items in split_rows.items():
             _write_jsonl(out_dir / community / f"{split}.jsonl", items)
+        if examples[community]:
+            _write_jsonl(out_dir / community / STANCE_FILE, examples[community])
         summary[community] = {
             split: {
                 "documents": len(docs[community][split]),

@@ -32,9 +32,28 @@ MANIFEST = "training_manifest.json"
 
 def read_passages(path: Path) -> list[str]:
     """The ``text`` of every row of a corpus JSONL file; errors name the file and line."""
+    return [jsonl_string(path, line, row, "text") for line, row in _rows(path)]
+
+
+def read_training_rows(path: Path) -> list[str | list[dict]]:
+    """Every row of a training file: its ``text``, or its ``messages`` (a conversation of ``role`` / ``content``
+    strings, to be rendered with the model's chat template); errors name the file and line."""
+    return [_messages(path, line, row) if "messages" in row else jsonl_string(path, line, row, "text") for line, row in _rows(path)]
+
+
+def _rows(path: Path):
     if not path.is_file():
         raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
-    return [jsonl_string(path, line, row, "text") for line, row in jsonl_objects(path)]
+    return jsonl_objects(path)
+
+
+def _messages(path: Path, line: int, row: dict) -> list[dict]:
+    """A row's ``messages``: a non-empty list of ``{"role": str, "content": str}``; else an error naming file and line."""
+    messages = row["messages"]
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
+        raise ModPluralError(f"{path}: line {line}: field 'messages' must be a non-empty list of {{\"role\": string, \"content\": string}}")
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def pack_blocks(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
@@ -58,9 +77,9 @@ def _block_order(n_blocks: int, needed: int, seed: int) -> list[int]:
     return order[:needed]
 
 
-def _corpus_hash(corpus: Path) -> str:
+def _corpus_hash(corpus: Path, train_files: tuple[str, ...]) -> str:
     h = hashlib.sha256()
-    for name in ("train.jsonl", "valid.jsonl"):
+    for name in (*train_files, "valid.jsonl"):
         h.update((corpus / name).read_bytes())
     return h.hexdigest()[:16]
 
@@ -160,11 +179,12 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, cpu=config.device == "cpu")
     device = accelerator.device
     corpus = config.corpus_path
-    train_texts = read_passages(corpus / "train.jsonl")
+    train_rows = [row for name in config.train_files for row in read_training_rows(corpus / name)]
     valid_texts = read_passages(corpus / "valid.jsonl")
     loaded = load_model(config.base_model, device=device.type if device.type != "cuda" else "cuda", dtype=config.dtype)
     torch.manual_seed(config.seed)
     tokenizer = loaded.tokenizer
+    train_texts = [row if isinstance(row, str) else tokenizer.apply_chat_template(row, tokenize=False) for row in train_rows]
     train_blocks = pack_blocks(train_texts, tokenizer, config.seq_len)
     valid_blocks = pack_blocks(valid_texts, tokenizer, config.seq_len)[: config.eval_blocks]
     if len(train_blocks) < config.batch_size or not valid_blocks:
@@ -226,7 +246,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
             "config": config.as_dict(),
             "config_fingerprint": config.fingerprint(),
             "base_model_identity": loaded.identity,
-            "corpus": {"path": str(corpus), "sha256_16": _corpus_hash(corpus), "train_passages": len(train_texts), "train_blocks": len(train_blocks), "valid_blocks": len(valid_blocks)},
+            "corpus": {"path": str(corpus), "train_files": list(config.train_files), "sha256_16": _corpus_hash(corpus, config.train_files), "train_passages": len(train_texts), "train_blocks": len(train_blocks), "valid_blocks": len(valid_blocks)},
             "steps": config.max_steps,
             "resumed_from_step": start_step,
             "processes": world,

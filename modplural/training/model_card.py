@@ -213,9 +213,11 @@ def _training(community: Community | None, manifest: dict, adapter_config: dict)
     if community:
         url = f" ({community.corpus.url})" if community.corpus.url else ""
         lines += [f"- **Corpus:** {community.corpus.source}{url}", f"- **Licence:** {community.corpus.licence}"]
-    lines += [f"- **Size:** {corpus.get('train_passages', '?')} training passages packed into {corpus.get('train_blocks', '?')} blocks of "
-              f"{config.get('seq_len', '?')} tokens; {corpus.get('valid_blocks', '?')} validation blocks, held out by document",
-              f"- **Corpus hash:** `{corpus.get('sha256_16', '?')}` (sha256 of train.jsonl and valid.jsonl, first 16 hex digits), "
+    files = corpus.get("train_files", ["train.jsonl"])
+    rows = "training passages" if files == ["train.jsonl"] else f"training rows of {', '.join(files)} (conversation rows rendered with the chat template)"
+    lines += [f"- **Size:** {corpus.get('train_passages', '?')} {rows} packed into {corpus.get('train_blocks', '?')} "
+              f"blocks of {config.get('seq_len', '?')} tokens; {corpus.get('valid_blocks', '?')} validation blocks, held out by document",
+              f"- **Corpus hash:** `{corpus.get('sha256_16', '?')}` (sha256 of {' and '.join([*files, 'valid.jsonl'])}, first 16 hex digits), "
               "built by `modplural corpus build`; the text itself is not part of this folder",
               "", "### Training procedure", "",
               f"Packed causal-LM training with `modplural train`: passages joined with EOS and cut into blocks of {config.get('seq_len', '?')} tokens, "
