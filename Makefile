@@ -6,6 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 QUESTION ?= Should parents be allowed to refuse vaccines for their children?
+# test files run in this many processes (pytest-xdist; one torch thread each); 0 runs them in this process
+TEST_WORKERS ?= 2
 BIN := $(VENV)/bin
 HF_HUB_OFFLINE ?= 1
 export HF_HUB_OFFLINE
@@ -25,7 +27,7 @@ demo: install
 	$(BIN)/modplural ask "$(QUESTION)"
 
 test: install
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"

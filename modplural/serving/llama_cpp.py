@@ -7,6 +7,7 @@ under ``$MODPLURAL_CACHE/llama.cpp-<version>/``. Building takes a few minutes on
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -17,8 +18,9 @@ import tarfile
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from modplural.errors import ModPluralError
 from modplural.models import cache_dir
@@ -28,6 +30,19 @@ LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp; bump deliberately (t
 
 def llama_cpp_home() -> Path:
     return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON}"
+
+
+@contextmanager
+def _exclusive() -> Iterator[None]:
+    """Hold the llama.cpp cache's lock: one process at a time downloads, builds or converts (others wait, then reuse)."""
+    home = llama_cpp_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _run(command: list[str], what: str, cwd: Path | None = None) -> None:
@@ -75,6 +90,11 @@ def server_binary(progress: bool = True) -> Path:
         return binary
     if shutil.which("cmake") is None:
         raise ModPluralError("building llama-server needs cmake and a C++ compiler (apt install cmake g++)")
+    with _exclusive():
+        return binary if binary.is_file() else _build(binary, progress)
+
+
+def _build(binary: Path, progress: bool) -> Path:
     tree = source_tree()
     build = llama_cpp_home() / "build"
     if progress:
@@ -101,6 +121,11 @@ def convert_adapter(adapter_dir: Path, base_dir: Path) -> Path:
     out = llama_cpp_home() / "loras" / digest / f"{adapter_dir.name}.gguf"
     if out.is_file():
         return out
+    with _exclusive():
+        return out if out.is_file() else _convert(adapter_dir, base_dir, out)
+
+
+def _convert(adapter_dir: Path, base_dir: Path, out: Path) -> Path:
     tree = source_tree()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
