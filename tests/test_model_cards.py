@@ -190,4 +190,4 @@ def test_cli_eval_refreshes_the_cards_with_its_numbers(adapter_dirs, tmp_path, c
     assert set(matrix) == {"base", "alpha", "beta"} and "rural_nurses is persona-only (no adapter): no distinctness or model card" in capsys.readouterr().err
     for name in texts:
         card = (tmp_path / "adapters" / name / CARD).read_text()
-        assert f"| **`{name}` adapter** | **{matrix[name][name]:.2f}** |" in card and "first 2 blocks of 16 tokens" in card
+        assert f"| **`{name}` adapter** | **{matrix[name][name]:.2f}** |" in card and "evenly spaced 2 blocks of 16 tokens" in card

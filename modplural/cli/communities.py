@@ -83,7 +83,7 @@ def _with_adapters(communities: list[Community], purpose: str) -> list[Community
 
 
 def evaluate_distinctness(args: argparse.Namespace) -> int:
-    from modplural.training.distinctness import perplexity_matrix, write_report
+    from modplural.training.distinctness import block_losses, write_report
     from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
     from modplural.training.stance_questions import load_questions
 
@@ -92,28 +92,28 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
     communities = _with_adapters(pool.communities, "distinctness or model card")
     if len(communities) < 2:
         raise ModPluralError("distinctness needs at least two communities with adapters")
-    matrix = perplexity_matrix(pool.backend, communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
+    losses = block_losses(pool.backend, communities, Path(args.corpus_dir), max_blocks=args.max_blocks, seq_len=args.seq_len)
     out = Path(args.out) if args.out else communities[0].adapter.parent
     command = f"modplural communities eval --max-blocks {args.max_blocks} --seq-len {args.seq_len}"
     command += " --no-stances" if questions is None else f" --questions {args.questions}" if args.questions else ""
     header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
-              f"first {args.max_blocks} blocks of {args.seq_len} tokens per community. Command: `{command}`.")
+              f"{args.max_blocks} blocks of {args.seq_len} tokens per community, evenly spaced through its validation text. Command: `{command}`.")
     settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
-                "seq_len": args.seq_len, DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
+                "seq_len": args.seq_len, "blocks": "evenly spaced", DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
     from modplural.training.stance_report import HEATMAP, stance_heatmap, stance_json, stance_markdown
 
     if questions is None:
-        result = write_report(matrix, out, header, settings)
+        result = write_report(losses, out, header, settings)
         (out / HEATMAP).unlink(missing_ok=True)  # an older run's stances would not match this report
     else:
         from modplural.training.stances import measure_stances, summarise
 
         stances = measure_stances(pool.backend, communities, questions)
         summary = summarise(stances)
-        result = write_report(matrix, out, header, settings, stance_markdown(stances, summary), {"stances": stance_json(stances, summary)})
+        result = write_report(losses, out, header, settings, stance_markdown(stances, summary), {"stances": stance_json(stances, summary)})
         stance_heatmap(stances, out / HEATMAP)
     print((out / "distinctness.md").read_text())
-    print(f"own adapter best on {result['own_is_best']}/{result['total']}; wrote {out}/distinctness.{{md,json,png}}"
+    print(f"own adapter best on {result['own_is_best']}/{result['total']} ({result['own_is_clearly_best']} with the 95% interval below zero); wrote {out}/distinctness.{{md,json,png}}"
           + ("" if questions is None else f" and {out / HEATMAP}"))
     written, errors = write_cards(communities, out)
     _report_cards(written, errors, "note")

@@ -13,30 +13,59 @@ from tqdm import tqdm
 from modplural.backends.base import TokenScorer
 from modplural.communities import Community
 from modplural.errors import ModPluralError
+from modplural.metrics import paired_bootstrap
 from modplural.training.lora import read_passages, pack_blocks
 
 BASE = "base"
 
 
-def perplexity_matrix(
+Losses = dict[str, dict[str, list[float]]]  # losses[model][text_community]: mean token NLL of each sampled block
+
+
+def spread_blocks(blocks: Sequence[list[int]], count: int) -> list[list[int]]:
+    """``count`` blocks evenly spaced through the stream, so the sample covers the whole validation split (its first
+    blocks can all come from one long document)."""
+    count = min(count, len(blocks))
+    return [blocks[i * len(blocks) // count] for i in range(count)]
+
+
+def block_losses(
     backend: TokenScorer, communities: Sequence[Community], corpus_dir: Path, max_blocks: int = 32, seq_len: int = 128, progress: bool = True
-) -> dict[str, dict[str, float]]:
-    """``matrix[model][text_community]``: perplexity of the base model or an adapter on that validation text."""
+) -> Losses:
+    """Mean token NLL of the base model (``BASE``) and every adapter on ``max_blocks`` evenly spaced validation blocks
+    of each community's text."""
     if not isinstance(backend, TokenScorer):
         raise ModPluralError(f"backend {type(backend).__name__} cannot score tokens: distinctness needs token_nll and a tokenizer, as the local engines have")
     models: list[str | None] = [None, *(c.name for c in communities)]
-    matrix: dict[str, dict[str, float]] = {m or BASE: {} for m in models}
+    losses: Losses = {m or BASE: {} for m in models}
     for text_community in tqdm([c.name for c in communities], desc="validation texts", disable=not progress):
-        blocks = pack_blocks(read_passages(corpus_dir / text_community / "valid.jsonl"), backend.tokenizer, seq_len)[:max_blocks]
+        blocks = spread_blocks(pack_blocks(read_passages(corpus_dir / text_community / "valid.jsonl"), backend.tokenizer, seq_len), max_blocks)
         if not blocks:
             raise ModPluralError(f"no validation text for {text_community!r} in {corpus_dir}")
         rows = [(m, b) for m in models for b in blocks]
         scores = backend.token_nll([b for _, b in rows], [m for m, _ in rows])
         for model in models:
-            nll = sum(s for (m, _), (s, _) in zip(rows, scores) if m == model)
-            count = sum(n for (m, _), (_, n) in zip(rows, scores) if m == model)
-            matrix[model or BASE][text_community] = math.exp(nll / count)
-    return matrix
+            losses[model or BASE][text_community] = [nll / count for (m, _), (nll, count) in zip(rows, scores) if m == model]
+    return losses
+
+
+def perplexity_matrix(losses: Losses) -> dict[str, dict[str, float]]:
+    """``matrix[model][text_community]``: perplexity over the sampled blocks (all blocks have ``seq_len`` tokens)."""
+    return {model: {text: math.exp(sum(v) / len(v)) for text, v in row.items()} for model, row in losses.items()}
+
+
+def own_margins(losses: Losses) -> dict[str, dict]:
+    """Per community with an adapter: its own adapter against the best *other* adapter on its validation text, as the
+    mean per-token log-perplexity difference over blocks (negative: own is better) with a paired bootstrap 95% CI."""
+    adapters = [m for m in losses if m != BASE]
+    margins = {}
+    for text in losses[BASE]:
+        if text not in losses:
+            continue
+        rival = min((a for a in adapters if a != text), key=lambda a: sum(losses[a][text]), default=None)
+        if rival is not None:
+            margins[text] = {"rival": rival, **paired_bootstrap(losses[text][text], losses[rival][text])}
+    return margins
 
 
 def verdict(matrix: dict[str, dict[str, float]]) -> dict:
@@ -56,12 +85,14 @@ def verdict(matrix: dict[str, dict[str, float]]) -> dict:
     }
 
 
-def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str, settings: dict | None = None,
+def write_report(losses: Losses, out_dir: Path, header: str, settings: dict | None = None,
                  more_markdown: Sequence[str] = (), more_json: Mapping | None = None) -> dict:
     """Write distinctness.md, distinctness.json (with ``settings``: how it was measured) and distinctness.png into ``out_dir``;
     ``more_markdown`` lines follow the perplexity section, ``more_json`` entries the perplexity matrix (e.g. the stances)."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    matrix, margins = perplexity_matrix(losses), own_margins(losses)
     result = verdict(matrix)
+    result["own_is_clearly_best"] = sum(m["ci95"][1] < 0 for m in margins.values())
     texts = list(matrix[BASE])
     lines = [header, "", "## Held-out perplexity: does each adapter speak like its community?", "", "Perplexity (lower is better). Rows: model; columns: the community whose validation text is scored.",
              "**Bold**: the lowest adapter perplexity in the column; the diagonal is each community's own adapter.", ""]
@@ -78,11 +109,26 @@ def write_report(matrix: dict[str, dict[str, float]], out_dir: Path, header: str
     misses = [f"{t} (best: {r['best_adapter']})" for t, r in result["communities"].items() if not r["own_is_best"]]
     if misses:
         lines.append(f"- Where another adapter wins: {', '.join(misses)}")
+    lines += _margin_lines(margins, result)
     (out_dir / "distinctness.md").write_text("\n".join([*lines, *more_markdown]) + "\n")
-    data = {"perplexity": matrix, "verdict": result, "settings": settings or {}, **(more_json or {})}
+    data = {"perplexity": matrix, "verdict": result, "own_margins": margins, "settings": settings or {}, **(more_json or {})}
     (out_dir / "distinctness.json").write_text(json.dumps(data, indent=2) + "\n")
     _heatmap(matrix, out_dir / "distinctness.png")
     return result
+
+
+def _margin_lines(margins: dict[str, dict], result: dict) -> list[str]:
+    """How sure the own-best verdicts are: own adapter minus the best other adapter, per block, bootstrapped."""
+    if not margins:
+        return []
+    blocks = next(iter(margins.values()))["n"]
+    lines = [f"- Own adapter better than every other adapter with the 95% interval below zero: **{result['own_is_clearly_best']}/{len(margins)}**", "",
+             f"Own adapter minus the best other adapter on its own validation text: mean per-token log-perplexity difference over the {blocks} blocks "
+             "(negative: own is better; ×100 ≈ percent perplexity), paired bootstrap 95% interval over blocks.", "",
+             "| community | best other adapter | difference | 95% CI |", "|---|---|---|---|"]
+    for text, m in margins.items():
+        lines.append(f"| {text} | {m['rival']} | {m['difference']:+.4f} | [{m['ci95'][0]:+.4f}, {m['ci95'][1]:+.4f}] |")
+    return lines
 
 
 def _heatmap(matrix: dict[str, dict[str, float]], path: Path) -> None:

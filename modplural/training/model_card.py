@@ -281,7 +281,8 @@ def _evaluation(name: str, distinctness: Distinctness | None, stance: dict[str, 
 def _distinctness_lines(name: str, distinctness: Distinctness) -> list[str]:
     ppl, settings = distinctness.perplexity, distinctness.settings
     own, base, best = ppl[name], ppl[BASE], _best_adapter(ppl)
-    scope = f"first {settings['max_blocks']} blocks of {settings['seq_len']} tokens" if "max_blocks" in settings and "seq_len" in settings else "validation blocks"
+    placement = "evenly spaced" if settings.get("blocks") == "evenly spaced" else "first"
+    scope = f"{placement} {settings['max_blocks']} blocks of {settings['seq_len']} tokens" if "max_blocks" in settings and "seq_len" in settings else "validation blocks"
     lines = [f"Perplexity of each model on the validation split of this community's corpus ({scope}; `modplural communities eval`); "
              "lower is better. **Bold**: this adapter.", "", "| model | perplexity |", "|---|---|"]
     for model in sorted(ppl, key=ppl.get):
