@@ -52,3 +52,12 @@ def test_own_margin_is_the_per_block_difference_to_the_best_other_adapter():
     assert margins["a"]["rival"] == "c" and abs(margins["a"]["difference"] + 0.4) < 1e-9
     assert margins["b"]["rival"] == "c" and abs(margins["b"]["difference"] - 0.4) < 1e-9 and margins["b"]["ci95"][0] > 0
     assert "c" not in margins  # no validation text of its own
+
+
+@pytest.mark.parametrize("flag, value", [("--max-blocks", "0"), ("--seq-len", "-4"), ("--batch-size", "two")])
+def test_eval_sizes_must_be_positive_integers(flag, value, capsys):
+    from modplural.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["communities", "eval", flag, value])
+    assert exited.value.code == 2 and f"argument {flag}: must be a positive integer, got '{value}'" in capsys.readouterr().err

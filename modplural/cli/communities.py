@@ -25,9 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate = communities.add_parser("eval", help="held-out perplexity of every adapter on every community's validation text, and their stances")
     options.add_registry(evaluate)
     evaluate.add_argument("--corpus-dir", default="build/corpora")
-    evaluate.add_argument("--max-blocks", type=int, default=32)
-    evaluate.add_argument("--seq-len", type=int, default=128)
-    evaluate.add_argument("--batch-size", type=int, default=16)
+    evaluate.add_argument("--max-blocks", type=options.positive_int, default=32)
+    evaluate.add_argument("--seq-len", type=options.positive_int, default=128)
+    evaluate.add_argument("--batch-size", type=options.positive_int, default=16)
     evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
     evaluate.add_argument("--stances", action=argparse.BooleanOptionalAction, default=True,
                           help="also ask every adapter, and the base model persona-prompted with each description, the contested questions")

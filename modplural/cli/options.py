@@ -13,6 +13,17 @@ from modplural.scorers import SCORERS
 from modplural.types import MODE_ALIASES, MODES
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") -> None:
     parser.add_argument("--device", choices=DEVICES, default=default, help="where the model runs")
     parser.add_argument("--dtype", choices=DTYPES, default="auto", help="weights' precision")
