@@ -121,9 +121,10 @@ def _margin_lines(margins: dict[str, dict], result: dict) -> list[str]:
     """How sure the own-best verdicts are: own adapter minus the best other adapter, per block, bootstrapped."""
     if not margins:
         return []
-    blocks = next(iter(margins.values()))["n"]
+    counts = sorted({m["n"] for m in margins.values()})
+    blocks = f"the {counts[0]} blocks" if len(counts) == 1 else f"each text's blocks, {counts[0]}-{counts[-1]},"
     lines = [f"- Own adapter better than every other adapter with the 95% interval below zero: **{result['own_is_clearly_best']}/{len(margins)}**", "",
-             f"Own adapter minus the best other adapter on its own validation text: mean per-token log-perplexity difference over the {blocks} blocks "
+             f"Own adapter minus the best other adapter on its own validation text: mean per-token log-perplexity difference over {blocks} "
              "(negative: own is better; ×100 ≈ percent perplexity), paired bootstrap 95% interval over blocks.", "",
              "| community | best other adapter | difference | 95% CI |", "|---|---|---|---|"]
     for text, m in margins.items():
