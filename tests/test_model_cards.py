@@ -76,9 +76,15 @@ def test_a_shipped_card_holds_the_numbers_of_its_own_files():
     assert "Commercial use" in card  # CC BY-NC-SA
 
 
-def test_a_card_where_another_adapter_wins_says_so():
-    card = (SHIPPED.get("health_news_right").adapter / CARD).read_text()
-    assert "no: the `health_news_left` adapter is best (29.46)" in card
+def test_a_card_where_another_adapter_wins_says_so(tmp_path):
+    results = _json(RESULTS / "distinctness.json")  # the shipped adapters are all own-best: make the left adapter win
+    column = results["perplexity"]
+    column["health_news_left"]["health_news_right"] = winner = column["health_news_right"]["health_news_right"] - 0.5
+    (tmp_path / "distinctness.json").write_text(json.dumps(results))
+    community = SHIPPED.get("health_news_right")
+    card = card_text(community.adapter, community, tmp_path)
+    assert f"no: the `health_news_left` adapter is best ({winner:.2f})" in card
+    assert "the `health_news_left` adapter has a lower perplexity than this one" in card
 
 
 def test_licences_map_to_hub_ids_or_other():
