@@ -83,7 +83,7 @@ def _with_adapters(communities: list[Community], purpose: str) -> list[Community
 
 
 def evaluate_distinctness(args: argparse.Namespace) -> int:
-    from modplural.training.distinctness import block_losses, write_report
+    from modplural.training.distinctness import SPREAD, block_losses, write_report
     from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
     from modplural.training.stance_questions import load_questions
 
@@ -99,7 +99,7 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
     header = (f"# Distinctness of community adapters\n\nBase model: {pool.backend.adapter_identity(None)}. Validation split of `{args.corpus_dir}`, "
               f"{args.max_blocks} blocks of {args.seq_len} tokens per community, evenly spaced through its validation text. Command: `{command}`.")
     settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
-                "seq_len": args.seq_len, "blocks": "evenly spaced", DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
+                "seq_len": args.seq_len, "blocks": SPREAD, DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
     from modplural.training.stance_report import HEATMAP, stance_heatmap, stance_json, stance_markdown
 
     if questions is None:

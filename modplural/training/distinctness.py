@@ -17,6 +17,7 @@ from modplural.metrics import paired_bootstrap
 from modplural.training.lora import read_passages, pack_blocks
 
 BASE = "base"
+SPREAD = "evenly spaced"  # settings["blocks"]: how the validation blocks were sampled
 
 
 Losses = dict[str, dict[str, list[float]]]  # losses[model][text_community]: mean token NLL of each sampled block

@@ -24,7 +24,7 @@ from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.models import dtype_name, hub_id
 from modplural.provenance import file_sha256
-from modplural.training.distinctness import BASE
+from modplural.training.distinctness import BASE, SPREAD
 from modplural.training.lora import MANIFEST
 
 CARD = "README.md"
@@ -281,7 +281,7 @@ def _evaluation(name: str, distinctness: Distinctness | None, stance: dict[str, 
 def _distinctness_lines(name: str, distinctness: Distinctness) -> list[str]:
     ppl, settings = distinctness.perplexity, distinctness.settings
     own, base, best = ppl[name], ppl[BASE], _best_adapter(ppl)
-    placement = "evenly spaced" if settings.get("blocks") == "evenly spaced" else "first"
+    placement = SPREAD if settings.get("blocks") == SPREAD else "first"
     scope = f"{placement} {settings['max_blocks']} blocks of {settings['seq_len']} tokens" if "max_blocks" in settings and "seq_len" in settings else "validation blocks"
     lines = [f"Perplexity of each model on the validation split of this community's corpus ({scope}; `modplural communities eval`); "
              "lower is better. **Bold**: this adapter.", "", "| model | perplexity |", "|---|---|"]
