@@ -193,7 +193,7 @@ def message_row(backend, pool: CommunityPool, prompt_texts: list[str], device: s
     backend.generate([replace(warm, decoding=replace(warm.decoding, max_new_tokens=2))])  # lazy inits, allocator
     messages, seconds, grew = measured(backend, lambda: pool.messages(prompt_texts), device)
     return {"rows": len(prompt_texts) * len(pool.communities), "seconds": seconds, "generated": grew["generated_tokens"],
-            "prompt_tokens": grew["prompt_tokens"], "tokens_per_s": grew["generated_tokens"] / seconds,
+            "prompt_tokens": grew["prompt_tokens"], "tokens_per_s": grew["generated_tokens"] / seconds, "steps": grew.get("decode_steps", 0), "step_rows": grew.get("decode_rows", 0),
             "texts": [m[c.name] for m in messages for c in pool.communities]}
 
 
@@ -455,6 +455,14 @@ def below_target(run: dict, best: tuple[float, float]) -> str:
             f"What would move it: {LEVERS[largest]}.")
 
 
+def occupancy(row: dict) -> list[str]:
+    """How full the batched engine's decoding steps were on the sampled messages (rows leave the batch as they finish)."""
+    if not row.get("steps"):
+        return []
+    return [f"- Decoding steps of the sampled messages: {row['steps']} forward passes of **{row['step_rows'] / row['steps']:.1f} rows** on average, "
+            f"of the {row['rows']} rows the workload started with (a finished row leaves its batch; a row's first token comes from its prompt pass)."]
+
+
 def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: dict | str | None, command: str, minutes: float) -> str:
     rows_ref = len(ref["greedy"]["texts"])
     same = sum(a == b for a, b in zip(ours["greedy"]["texts"][:rows_ref], ref["greedy"]["texts"]))
@@ -475,6 +483,7 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         f"- Generated tokens: sampled messages, ours {ours['sampled']['generated']} in {ours['sampled']['seconds']:.1f} s "
         f"({ours['sampled']['generated'] / ours['sampled']['rows']:.0f} per message), reference {ref['sampled']['generated']} in "
         f"{ref['sampled']['seconds']:.1f} s ({ref['sampled']['generated'] / ref['sampled']['rows']:.0f} per message).",
+        *occupancy(ours["sampled"]),
         f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s. The batched engine's sampled message generation did "
         f"{flops(ours['sampled']) / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, no padding counted) = "
         f"**{flops(ours['sampled']) / ceiling:.0%} of the ceiling**; the reference reached {flops(ref['sampled']) / ceiling:.1%}.",

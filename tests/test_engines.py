@@ -146,6 +146,37 @@ def test_batch_sizes(loaded):
         check_engine("turbo")
 
 
+def test_decoding_steps_are_counted(backend):
+    """``decode_steps``/``decode_rows``: one pass per new token after the first (which the prompt pass gives), over the rows still running."""
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=n)) for q in QUESTIONS for a, n in zip(ADAPTERS, (3, 5, 6))]
+    before = (backend.stats.decode_steps, backend.stats.decode_rows, backend.stats.generated_tokens)
+    texts = backend.generate(requests)
+    steps, rows, generated = (after - b for after, b in zip((backend.stats.decode_steps, backend.stats.decode_rows, backend.stats.generated_tokens), before))
+    assert all(texts)
+    assert steps <= 5 and rows <= steps * len(requests)
+    assert rows >= generated - len(requests)  # a row's first token needs no decoding pass
+    assert rows < steps * len(requests)  # the 3-token rows left the batch before the end
+
+
+def test_scoring_batches_hold_rows_of_similar_length(loaded, monkeypatch):
+    """Auto scoring batches are cut by padded tokens, longest first, so short rows are not padded to the longest."""
+    import modplural.backends.batch_size as batch_size
+
+    monkeypatch.setattr(batch_size, "SCORING_TOKENS", {"cpu": 1000, "cuda": 1000})
+    engine = LocalBackend(loaded=loaded)
+    lengths = [264, 70, 250, 90, 120, 71, 200, 99, 130, 80]
+    batches = engine._batches(lengths, 3, scoring=True)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    flat = [i for b in batches for i in b]
+    assert [lengths[i] for i in flat] == sorted(lengths, reverse=True)
+    for batch in batches:
+        assert len(batch) * (lengths[batch[0]] + 3) <= 1000 or len(batch) == 1
+    assert [len(b) for b in batches] == [3, 7]  # 264,250,200 (3 x 267 tokens) | 130 down to 70 (7 x 133)
+    assert len(engine._batches(lengths, 3)) == 1  # generation keeps its rows together
+    fixed = LocalBackend(loaded=loaded, batch_size=4)
+    assert [len(b) for b in fixed._batches(lengths, 3, scoring=True)] == [4, 4, 2]  # an explicit batch size is kept
+
+
 def test_cli_sequential_engine_and_bad_batch_size():
     args = ["ask", "Is a sugar tax fair?", "--communities", "patients,clinicians", "--message-tokens", "4", "--max-new-tokens", "4", "--no-cache", "--device", "cpu"]
     result = run_cli(*args, "--engine", "sequential", "--json")

@@ -23,6 +23,8 @@ class EngineStats:
     generated_tokens: int = 0
     prefill_seconds: float = 0.0  # generation: reading the prompts
     decode_seconds: float = 0.0  # generation: one token per step
+    decode_steps: int = 0  # batched generation: decoding forward passes (one new token for every row still in the batch)
+    decode_rows: int = 0  # batched generation: rows summed over those passes (rows per step = decode_rows / decode_steps)
     scoring_seconds: float = 0.0  # option distributions: one forward pass
     reused_prompt_tokens: int = 0  # of prompt_tokens: not run, their keys and values copied from a shared prefix (batched engine)
     prefix_cache_peak_bytes: int = 0  # the most memory the shared prefixes' keys and values took at once

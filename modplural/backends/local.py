@@ -80,15 +80,33 @@ class LocalBackend(LoadedModelBackend):
         """A fresh KV cache with room for ``capacity`` positions."""
         return preallocated_cache(self.loaded.model.config, capacity)
 
-    def _batches(self, lengths: Sequence[int], new_tokens: int = 0, all_logits: bool = False) -> list[list[int]]:
-        """Request indices sorted by length (longest first), cut into batches of ``batch_size`` rows."""
+    def _batches(self, lengths: Sequence[int], new_tokens: int = 0, all_logits: bool = False, scoring: bool = False) -> list[list[int]]:
+        """Request indices sorted by length (longest first), cut into batches of ``batch_size`` rows.
+
+        ``scoring`` (one prompt pass, at most a few extra positions; no decoding that needs many rows): with the
+        auto batch size each batch also stays under ``forward_tokens`` padded tokens, so a batch holds rows of
+        similar length and left padding adds little work.
+        """
         order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
         rows = self.batch_size
-        if rows == "auto":
-            element_size = self._model.get_input_embeddings().weight.element_size()
+        if rows != "auto":
+            return [order[i : i + rows] for i in range(0, len(order), rows)]
+        element_size = self._model.get_input_embeddings().weight.element_size()
+        config, device = self.loaded.model.config, self.loaded.device
+        if not scoring:
             tokens = max(lengths, default=1) + new_tokens
-            rows = auto_rows(self.loaded.model.config, tokens, element_size, self.loaded.device, tokens if all_logits else 1, scoring=new_tokens == 0)
-        return [order[i : i + rows] for i in range(0, len(order), rows)]
+            rows = auto_rows(config, tokens, element_size, device, tokens if all_logits else 1)
+            return [order[i : i + rows] for i in range(0, len(order), rows)]
+        batches: list[list[int]] = []
+        cap = 0
+        for i in order:  # longest first: a batch's first row sets its width
+            if len(batches) and len(batches[-1]) < cap:
+                batches[-1].append(i)
+                continue
+            width = lengths[i] + new_tokens
+            cap = auto_rows(config, width, element_size, device, width if all_logits else 1, scoring=True)
+            batches.append([i])
+        return batches
 
     def _left_pad(self, seqs: Sequence[Sequence[int]]):
         import torch
@@ -160,6 +178,8 @@ class LocalBackend(LoadedModelBackend):
                 mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
                 positions = positions[:, -1:] + 1
                 logits = self._forward(feed, mask, positions, cache)
+                self.stats.decode_steps += 1
+                self.stats.decode_rows += len(active)
             self.stats.decode_seconds += self._clock() - prefilled
         self.stats.prompt_tokens += sum(len(s) for s in seqs)
         self.stats.generated_tokens += sum(len(o) for o in outputs)
@@ -219,7 +239,7 @@ class LocalBackend(LoadedModelBackend):
         label_ids = [self._label_tokens.ids(r.labels) for r in requests]
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[OptionResult | None] = [None] * len(requests)
-        for batch in self._batches([len(e) for e in encoded], WHITESPACE_DEPTH):
+        for batch in self._batches([len(e) for e in encoded], WHITESPACE_DEPTH, scoring=True):
             seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
             ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
@@ -284,7 +304,7 @@ class LocalBackend(LoadedModelBackend):
             self._check_adapter(r.adapter)
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[TopTokens] = [[] for _ in requests]
-        for batch in self._batches([len(e) for e in encoded]):
+        for batch in self._batches([len(e) for e in encoded], scoring=True):
             seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
             ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
@@ -310,7 +330,7 @@ class LocalBackend(LoadedModelBackend):
         for a in adapters:
             self._check_adapter(a)
         results: list[tuple[float, int]] = [(0.0, 0)] * len(blocks)
-        for batch in self._batches([len(b) for b in blocks], all_logits=True):
+        for batch in self._batches([len(b) for b in blocks], all_logits=True, scoring=True):
             ids, mask, positions = self._left_pad([blocks[i] for i in batch])
             with torch.inference_mode(), self._rows([adapters[i] for i in batch]):
                 logits = self._model(input_ids=ids, attention_mask=mask, position_ids=positions).logits.float()
