@@ -15,6 +15,8 @@ the model); peak resident memory with all shipped adapters vs the base model alo
 ``--peer llama-server``, the same message workload over HTTP on the project's llama-server build (the shipped
 adapters converted to GGUF LoRA, chosen per request, one slot per batch row). The reference runs on the first
 ``--reference-items`` items only: an unbatched engine's per-token speed does not depend on how many it is given.
+The dense matmul is timed again at the end of the run: on a shared machine the speed drifts while the engines are
+timed one after the other, and the report prints by how much.
 """
 
 from __future__ import annotations
@@ -455,6 +457,15 @@ def below_target(run: dict, best: tuple[float, float]) -> str:
             f"What would move it: {LEVERS[largest]}.")
 
 
+def drift(start: float, end: float | None) -> list[str]:
+    """The same matmul measured at the start and the end of the run: engines timed minutes apart on a shared machine
+    can see different speeds, and every ratio above compares such timings."""
+    if end is None:
+        return []
+    return [f"- Machine drift: the dense matmul ran at {start / 1e9:.1f} GFLOP/s when the run started and {end / 1e9:.1f} at its end "
+            f"({end / start - 1:+.0%}); the engines were timed one after the other in between, so a ratio can be off by about that much."]
+
+
 def occupancy(row: dict) -> list[str]:
     """How full the batched engine's decoding steps were on the sampled messages (rows leave the batch as they finish)."""
     if not row.get("steps"):
@@ -487,6 +498,7 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s. The batched engine's sampled message generation did "
         f"{flops(ours['sampled']) / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, no padding counted) = "
         f"**{flops(ours['sampled']) / ceiling:.0%} of the ceiling**; the reference reached {flops(ref['sampled']) / ceiling:.1%}.",
+        *drift(ceiling, ours.get("ceiling_end")),
         *bound_lines(ours, ref, ceiling),
     ]
     if peer is not None:
@@ -531,6 +543,8 @@ def main(argv=None) -> int:
 
         slot_context = -(-(tokens + 8) // 256) * 256  # llama.cpp rounds each slot's context up to a multiple of 256
         peer = llama_server(args, slots, slot_context, torch.get_num_threads())
+    print("measuring the matmul ceiling again (how much the machine's speed drifted during the run) ...", file=sys.stderr)
+    ours["ceiling_end"] = matmul_flops(args.device, args.dtype)
     text = report(args, ceiling, ours, results["sequential"], mem, peer, command, (time.perf_counter() - started) / 60)
     print(text)
     if args.out:
