@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--personas", action="store_true", help="also read the persona-prompt arm (base model + each description)")
     p.add_argument("--save", default=None, help="also write each arm's views (JSON) next to this path")
     args = p.parse_args(argv)
+    if args.save:  # before the reads: a folder that cannot be made fails now, not after ten minutes
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
     pool = assemble(StackSpec(registry=args.registry, cache=False)).pool
     questions = load_questions(None).questions
     names = pool.names
@@ -137,7 +139,6 @@ def main(argv=None) -> int:
     for arm, voices in arms.items():
         views = read_views(pool.backend, voices, questions)
         if args.save:
-            Path(args.save).parent.mkdir(parents=True, exist_ok=True)
             Path(args.save).with_suffix(f".{arm.replace(' ', '_')}.json").write_text(json.dumps({v: [d.tolist() for d in ds] for v, ds in views.items()}))
         lines += report(views, names, questions, arm)
     print("\n".join(lines))
@@ -149,3 +150,5 @@ if __name__ == "__main__":
         raise SystemExit(main())
     except ModPluralError as exc:
         raise SystemExit(f"stance_cloze_check: error: {exc}")
+    except OSError as exc:  # --save where nothing can be written
+        raise SystemExit(f"stance_cloze_check: error: {exc.filename or ''}: {exc.strerror or exc}")

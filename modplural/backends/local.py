@@ -100,7 +100,7 @@ class LocalBackend(LoadedModelBackend):
         batches: list[list[int]] = []
         cap = 0
         for i in order:  # longest first: a batch's first row sets its width
-            if len(batches) and len(batches[-1]) < cap:
+            if batches and len(batches[-1]) < cap:
                 batches[-1].append(i)
                 continue
             width = lengths[i] + new_tokens
