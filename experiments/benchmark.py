@@ -15,8 +15,10 @@ the model); peak resident memory with all shipped adapters vs the base model alo
 ``--peer llama-server``, the same message workload over HTTP on the project's llama-server build (the shipped
 adapters converted to GGUF LoRA, chosen per request, one slot per batch row). The reference runs on the first
 ``--reference-items`` items only: an unbatched engine's per-token speed does not depend on how many it is given.
-The dense matmul is timed again at the end of the run: on a shared machine the speed drifts while the engines are
-timed one after the other, and the report prints by how much.
+Every engine is timed ``--rounds`` times, each round in the reverse order of the one before (ours, reference,
+llama-server; then llama-server, reference, ours): on a shared machine the speed drifts while engines are timed one
+after the other, alternation cancels a steady drift, and the table sums the rounds. The dense matmul is timed
+before and after each round and the report prints it with each round's ratios, so what drift is left shows.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch-size", default="auto")
     p.add_argument("--peer", choices=["llama-server"], default=None, help="also time the message workload on this engine")
+    p.add_argument("--rounds", type=positive, default=2, help="time every engine this many times, in alternating order (drift on a shared machine cancels)")
     p.add_argument("--peer-slots", type=positive, default=None, help="llama-server's parallel slots (default: the batched engine's rows per batch)")
     p.add_argument("--skip-memory", action="store_true", help="do not run the base / all-adapters peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="also print a torch profile of batched message generation")
@@ -205,18 +208,21 @@ def end_to_end(backend, pool: CommunityPool, mode: str, n_items: int, args: argp
     items = queries(n_items, options=mode == "distributional")  # Overton: an open answer
     _, seconds, grew = measured(backend, lambda: method.run(mode, items), args.device)
     reused = grew.get("reused_prompt_tokens")
-    return {"seconds": seconds, "items_per_s": n_items / seconds, "generated": grew["generated_tokens"] / n_items,
+    return {"items": n_items, "seconds": seconds, "items_per_s": n_items / seconds, "generated": grew["generated_tokens"] / n_items,
             "prompt": grew["prompt_tokens"] / n_items, "reused": None if reused is None else reused / n_items,
             "phases": {phase: grew[f"{phase}_seconds"] for phase in ("prefill", "decode", "scoring")},
             "cache_peak": getattr(backend.stats, "prefix_cache_peak_bytes", None)}
 
 
-def run_engine(engine: str, n_items: int, args: argparse.Namespace) -> dict:
-    """On one engine: the greedy identity row, the sampled message row (reference only: ours runs in a fresh
-    process), and both modes end to end (prefix reuse off, then on, where the engine has it)."""
+def run_engine(engine: str, n_items: int, args: argparse.Namespace, greedy: bool) -> dict:
+    """One round on one engine: the greedy identity row (``greedy``: the first round only), the sampled message row
+    (reference only: ours runs in a fresh process), and both modes end to end (prefix reuse off, then on, where the
+    engine has it)."""
     backend, pool = build(engine, args)
     texts = message_prompts(n_items)
-    result = {"engine": engine, "items": n_items, "greedy": message_row(backend, replace(pool, decoding=Decoding(max_new_tokens=args.greedy_tokens)), texts, args.device)}
+    result = {"engine": engine, "items": n_items}
+    if greedy:
+        result["greedy"] = message_row(backend, replace(pool, decoding=Decoding(max_new_tokens=args.greedy_tokens)), texts, args.device)
     if engine == "sequential":
         result["sampled"] = message_row(backend, pool, texts, args.device)
     settings = (False, True) if hasattr(backend, "prefix_reuse") else (None,)
@@ -226,9 +232,39 @@ def run_engine(engine: str, n_items: int, args: argparse.Namespace) -> dict:
             if reuse is not None:
                 backend.prefix_reuse = reuse
             result[mode].append({"reuse": reuse, **end_to_end(backend, pool, mode, n_items, args)})
-    if args.profile and engine == "batched":
+    if args.profile and greedy and engine == "batched":
         result["profile"] = profile(pool, texts[: max(1, n_items // 4)])
     return result
+
+
+def combined_rows(rows: list[dict]) -> dict:
+    """Message rows of several rounds as one: times and token counts summed, rates from the sums, peaks the highest."""
+    summed = ("seconds", "generated", "prompt_tokens", "steps", "step_rows")
+    out = {**rows[0], **{k: sum(r[k] for r in rows) for k in summed if k in rows[0]}}
+    out["tokens_per_s"] = out["generated"] / out["seconds"]
+    if "peak_rss_mb" in rows[0]:
+        out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rows)
+    return out
+
+
+def combined_runs(runs: list[dict]) -> dict:
+    """End-to-end runs of several rounds as one: times summed, work per item averaged, items/s from the sums."""
+    seconds = sum(r["seconds"] for r in runs)
+    mean = lambda key: None if runs[0][key] is None else sum(r[key] for r in runs) / len(runs)  # noqa: E731
+    peaks = [r["cache_peak"] for r in runs if r["cache_peak"] is not None]
+    return {"reuse": runs[0]["reuse"], "items": sum(r["items"] for r in runs), "seconds": seconds, "items_per_s": sum(r["items"] for r in runs) / seconds,
+            "generated": mean("generated"), "prompt": mean("prompt"), "reused": mean("reused"),
+            "phases": {phase: sum(r["phases"][phase] for r in runs) for phase in runs[0]["phases"]}, "cache_peak": max(peaks) if peaks else None}
+
+
+def combined(rounds: list[dict]) -> dict:
+    """One engine's rounds as one result (the greedy row and the profile come from the first round)."""
+    out = dict(rounds[0])
+    if "sampled" in out:
+        out["sampled"] = combined_rows([r["sampled"] for r in rounds])
+    for mode in MODES:
+        out[mode] = [combined_runs([r[mode][i] for r in rounds]) for i in range(len(out[mode]))]
+    return out
 
 
 def profile(pool: CommunityPool, prompt_texts: list[str]) -> str:
@@ -457,21 +493,37 @@ def below_target(run: dict, best: tuple[float, float]) -> str:
             f"What would move it: {LEVERS[largest]}.")
 
 
-def drift(start: float, end: float | None) -> list[str]:
-    """The same matmul measured at the start and the end of the run: engines timed minutes apart on a shared machine
-    can see different speeds, and every ratio above compares such timings."""
-    if end is None:
-        return []
-    return [f"- Machine drift: the dense matmul ran at {start / 1e9:.1f} GFLOP/s when the run started and {end / 1e9:.1f} at its end "
-            f"({end / start - 1:+.0%}); the engines were timed one after the other in between, so a ratio can be off by about that much."]
+def per_round(rounds: dict[str, list]) -> list[dict]:
+    """Each round's headline ratios (ours against the reference and the peer timed in the same round)."""
+    out = []
+    for i, (ours, ref) in enumerate(zip(rounds["batched"], rounds["sequential"])):
+        peer = rounds["peer"][i] if i < len(rounds["peer"]) and isinstance(rounds["peer"][i], dict) else None
+        out.append({"messages": ours["sampled"]["tokens_per_s"] / ref["sampled"]["tokens_per_s"],
+                    "peer": None if peer is None else ours["sampled"]["tokens_per_s"] / peer["tokens_per_s"],
+                    "distributional": ours["distributional"][-1]["items_per_s"] / ref["distributional"][0]["items_per_s"]})
+    return out
+
+
+def drift(ceilings: list[float], ratios: list[dict]) -> list[str]:
+    """The dense matmul before and after each round, and each round's ratios: engines timed minutes apart on a shared
+    machine can see different speeds; alternating their order between rounds cancels a steady drift, and the rounds'
+    spread shows what is left."""
+    speeds = ", ".join(f"{c / 1e9:.1f}" for c in ceilings)
+    lines = [f"- Machine drift: the dense matmul ran at {speeds} GFLOP/s (start, then after each round; "
+             f"{max(ceilings) / min(ceilings) - 1:+.0%} between the slowest and the fastest). Each round timed the engines in turn, in the "
+             f"reverse order of the round before; the table sums the rounds' times."]
+    for i, r in enumerate(ratios, 1):
+        peer = "" if r["peer"] is None else f", llama-server {r['peer']:.1f}x"
+        lines.append(f"  - round {i}: messages {r['messages']:.1f}x{peer}, distributional (reuse on) {r['distributional']:.1f}x")
+    return lines
 
 
 def occupancy(row: dict) -> list[str]:
-    """How full the batched engine's decoding steps were on the sampled messages (rows leave the batch as they finish)."""
+    """How full the batched engine's decoding steps were on the sampled messages (finished rows leave the batch in groups)."""
     if not row.get("steps"):
         return []
     return [f"- Decoding steps of the sampled messages: {row['steps']} forward passes of **{row['step_rows'] / row['steps']:.1f} rows** on average, "
-            f"of the {row['rows']} rows the workload started with (a finished row leaves its batch; a row's first token comes from its prompt pass)."]
+            f"of the {row['rows']} rows the workload started with (finished rows leave the batch once a quarter of it has finished; a row's first token comes from its prompt pass)."]
 
 
 def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: dict | str | None, command: str, minutes: float) -> str:
@@ -495,10 +547,10 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         f"({ours['sampled']['generated'] / ours['sampled']['rows']:.0f} per message), reference {ref['sampled']['generated']} in "
         f"{ref['sampled']['seconds']:.1f} s ({ref['sampled']['generated'] / ref['sampled']['rows']:.0f} per message).",
         *occupancy(ours["sampled"]),
-        f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s. The batched engine's sampled message generation did "
+        f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s (the mean of its {len(ours['ceilings'])} measurements). The batched engine's sampled message generation did "
         f"{flops(ours['sampled']) / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, no padding counted) = "
         f"**{flops(ours['sampled']) / ceiling:.0%} of the ceiling**; the reference reached {flops(ref['sampled']) / ceiling:.1%}.",
-        *drift(ceiling, ours.get("ceiling_end")),
+        *drift(ours["ceilings"], ours["per_round"]),
         *bound_lines(ours, ref, ceiling),
     ]
     if peer is not None:
@@ -527,25 +579,39 @@ def main(argv=None) -> int:
     per_token, head = model_flops_per_token(loaded.model)
     tokenizer, identity, config = loaded.tokenizer, loaded.identity, loaded.model.config
     del loaded
-    print(f"the batched engine's sampled messages, {args.items} items x {len(communities)} communities (fresh process) ...", file=sys.stderr)
-    sampled = in_subprocess("messages", argv)
-    results = {}
-    for engine, n in (("batched", args.items), ("sequential", args.reference_items)):
-        print(f"running the {engine} engine on {n} items x {len(communities)} communities ...", file=sys.stderr)
-        results[engine] = run_engine(engine, n, args)
-    ours = results["batched"]
-    ours.update(sampled=sampled, tokenizer=tokenizer, model=identity, communities=len(communities), flops_per_token=per_token, head_flops=head)
-    peer = None
+    peer_setup = None
     if args.peer:
-        tokens = longest_prompt(tokenizer, communities, args.items) + sampled_decoding(args).max_new_tokens
-        slots = args.peer_slots or rows_per_batch(args, config, tokens, sampled["rows"])
         import torch
 
+        tokens = longest_prompt(tokenizer, communities, args.items) + sampled_decoding(args).max_new_tokens
+        slots = args.peer_slots or rows_per_batch(args, config, tokens, args.items * len(communities))
         slot_context = -(-(tokens + 8) // 256) * 256  # llama.cpp rounds each slot's context up to a multiple of 256
-        peer = llama_server(args, slots, slot_context, torch.get_num_threads())
-    print("measuring the matmul ceiling again (how much the machine's speed drifted during the run) ...", file=sys.stderr)
-    ours["ceiling_end"] = matmul_flops(args.device, args.dtype)
-    text = report(args, ceiling, ours, results["sequential"], mem, peer, command, (time.perf_counter() - started) / 60)
+        peer_setup = (slots, slot_context, torch.get_num_threads())
+    rounds: dict[str, list] = {"batched": [], "sequential": [], "peer": []}
+    ceilings = [ceiling]
+    for r in range(args.rounds):
+        order = ("batched", "sequential", "peer") if r % 2 == 0 else ("peer", "sequential", "batched")
+        for engine in order:
+            if engine == "peer":
+                if peer_setup is not None:
+                    print(f"round {r + 1}/{args.rounds}: llama-server on the message workload ...", file=sys.stderr)
+                    rounds["peer"].append(llama_server(args, *peer_setup))
+                continue
+            n = args.items if engine == "batched" else args.reference_items
+            print(f"round {r + 1}/{args.rounds}: the {engine} engine on {n} items x {len(communities)} communities ...", file=sys.stderr)
+            sampled = in_subprocess("messages", argv) if engine == "batched" else None  # a fresh process: the workload's peak memory
+            result = run_engine(engine, n, args, greedy=r == 0)
+            rounds[engine].append(result if sampled is None else {**result, "sampled": sampled})
+        print("measuring the matmul ceiling again (how much the machine's speed drifted) ...", file=sys.stderr)
+        ceilings.append(matmul_flops(args.device, args.dtype))
+    ours = combined(rounds["batched"])
+    ours.update(tokenizer=tokenizer, model=identity, communities=len(communities), flops_per_token=per_token, head_flops=head, ceilings=ceilings,
+                per_round=per_round(rounds))
+    peer = None
+    if peer_setup is not None:
+        peer = rounds["peer"][0] if isinstance(rounds["peer"][0], str) else combined_rows(rounds["peer"])
+    mean_ceiling = sum(ceilings) / len(ceilings)
+    text = report(args, mean_ceiling, ours, combined(rounds["sequential"]), mem, peer, command, (time.perf_counter() - started) / 60)
     print(text)
     if args.out:
         Path(args.out).write_text(text)

@@ -58,6 +58,22 @@ def test_rows_that_finish_early_leave_the_batch_without_changing_others(backend)
     assert len(short) <= 4
 
 
+def test_finished_rows_wait_for_a_quarter_of_the_batch_without_changing_others(backend):
+    """One row of eight finishes early: it stays in the batch (fed padding, logits unread) until a quarter has finished,
+    so every step carries all eight rows, and every row's text still equals its own unbatched run."""
+    from modplural.backends import local
+
+    requests = [GenerateRequest(messages=_chat(q), adapter=a, decoding=Decoding(max_new_tokens=2 if i == 0 else 8))
+                for i, (q, a) in enumerate((q, a) for q in QUESTIONS + QUESTIONS[:1] for a in ADAPTERS)][:8]
+    assert 1 / 8 < local.DROP_FRACTION
+    steps, rows = backend.stats.decode_steps, backend.stats.decode_rows
+    batched = backend.generate(requests)
+    steps, rows = backend.stats.decode_steps - steps, backend.stats.decode_rows - rows
+    assert rows == 8 * steps  # the finished row was carried, not dropped
+    assert batched == [backend.generate([r])[0] for r in requests]
+    assert len(backend.tokenizer(batched[0], add_special_tokens=False)["input_ids"]) <= 2
+
+
 def test_lora_bank_matches_peft_for_rslora_ranks_and_alpha_patterns(loaded, adapter_dirs, tmp_path):
     """Mixed rows (base, a plain adapter, an rsLoRA adapter with per-layer rank/alpha) against peft, adapter by adapter."""
     from peft import LoraConfig, PeftModel, get_peft_model
