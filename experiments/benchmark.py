@@ -1,6 +1,6 @@
 """The batched engine on Modular Pluralism's own workload, against the original's sequential pattern and llama.cpp.
 
-    python experiments/benchmark.py --peer llama-server --out experiments/results/benchmark.md   # the real workload: ~45 min on 2 CPU cores
+    python experiments/benchmark.py --peer llama-server --out experiments/results/benchmark.md   # the real workload: ~40 min on 2 CPU cores
     python experiments/benchmark.py --items 2 --message-tokens 8 --greedy-tokens 4 --main-tokens 8 --skip-memory   # a quick look
     python experiments/benchmark.py --device cuda --dtype bfloat16 --items 256 --reference-items 4   # a GPU
 
@@ -240,7 +240,7 @@ def run_engine(engine: str, n_items: int, args: argparse.Namespace, greedy: bool
 def combined_rows(rows: list[dict]) -> dict:
     """Message rows of several rounds as one: times and token counts summed, rates from the sums, peaks the highest."""
     summed = ("seconds", "generated", "prompt_tokens", "steps", "step_rows")
-    out = {**rows[0], **{k: sum(r[k] for r in rows) for k in summed if k in rows[0]}}
+    out = {**rows[0], **{k: sum(r[k] for r in rows) for k in summed if k in rows[0]}, "rounds": len(rows)}
     out["tokens_per_s"] = out["generated"] / out["seconds"]
     if "peak_rss_mb" in rows[0]:
         out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in rows)
@@ -474,7 +474,7 @@ def bound_lines(ours: dict, ref: dict, ceiling: float) -> list[str]:
         for run in ours[mode]:
             phases = run["phases"]
             rest = run["seconds"] - sum(phases.values())
-            lines.append(f"  - where the time went{reuse_label(run['reuse'])}: prompt prefill {phases['prefill']:.1f} s, token-by-token decoding "
+            lines.append(f"  - where the time went{reuse_label(run['reuse'])} ({run['items']} items, all rounds): prompt prefill {phases['prefill']:.1f} s, token-by-token decoding "
                          f"{phases['decode']:.1f} s, answer-distribution forward passes {phases['scoring']:.1f} s, everything else (prompts, chat "
                          f"templates, tokenizing, the label index) {rest:.1f} s, of {run['seconds']:.1f} s.")
         best = after or before
@@ -522,7 +522,7 @@ def occupancy(row: dict) -> list[str]:
     """How full the batched engine's decoding steps were on the sampled messages (finished rows leave the batch in groups)."""
     if not row.get("steps"):
         return []
-    return [f"- Decoding steps of the sampled messages: {row['steps']} forward passes of **{row['step_rows'] / row['steps']:.1f} rows** on average, "
+    return [f"- Decoding steps of the sampled messages: {row['steps'] / row['rounds']:.0f} forward passes per round of **{row['step_rows'] / row['steps']:.1f} rows** on average, "
             f"of the {row['rows']} rows the workload started with (finished rows leave the batch once a quarter of it has finished; a row's first token comes from its prompt pass)."]
 
 
@@ -544,8 +544,9 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         "", *table(ours, ref, mem), "",
         f"- Greedy outputs identical on the {rows_ref} shared rows: **{same}/{rows_ref}** (token agreement {agreement:.1%}).",
         f"- Generated tokens: sampled messages, ours {ours['sampled']['generated']} in {ours['sampled']['seconds']:.1f} s "
-        f"({ours['sampled']['generated'] / ours['sampled']['rows']:.0f} per message), reference {ref['sampled']['generated']} in "
-        f"{ref['sampled']['seconds']:.1f} s ({ref['sampled']['generated'] / ref['sampled']['rows']:.0f} per message).",
+        f"({ours['sampled']['generated'] / ours['sampled']['rows'] / ours['sampled']['rounds']:.0f} per message), reference {ref['sampled']['generated']} in "
+        f"{ref['sampled']['seconds']:.1f} s ({ref['sampled']['generated'] / ref['sampled']['rows'] / ref['sampled']['rounds']:.0f} per message); "
+        f"times and tokens of all {ours['sampled']['rounds']} rounds.",
         *occupancy(ours["sampled"]),
         f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s (the mean of its {len(ours['ceilings'])} measurements). The batched engine's sampled message generation did "
         f"{flops(ours['sampled']) / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, no padding counted) = "

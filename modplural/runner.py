@@ -41,6 +41,10 @@ from modplural.tasks import TASKS, Item, Task, load_task
 from modplural.validation import check_choice, check_count, finite_float
 
 PRIMARY = "modular"
+# Config fields that change how items are grouped into calls and batches, not what is computed (every sampled request
+# has its own seed), so a run may be resumed with other values.
+HOW_FIELDS = ("chunk_size", "batch_size")
+FALLBACK_CHUNK = 8  # items per call where no batch size says better (the sequential engine, servers)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,7 @@ class ExperimentConfig:
     batch_size: int | str = "auto"
     engine: str = "batched"  # or "sequential": the original's one-prompt-at-a-time pattern (for measurement)
     servers: str | None = None  # a servers YAML: communities (and the main LLM) on OpenAI-compatible servers
-    chunk_size: int = 8  # items per batched method call (and per flush)
+    chunk_size: int | str = "auto"  # items per batched method call (and per flush); auto: as many as fill one batch of community messages
     protocol: str | dict = "modplural"  # "original", "modplural", or {base: NAME, switch: value, ...}
     message_tokens: int | None = None  # None: the protocol's (200); a number overrides it (recorded in the protocol's name)
     message_temperature: float = 1.0
@@ -84,8 +88,8 @@ class ExperimentConfig:
                 raise ModPluralError(f"unknown method {method!r}: choose from {', '.join(METHODS)}")
         if self.limit is not None and self.limit < 1:
             raise ModPluralError(f"limit must be at least 1, got {self.limit}")
-        if self.chunk_size < 1:
-            raise ModPluralError("chunk_size must be at least 1")
+        if self.chunk_size != "auto" and (type(self.chunk_size) is not int or self.chunk_size < 1):
+            raise ModPluralError(f"chunk_size must be a positive integer or 'auto', got {self.chunk_size!r}")
         parse_batch_size(self.batch_size)
         check_engine(self.engine)
         if self.scorer not in SCORERS:
@@ -119,6 +123,20 @@ class ExperimentConfig:
 
     def as_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def auto_chunk(pool) -> int:
+    """Items per method call whose community messages fill one generation batch of the pool's engine (one message
+    per community and item): decoding steps cost about as much with few rows as with many, so fuller batches finish a
+    run sooner. ``FALLBACK_CHUNK`` where the engine has no batch size (or there is no pool)."""
+    rows = getattr(pool.backend, "batch_rows", None) if pool is not None else None
+    if rows is None:
+        return FALLBACK_CHUNK
+    return max(1, rows() // max(1, len(pool.names)))
+
+
+def _without(config, fields: tuple[str, ...]):
+    return {k: v for k, v in config.items() if k not in fields} if isinstance(config, dict) else config
 
 
 def load_config(path: Path, **overrides) -> ExperimentConfig:
@@ -204,7 +222,7 @@ class Experiment:
     def _check_manifest(self) -> dict:
         if self.run_dir.manifest_path.is_file():
             manifest = self.run_dir.manifest()
-            if manifest.get("config") != self.config.as_dict():
+            if _without(manifest.get("config"), HOW_FIELDS) != _without(self.config.as_dict(), HOW_FIELDS):
                 raise ModPluralError(f"{self.out_dir} holds a run of another config; use a new --out directory")
             recorded = _recorded_protocol(manifest, str(self.run_dir.manifest_path))
             if recorded is not None and recorded.differences(self.protocol):
@@ -241,9 +259,10 @@ class Experiment:
                 "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
             }
             self.run_dir.write_json("manifest.json", manifest)
+            chunk = self.config.chunk_size if self.config.chunk_size != "auto" else auto_chunk(pool)
             for task_name, (task, _, items, _) in self.tasks.items():
                 for method_name, method in methods.items():
-                    self._run_pair(task_name, task, items, method_name, method, progress)
+                    self._run_pair(task_name, task, items, method_name, method, chunk, progress)
             manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.run_dir.write_json("manifest.json", manifest)
         return self.score()
@@ -257,7 +276,7 @@ class Experiment:
         methods = {name: build_method(name, main, pool, p, c.seed, c.ethos_perspectives) for name in c.methods}
         return methods, main.adapter_identity(None), pool
 
-    def _run_pair(self, task_name: str, task: Task, items: list[Item], method_name: str, method, progress: bool) -> None:
+    def _run_pair(self, task_name: str, task: Task, items: list[Item], method_name: str, method, chunk_size: int, progress: bool) -> None:
         path = self.run_dir.predictions_path(task_name, method_name)
         done = {r["id"] for r in self.run_dir.read_predictions(task_name, method_name, repair=True)}
         pending = [i for i in items if i.id not in done]
@@ -270,8 +289,8 @@ class Experiment:
             method.learned = self._learned_weights(task_name, method_name, method)
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=f"{task_name}/{method_name}", disable=not progress, dynamic_ncols=True)
         with path.open("a") as out:
-            for start in range(0, len(pending), self.config.chunk_size):
-                chunk = pending[start : start + self.config.chunk_size]
+            for start in range(0, len(pending), chunk_size):
+                chunk = pending[start : start + chunk_size]
                 asked = [i for i in chunk if i.fixed is None]
                 answers = dict(zip((i.id for i in asked), method.run(task.mode, [i.query for i in asked]))) if asked else {}
                 for item in chunk:

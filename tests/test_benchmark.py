@@ -26,7 +26,7 @@ def test_a_tiny_run_writes_every_row(tmp_path):
         assert f"| {row}" in text
     assert "Greedy outputs identical on the 2 shared rows: **2/2**" in text
     assert "up to 3 new tokens" in text and "--items 2" in text
-    assert "- Decoding steps of the sampled messages: " in text and " rows** on average, of the 4 rows" in text
+    assert "- Decoding steps of the sampled messages: " in text and " rows** on average, of the 4 rows" in text and "per round" in text
     assert "- Machine drift: the dense matmul ran at " in text and "  - round 2: messages " in text
 
 

@@ -274,3 +274,17 @@ def test_token_likelihoods_agree_between_engines(backend, reference):
         reference.token_nll(blocks, adapters[:2])
     with pytest.raises(ModPluralError, match="unknown adapter 'gamma'"):
         reference.token_nll(blocks[:1], ["gamma"])
+
+
+def test_auto_chunks_fill_one_batch_of_community_messages(loaded):
+    """``chunk_size: auto``: items per call = the engine's batch rows // communities (one message each); 8 elsewhere."""
+    from modplural.communities import Community
+    from modplural.pool import CommunityPool
+    from modplural.runner import FALLBACK_CHUNK, auto_chunk
+
+    communities = [Community(name=n, description=n, axis="test", persona=f"You speak for {n}.") for n in ("a", "b", "c")]
+    assert auto_chunk(CommunityPool(LocalBackend(loaded=loaded, batch_size=20), communities)) == 20 // len(communities)
+    assert LocalBackend(loaded=loaded).batch_rows() == 128  # the CPU cap of the auto batch size
+    assert auto_chunk(CommunityPool(LocalBackend(loaded=loaded, batch_size=1), communities)) == 1
+    assert auto_chunk(None) == FALLBACK_CHUNK
+    assert auto_chunk(CommunityPool(SequentialBackend(loaded=loaded), communities)) == FALLBACK_CHUNK

@@ -16,6 +16,7 @@ import yaml
 from modplural.errors import ModPluralError
 from modplural.protocol import MODPLURAL
 from modplural.run_dir import RunDir
+from modplural.runner import Experiment, load_config
 from modplural.tasks import TASKS, load_task
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask
@@ -153,7 +154,9 @@ def test_killed_run_resumes_without_recomputing_or_losing_items(adapter_dirs, tm
     proc.wait()
     before = first.read_text().splitlines()
     assert 2 <= len(before) < 5
-    resumed = run_cli("run", str(config), "--out", str(killed_dir), "--no-progress")
+    (tmp_path / "regrouped").mkdir()
+    regrouped = _config(tmp_path / "regrouped", registry, chunk_size=3)  # how items are grouped may change on resume
+    resumed = run_cli("run", str(regrouped), "--out", str(killed_dir), "--no-progress")
     assert resumed.returncode == 0, resumed.stderr
     assert f"vital_distributional_moralchoice / modular: {len(before)} items already done, {5 - len(before)} to run" in resumed.stderr
     assert first.read_text().splitlines()[: len(before)] == before  # finished lines kept as they were
@@ -183,6 +186,15 @@ def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, methods=["vanilla", "oracle"]))), "unknown method 'oracle'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, tasks=["vital_trivia"]))), "unknown task 'vital_trivia'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, colour="red"))), "unknown field 'colour'")
+    assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, chunk_size="big"))), "chunk_size must be a positive integer or 'auto', got 'big'")
+    other = tmp_path / "other_run"
+    other.mkdir()
+    recorded = load_config(_config(tmp_path, registry)).as_dict()
+    (other / "manifest.json").write_text(json.dumps({"config": {**recorded, "limit": 4}}))
+    assert_one_line_error(run_cli("run", str(_config(tmp_path, registry)), "--out", str(other)), "holds a run of another config")
+    (other / "manifest.json").write_text(json.dumps({"config": {**recorded, "chunk_size": "auto", "batch_size": 7}}))
+    data = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
+    assert Experiment(load_config(_config(tmp_path, registry)), data, other)._check_manifest()  # regrouping is no other config
     bad_data = tmp_path / "data" / "vital"
     bad_data.mkdir(parents=True)
     (bad_data / "vital_distributional_moralchoice.json").write_text(json.dumps([{**GOOD, "gold_distribution": [0.9, 0.9]}]))

@@ -10,7 +10,7 @@ from typing import Mapping, Sequence
 
 from modplural.backends.adapter_files import AdapterFiles
 from modplural.backends.base import Decoding, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TopTokens
-from modplural.backends.batch_size import auto_rows, forward_tokens, parse_batch_size
+from modplural.backends.batch_size import CAPS, auto_rows, forward_tokens, parse_batch_size
 from modplural.backends.kv_cache import PreallocatedLayer, preallocated_cache
 from modplural.backends.label_tokens import LabelTokens
 from modplural.backends.loaded import LoadedModelBackend, check_finite
@@ -80,6 +80,13 @@ class LocalBackend(LoadedModelBackend):
         if self._bank is None or all(a is None for a in adapters):
             return contextlib.nullcontext(None)
         return self._bank.rows(adapters)
+
+    def batch_rows(self) -> int:
+        """The most rows a generation batch holds: ``batch_size``, or with "auto" its cap on this device (long prompts
+        may leave memory for fewer)."""
+        if self.batch_size != "auto":
+            return self.batch_size
+        return CAPS["cuda" if self.loaded.device.startswith("cuda") else "cpu"]
 
     def _new_cache(self, capacity: int):
         """A fresh KV cache with room for ``capacity`` positions."""
