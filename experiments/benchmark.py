@@ -86,7 +86,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dtype", default="float32")
     p.add_argument("--batch-size", default="auto")
     p.add_argument("--peer", choices=["llama-server"], default=None, help="also time the message workload on this engine")
-    p.add_argument("--rounds", type=positive, default=2, help="time every engine this many times, in alternating order (drift on a shared machine cancels)")
+    p.add_argument("--rounds", type=positive, default=2, help="time every engine this many times, in alternating order (a steady drift cancels; the rounds' spread shows the rest)")
     p.add_argument("--peer-slots", type=positive, default=None, help="llama-server's parallel slots (default: the batched engine's rows per batch)")
     p.add_argument("--skip-memory", action="store_true", help="do not run the base / all-adapters peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="also print a torch profile of batched message generation")
@@ -610,7 +610,8 @@ def main(argv=None) -> int:
                 per_round=per_round(rounds))
     peer = None
     if peer_setup is not None:
-        peer = rounds["peer"][0] if isinstance(rounds["peer"][0], str) else combined_rows(rounds["peer"])
+        skipped = [p for p in rounds["peer"] if isinstance(p, str)]  # a round where it could not run: say why, sum nothing
+        peer = skipped[0] if skipped else combined_rows(rounds["peer"])
     mean_ceiling = sum(ceilings) / len(ceilings)
     text = report(args, mean_ceiling, ours, combined(rounds["sequential"]), mem, peer, command, (time.perf_counter() - started) / 60)
     print(text)
