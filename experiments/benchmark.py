@@ -88,6 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--peer", choices=["llama-server"], default=None, help="also time the message workload on this engine")
     p.add_argument("--rounds", type=positive, default=2, help="time every engine this many times, in alternating order (a steady drift cancels; the rounds' spread shows the rest)")
     p.add_argument("--peer-slots", type=positive, default=None, help="llama-server's parallel slots (default: the batched engine's rows per batch)")
+    p.add_argument("--plain-kernels", action="store_true", help="the batched engine without oneDNN-prepacked weights (the plain matmul kernel)")
     p.add_argument("--skip-memory", action="store_true", help="do not run the base / all-adapters peak-memory subprocesses")
     p.add_argument("--profile", action="store_true", help="also print a torch profile of batched message generation")
     p.add_argument("--out", default=None, help="also write the report (Markdown) here")
@@ -123,7 +124,8 @@ def selected(args: argparse.Namespace) -> list:
 def build(engine: str, args: argparse.Namespace):
     """The communities' backend (also the main LLM, with no adapter) and its pool, sampling messages as the protocol does."""
     spec = StackSpec(communities=[c.name for c in selected(args)], registry=args.registry, engine=engine, device=args.device, dtype=args.dtype,
-                     batch_size=args.batch_size, cache=False, community_base=args.model, decoding=sampled_decoding(args))
+                     batch_size=args.batch_size, cache=False, community_base=args.model, decoding=sampled_decoding(args),
+                     packed_weights=not args.plain_kernels)
     return assemble(spec)
 
 
@@ -152,17 +154,25 @@ def measured(backend, fn: Callable, device: str):
 
 
 def matmul_flops(device: str, dtype: str) -> float:
-    """Dense square matmul FLOP/s on this device and dtype (best of a few runs): the physical ceiling."""
+    """Dense square matmul FLOP/s on this device and dtype (best of a few runs, with the fastest kernel the batched
+    engine can use: plain, or oneDNN-prepacked where it packs its weights): the physical ceiling."""
     import torch
+
+    from modplural.backends.packed_linear import PACK_ROWS, packing_available
 
     torch_dtype = getattr(torch, dtype)
     n = 2048 if device == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=torch_dtype)
     b = torch.randn(n, n, device=device, dtype=torch_dtype)
+    kernels = [lambda: a @ b]
+    if packing_available(device, dtype):
+        packed = torch.ops.mkldnn._reorder_linear_weight(b, PACK_ROWS)
+        kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
     best = float("inf")
-    for _ in range(4):
-        _, seconds = timed(lambda: [a @ b for _ in range(3)], device)
-        best = min(best, seconds / 3)
+    for kernel in kernels:
+        for _ in range(4):
+            _, seconds = timed(lambda: [kernel() for _ in range(3)], device)
+            best = min(best, seconds / 3)
     return 2 * n**3 / best
 
 
@@ -220,7 +230,7 @@ def run_engine(engine: str, n_items: int, args: argparse.Namespace, greedy: bool
     engine has it)."""
     backend, pool = build(engine, args)
     texts = message_prompts(n_items)
-    result = {"engine": engine, "items": n_items}
+    result = {"engine": engine, "items": n_items, "kernels": getattr(backend, "kernels", "plain")}
     if greedy:
         result["greedy"] = message_row(backend, replace(pool, decoding=Decoding(max_new_tokens=args.greedy_tokens)), texts, args.device)
     if engine == "sequential":
@@ -260,8 +270,9 @@ def combined_runs(runs: list[dict]) -> dict:
 def combined(rounds: list[dict]) -> dict:
     """One engine's rounds as one result (the greedy row and the profile come from the first round)."""
     out = dict(rounds[0])
-    if "sampled" in out:
-        out["sampled"] = combined_rows([r["sampled"] for r in rounds])
+    for key in ("sampled", "sampled_plain"):
+        if key in out:
+            out[key] = combined_rows([r[key] for r in rounds])
     for mode in MODES:
         out[mode] = [combined_runs([r[mode][i] for r in rounds]) for i in range(len(out[mode]))]
     return out
@@ -285,12 +296,20 @@ def probe(args: argparse.Namespace) -> dict:
     communities = load_registry(args.registry).select(None)
     with_adapters = args.probe == "adapters"
     spec = StackSpec(model=None if with_adapters else args.model or communities[0].base_model, registry=args.registry, device=args.device, dtype=args.dtype,
-                     batch_size=args.batch_size, cache=False, with_pool=with_adapters, community_base=args.model)
+                     batch_size=args.batch_size, cache=False, with_pool=with_adapters, community_base=args.model,
+                     packed_weights=not args.plain_kernels)
     backend = assemble(spec).main
     names = [c.name for c in communities][: args.communities] if with_adapters else [None] * len(communities[: args.communities])
     backend.generate([GenerateRequest(messages=({"role": "user", "content": text},), adapter=name, decoding=Decoding(max_new_tokens=16))
                       for text in message_prompts(2) for name in names])
     return {"peak_rss_mb": peak_rss_mb(), "adapters": len(communities) if with_adapters else 0}
+
+
+def messages_probes(argv: list[str], compare_plain: bool, round_index: int) -> dict:
+    """The batched engine's sampled message row (``sampled``) in a fresh process, and with ``compare_plain`` the same
+    row without prepacked weights (``sampled_plain``), the two in alternating order from round to round."""
+    kinds = [("sampled", argv), ("sampled_plain", [*argv, "--plain-kernels"])][: 2 if compare_plain else 1]
+    return {key: in_subprocess("messages", probe_argv) for key, probe_argv in (kinds if round_index % 2 == 0 else kinds[::-1])}
 
 
 def in_subprocess(kind: str, argv: list[str]) -> dict:
@@ -414,6 +433,10 @@ def table(ours: dict, ref: dict, mem: dict | None) -> list[str]:
              f"**{sampled['tokens_per_s'] / ref['sampled']['tokens_per_s']:.1f}x** | >= {TARGETS['messages']:g}x |",
              f"| community messages, greedy (identity check), tokens/s | {greedy['tokens_per_s']:.1f} | {ref['greedy']['tokens_per_s']:.1f} | "
              f"{greedy['tokens_per_s'] / ref['greedy']['tokens_per_s']:.1f}x | identical texts |"]
+    if "sampled_plain" in ours:
+        plain = ours["sampled_plain"]
+        lines.append(f"| the same sampled messages, plain matmul kernel (`--plain-kernels`: no oneDNN prepacking), tokens/s | {plain['tokens_per_s']:.1f} | "
+                     f"{ref['sampled']['tokens_per_s']:.1f} | {plain['tokens_per_s'] / ref['sampled']['tokens_per_s']:.1f}x | |")
     for mode, label in zip(MODES, ("distributional", "Overton")):
         target = f">= {TARGETS['distributional']:g}x" if mode == "distributional" else ""
         [reference] = ref[mode]
@@ -499,6 +522,7 @@ def per_round(rounds: dict[str, list]) -> list[dict]:
     for i, (ours, ref) in enumerate(zip(rounds["batched"], rounds["sequential"])):
         peer = rounds["peer"][i] if i < len(rounds["peer"]) and isinstance(rounds["peer"][i], dict) else None
         out.append({"messages": ours["sampled"]["tokens_per_s"] / ref["sampled"]["tokens_per_s"],
+                    "packing": ours["sampled"]["tokens_per_s"] / ours["sampled_plain"]["tokens_per_s"] if "sampled_plain" in ours else None,
                     "peer": None if peer is None else ours["sampled"]["tokens_per_s"] / peer["tokens_per_s"],
                     "distributional": ours["distributional"][-1]["items_per_s"] / ref["distributional"][0]["items_per_s"]})
     return out
@@ -514,7 +538,8 @@ def drift(ceilings: list[float], ratios: list[dict]) -> list[str]:
              f"reverse order of the round before; the table sums the rounds' times."]
     for i, r in enumerate(ratios, 1):
         peer = "" if r["peer"] is None else f", llama-server {r['peer']:.1f}x"
-        lines.append(f"  - round {i}: messages {r['messages']:.1f}x{peer}, distributional (reuse on) {r['distributional']:.1f}x")
+        packing = "" if r["packing"] is None else f", prepacked over plain kernels {r['packing']:.2f}x"
+        lines.append(f"  - round {i}: messages {r['messages']:.1f}x{peer}, distributional (reuse on) {r['distributional']:.1f}x{packing}")
     return lines
 
 
@@ -548,7 +573,8 @@ def report(args, ceiling: float, ours: dict, ref: dict, mem: dict | None, peer: 
         f"{ref['sampled']['seconds']:.1f} s ({ref['sampled']['generated'] / ref['sampled']['rows'] / ref['sampled']['rounds']:.0f} per message); "
         f"times and tokens of all {ours['sampled']['rounds']} rounds.",
         *occupancy(ours["sampled"]),
-        f"- Dense {args.dtype} matmul on this machine: {ceiling / 1e9:.1f} GFLOP/s (the mean of its {len(ours['ceilings'])} measurements). The batched engine's sampled message generation did "
+        f"- Dense {args.dtype} matmul on this machine, with the fastest kernel the batched engine can use (oneDNN-prepacked where it packs its weights): "
+        f"{ceiling / 1e9:.1f} GFLOP/s (the mean of its {len(ours['ceilings'])} measurements). The batched engine ran with {ours['kernels']} kernels; its sampled message generation did "
         f"{flops(ours['sampled']) / 1e9:.1f} GFLOP/s of useful work (prompt and generated tokens through every linear layer, no padding counted) = "
         f"**{flops(ours['sampled']) / ceiling:.0%} of the ceiling**; the reference reached {flops(ref['sampled']) / ceiling:.1%}.",
         *drift(ours["ceilings"], ours["per_round"]),
@@ -573,6 +599,7 @@ def main(argv=None) -> int:
     print("measuring the matmul ceiling ...", file=sys.stderr)
     ceiling = matmul_flops(args.device, args.dtype)
     mem = None if args.skip_memory else {kind: in_subprocess(kind, argv) for kind in ("base", "adapters")}
+    from modplural.backends.packed_linear import packing_available
     from modplural.models import load_model
 
     communities = selected(args)
@@ -588,6 +615,7 @@ def main(argv=None) -> int:
         slots = args.peer_slots or rows_per_batch(args, config, tokens, args.items * len(communities))
         slot_context = -(-(tokens + 8) // 256) * 256  # llama.cpp rounds each slot's context up to a multiple of 256
         peer_setup = (slots, slot_context, torch.get_num_threads())
+    compare_plain = not args.plain_kernels and packing_available(args.device, args.dtype)
     rounds: dict[str, list] = {"batched": [], "sequential": [], "peer": []}
     ceilings = [ceiling]
     for r in range(args.rounds):
@@ -600,9 +628,8 @@ def main(argv=None) -> int:
                 continue
             n = args.items if engine == "batched" else args.reference_items
             print(f"round {r + 1}/{args.rounds}: the {engine} engine on {n} items x {len(communities)} communities ...", file=sys.stderr)
-            sampled = in_subprocess("messages", argv) if engine == "batched" else None  # a fresh process: the workload's peak memory
-            result = run_engine(engine, n, args, greedy=r == 0)
-            rounds[engine].append(result if sampled is None else {**result, "sampled": sampled})
+            sampled = messages_probes(argv, compare_plain, r) if engine == "batched" else {}  # fresh processes: the workload's peak memory
+            rounds[engine].append({**run_engine(engine, n, args, greedy=r == 0), **sampled})
         print("measuring the matmul ceiling again (how much the machine's speed drifted) ...", file=sys.stderr)
         ceilings.append(matmul_flops(args.device, args.dtype))
     ours = combined(rounds["batched"])

@@ -70,6 +70,7 @@ class StackSpec:
     with_pool: bool = True  # False: no communities are loaded (methods that do not use them)
     personas: bool = False  # True: the communities as personas on the main LLM, no adapters loaded
     community_base: str | None = None  # load the local adapters onto this base instead of their registered one (same architecture)
+    packed_weights: bool = True  # batched engine on a CPU in float32: oneDNN-prepacked linear weights (False: the plain kernel)
 
 
 class Stack(NamedTuple):
@@ -80,14 +81,16 @@ class Stack(NamedTuple):
 
 
 def local_backend(model: str, adapters: Mapping[str, str | Path] | None = None, engine: str = "batched", device: str = "auto",
-                  dtype: str = "auto", batch_size: int | str = "auto") -> Backend:
+                  dtype: str = "auto", batch_size: int | str = "auto", packed_weights: bool = True) -> Backend:
     """A local backend of the named engine with ``adapters`` loaded (torch is imported only here)."""
     check_engine(engine)
     if engine == "batched":
-        from modplural.backends.local import LocalBackend as engine_class
-    else:
-        from modplural.backends.sequential import SequentialBackend as engine_class
-    return engine_class(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size)
+        from modplural.backends.local import LocalBackend
+
+        return LocalBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size, packed_weights=packed_weights)
+    from modplural.backends.sequential import SequentialBackend
+
+    return SequentialBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size)
 
 
 def assemble(spec: StackSpec) -> Stack:
@@ -108,13 +111,15 @@ def assemble(spec: StackSpec) -> Stack:
         if local is not None and local[0] == spec.model:
             main = local[1]
         else:
-            main = local_backend(spec.model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+            main = local_backend(spec.model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                                 packed_weights=spec.packed_weights)
     elif servers is not None and servers.main is not None:
         main = _server_backend(servers, servers.main, clients)
     elif pool is not None:
         main = pool.backend
     else:
-        main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size)
+        main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                             packed_weights=spec.packed_weights)
     if communities and spec.personas:
         pool = CommunityPool(main, [c.as_persona() for c in communities], spec.decoding, cache)
     return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
@@ -154,7 +159,8 @@ def _community_backend(communities: list[Community], servers: Servers | None, cl
     if on_site:
         base = spec.community_base or _common_base(on_site) or spec.model or "default"
         adapters = {c.name: c.adapter for c in on_site if c.adapter is not None}
-        local = (base, local_backend(base, adapters, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size))
+        local = (base, local_backend(base, adapters, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                                  packed_weights=spec.packed_weights))
     if not remote:
         return local[1], local, frozenset()
     from modplural.backends.routed import RoutedBackend

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from experiments import benchmark
+from modplural.backends.packed_linear import packing_available
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,6 +29,9 @@ def test_a_tiny_run_writes_every_row(tmp_path):
     assert "up to 3 new tokens" in text and "--items 2" in text
     assert "- Decoding steps of the sampled messages: " in text and " rows** on average, of the 4 rows" in text and "per round" in text
     assert "- Machine drift: the dense matmul ran at " in text and "  - round 2: messages " in text
+    if packing_available("cpu", "float32"):  # the packed engine is measured against its own plain kernels in the same run
+        assert "| the same sampled messages, plain matmul kernel" in text and "prepacked over plain kernels" in text
+        assert "The batched engine ran with onednn-packed kernels" in text
 
 
 def test_the_llama_server_peer_is_skipped_where_nothing_can_build_it(monkeypatch):
