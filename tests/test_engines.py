@@ -133,6 +133,51 @@ def test_nucleus_matches_a_full_sort():
         assert torch.equal(rows[row][order[row][: int(keep.sum())]], sorted_probs[keep])
 
 
+def test_top_k_sampling_on_candidates_equals_the_full_vocabulary_path():
+    """The top-k fast path gives the full path's nucleus (same tokens, probabilities to float rounding), keeps tokens
+    tied with the k-th, and hands rows it cannot serve (no top-k, a tie past its spare candidates) to the full path."""
+    from modplural.backends.local import _nucleus, _top_k_nucleus, _top_k_probs
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 3000) * 4
+    logits[1, :60] = 12.0  # row 1: 60 tokens tied at the top, k = 50 keeps them all
+    logits[2] = torch.randn(3000)  # row 2 (every other token below 5): a tie of 15 straddling its k-th (k = 10),
+    logits[2, :20] = 9.0  # within the spare candidates
+    logits[2, :5] = torch.tensor([15.0, 14.0, 13.0, 12.0, 11.0])
+    temperature, top_p = torch.tensor([1.0, 1.0, 0.7, 1.3]), torch.tensor([0.9, 0.95, 1.0, 0.5])
+    top_k = [50, 50, 10, 5]
+    full_values, full_order = _nucleus(_top_k_probs(logits, temperature, top_k), top_p)
+    assert _top_k_nucleus(logits, temperature, top_k, top_p) is None  # row 1's tie reaches past 50 + 8 candidates
+    rows = [0, 2, 3]
+    values, order = _top_k_nucleus(logits[rows], temperature[rows], [top_k[r] for r in rows], top_p[rows])
+    for i, row in enumerate(rows):
+        kept = int((full_values[row] > 0).sum())
+        assert kept == int((values[i] > 0).sum()) and kept > 1
+        assert torch.allclose(values[i, :kept], full_values[row, :kept], atol=1e-6)
+        assert set(order[i, :kept].tolist()) == set(full_order[row, :kept].tolist())
+    assert int((values[1] > 0).sum()) == 20  # row 2: the 5 above the tie and all 15 tied with its 10th
+    assert _top_k_nucleus(logits[rows], temperature[rows], [50, 0, 5], top_p[rows]) is None  # a row without top-k
+
+
+def test_finite_check_reads_sums_but_judges_values():
+    """Logits are checked through their row sums; a sum that overflows on finite logits is not an error, a NaN or an
+    infinity is (named by the row's adapter), and padding positions are not read."""
+    from modplural.backends.loaded import check_finite
+
+    huge = torch.full((2, 8), 3e38)  # finite, but each row sums to inf
+    check_finite(huge, [None, "alpha"])
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        logits = torch.zeros(2, 8)
+        logits[1, 3] = bad
+        with pytest.raises(ModPluralError, match="adapter 'alpha' produced NaN or infinite logits"):
+            check_finite(logits, [None, "alpha"])
+    positions = torch.zeros(2, 3, 8)
+    positions[0, 0, 1] = float("nan")
+    check_finite(positions, ["alpha", None], mask=torch.tensor([[0, 1, 1], [1, 1, 1]]))  # row 0's first position is padding
+    with pytest.raises(ModPluralError, match="adapter 'alpha'"):
+        check_finite(positions, ["alpha", None], mask=torch.ones(2, 3))
+
+
 def test_sampling_follows_the_distribution():
     """The inverse-CDF draw from a row's own generator picks tokens at their nucleus-renormalized rates."""
     from modplural.backends.local import _choose_tokens

@@ -161,11 +161,16 @@ def check_finite(logits, adapters: Sequence[str | None], mask=None) -> None:
     broken weights never yield text, a distribution or a likelihood."""
     import torch
 
-    finite = torch.isfinite(logits).all(dim=-1)  # (rows,) or (rows, positions)
-    if mask is not None:
-        finite |= ~mask.bool()
-    finite = finite.reshape(len(finite), -1).all(dim=-1)
-    if bool(finite.all()):
+    def rows_finite(finite):  # (rows,) or (rows, positions) -> (rows,), padding positions counted as finite
+        if mask is not None:
+            finite = finite | ~mask.bool()
+        return finite.reshape(len(finite), -1).all(dim=-1)
+
+    # a NaN or infinity anywhere makes its sum non-finite: one pass; the exact test only where a sum is not finite
+    if bool(rows_finite(torch.isfinite(logits.sum(dim=-1))).all()):
+        return
+    finite = rows_finite(torch.isfinite(logits).all(dim=-1))
+    if bool(finite.all()):  # finite logits whose sum overflowed
         return
     adapter = adapters[int((~finite).nonzero()[0])]
     source = "the base model" if adapter is None else f"adapter {adapter!r}"

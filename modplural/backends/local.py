@@ -30,6 +30,7 @@ WHITESPACE_NODES = 8  # at most this many followed paths per request and depth (
 # (126 sampled 200-token messages on the 2-core CPU, alternating runs: 115.1 / 122.2 s dropping each finished row
 # at once, 108.1 / 104.4 s at 0.25, 109.7 / 109.0 s at 0.125; the texts identical).
 DROP_FRACTION = 0.25
+TIE_SPARE = 8  # top-k sampling reads this many candidates past the k-th, so tokens tied with it are kept (see _top_k_nucleus)
 
 
 class LocalBackend(LoadedModelBackend):
@@ -393,7 +394,7 @@ def _row_generator(decoding: Decoding):
 
 
 def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> list[int]:
-    """Greedy argmax per row; sampled rows (temperature, top-p) are drawn together on the logits' device.
+    """Greedy argmax per row; sampled rows (temperature, top-k, top-p) are drawn together on the logits' device.
 
     Each sampled row draws one uniform number from its own CPU generator and takes the token where that
     number falls in the cumulative distribution of its nucleus: the choice depends only on the row's own
@@ -401,20 +402,19 @@ def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> l
     """
     import torch
 
-    chosen = logits.argmax(dim=-1).tolist()
     sampled = [row for row, g in enumerate(generators) if g is not None]
+    if len(sampled) < len(requests):
+        chosen = logits.argmax(dim=-1).tolist()
+    else:
+        chosen = [0] * len(requests)
     if not sampled:
         return chosen
     device = logits.device
+    rows = logits if len(sampled) == len(requests) else logits[torch.tensor(sampled, device=device)]
     temperature = torch.tensor([requests[r].decoding.temperature for r in sampled], device=device)
     top_p = torch.tensor([requests[r].decoding.top_p for r in sampled], device=device)
-    probs = torch.softmax(logits[sampled].float() / temperature[:, None], dim=-1)
-    top_k = [requests[r].decoding.top_k or probs.shape[-1] for r in sampled]
-    if min(top_k) < probs.shape[-1]:  # as transformers does: keep the k likeliest, renormalize, then top-p
-        kth = probs.topk(max(top_k), dim=-1).values.gather(1, torch.tensor(top_k, device=device)[:, None] - 1)
-        probs = probs * (probs >= kth)
-        probs = probs / probs.sum(-1, keepdim=True)
-    values, order = _nucleus(probs, top_p)
+    top_k = [requests[r].decoding.top_k for r in sampled]
+    values, order = _top_k_nucleus(rows, temperature, top_k, top_p) or _nucleus(_top_k_probs(rows, temperature, top_k), top_p)
     uniform = torch.tensor([float(torch.rand((), generator=generators[r])) for r in sampled], device=device)
     cumulative = values.cumsum(-1)
     position = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True).clamp(max=values.shape[-1] - 1)
@@ -422,6 +422,45 @@ def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> l
     for row, token in zip(sampled, tokens):
         chosen[row] = token
     return chosen
+
+
+def _top_k_probs(logits, temperature, top_k: list[int]):
+    """Each row's distribution over the whole vocabulary after temperature and its top-k (as transformers does: the
+    k likeliest and any token tied with the k-th, renormalized); ``top_k`` 0 keeps every token."""
+    import torch
+
+    probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
+    k = [t or probs.shape[-1] for t in top_k]
+    if min(k) < probs.shape[-1]:
+        kth = probs.topk(max(k), dim=-1).values.gather(1, torch.tensor(k, device=probs.device)[:, None] - 1)
+        probs = probs * (probs >= kth)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+def _top_k_nucleus(logits, temperature, top_k: list[int], top_p, spare: int = TIE_SPARE):
+    """``_nucleus`` of ``_top_k_probs`` computed on each row's top-k candidates only, or None where it cannot be.
+
+    When every row has a top-k, only its ``k`` likeliest tokens can be drawn, so the softmax, the renormalization and
+    the nucleus need only those: one partial sort of the logits instead of several passes over the vocabulary. The
+    candidates are ``spare`` more than the largest k, so a token tied with a row's k-th is kept as the full path
+    keeps it; a tie that reaches past the spare candidates (or a row with no top-k) returns None: use the full path.
+    The result equals the full path's up to float rounding of the softmax's normalizer (~1e-7).
+    """
+    import torch
+
+    width = max(top_k) + spare
+    if min(top_k) == 0 or width >= logits.shape[-1]:
+        return None
+    scaled = logits.float() / temperature[:, None]
+    values, order = scaled.topk(width, dim=-1)  # descending
+    kth = values.gather(1, torch.tensor(top_k, device=values.device)[:, None] - 1)
+    keep = values >= kth
+    if bool(keep[:, -1].any()):
+        return None
+    probs = torch.softmax(values.masked_fill(~keep, float("-inf")), dim=-1)
+    nucleus = probs.cumsum(-1) - probs < top_p[:, None]
+    return probs * nucleus, order
 
 
 def _nucleus(probs, top_p, candidates: int = 512):
