@@ -184,6 +184,30 @@ def test_the_wrapper_has_exactly_what_the_backend_has(backend, cache):
     assert local.token_nll == backend.token_nll and local.adapter_identity("alpha") == backend.adapter_identity("alpha")
 
 
+def test_answers_from_other_kernels_are_not_served(backend, tmp_path):
+    """Prepacked weights round differently from the plain kernel: their answers are kept apart."""
+    from modplural.backends.packed_linear import packing_available
+
+    class PlainKernels:  # the same model, as the engine with packing off would report it
+        kernels = "plain"
+
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    assert backend.kernels == ("onednn-packed" if packing_available("cpu", "float32") else "plain")
+    cache = MessageCache(tmp_path / "cache.sqlite")
+    request = GenerateRequest(prompt="Is fluoride safe?", decoding=Decoding(max_new_tokens=3))
+    CachingBackend(backend, cache).generate([request])
+    same, other = CachingBackend(backend, cache), CachingBackend(PlainKernels(backend), cache)
+    same.generate([request])
+    other.generate([request])
+    assert (same.hits, same.misses) == (1, 0)
+    assert (other.hits, other.misses) == (0, 1) if backend.kernels != "plain" else (1, 0)
+
+
 def test_answers_from_other_numerics_are_not_served(backend, tmp_path):
     """The same weights on another dtype give other numbers: a local model's answer keys hold its device and dtype."""
     from types import SimpleNamespace

@@ -135,28 +135,45 @@ def test_nucleus_matches_a_full_sort():
 
 def test_top_k_sampling_on_candidates_equals_the_full_vocabulary_path():
     """The top-k fast path gives the full path's nucleus (same tokens, probabilities to float rounding), keeps tokens
-    tied with the k-th, and hands rows it cannot serve (no top-k, a tie past its spare candidates) to the full path."""
+    tied with the k-th, and leaves to the full path the rows it cannot serve (a tie past its spare candidates)."""
     from modplural.backends.local import _nucleus, _top_k_nucleus, _top_k_probs
 
     torch.manual_seed(0)
     logits = torch.randn(4, 3000) * 4
-    logits[1, :60] = 12.0  # row 1: 60 tokens tied at the top, k = 50 keeps them all
-    logits[2] = torch.randn(3000)  # row 2 (every other token below 5): a tie of 15 straddling its k-th (k = 10),
-    logits[2, :20] = 9.0  # within the spare candidates
+    logits[1, :60] = 12.0  # row 1: 60 tokens tied at the top: k = 10 keeps them all, past the 10 + 8 candidates
+    logits[2] = torch.randn(3000)  # row 2 (every other token below 5): a tie of 10 straddling its 10th token,
+    logits[2, :15] = 9.0  # within the spare candidates
     logits[2, :5] = torch.tensor([15.0, 14.0, 13.0, 12.0, 11.0])
-    temperature, top_p = torch.tensor([1.0, 1.0, 0.7, 1.3]), torch.tensor([0.9, 0.95, 1.0, 0.5])
-    top_k = [50, 50, 10, 5]
-    full_values, full_order = _nucleus(_top_k_probs(logits, temperature, top_k), top_p)
-    assert _top_k_nucleus(logits, temperature, top_k, top_p) is None  # row 1's tie reaches past 50 + 8 candidates
-    rows = [0, 2, 3]
-    values, order = _top_k_nucleus(logits[rows], temperature[rows], [top_k[r] for r in rows], top_p[rows])
-    for i, row in enumerate(rows):
+    temperature, top_p = torch.tensor([1.0, 1.0, 0.7, 1.3]), torch.tensor([0.9, 0.95, 1.0, 0.97])
+    full_values, full_order = _nucleus(_top_k_probs(logits, temperature, 10), top_p)
+    served, values, order = _top_k_nucleus(logits, temperature, 10, top_p)
+    assert served.tolist() == [True, False, True, True]
+    for row in (0, 2, 3):
         kept = int((full_values[row] > 0).sum())
-        assert kept == int((values[i] > 0).sum()) and kept > 1
-        assert torch.allclose(values[i, :kept], full_values[row, :kept], atol=1e-6)
-        assert set(order[i, :kept].tolist()) == set(full_order[row, :kept].tolist())
-    assert int((values[1] > 0).sum()) == 20  # row 2: the 5 above the tie and all 15 tied with its 10th
-    assert _top_k_nucleus(logits[rows], temperature[rows], [50, 0, 5], top_p[rows]) is None  # a row without top-k
+        assert kept == int((values[row] > 0).sum()) and kept > 1
+        assert torch.allclose(values[row, :kept], full_values[row, :kept], atol=1e-6)
+        assert set(order[row, :kept].tolist()) == set(full_order[row, :kept].tolist())
+    assert int((values[2] > 0).sum()) == 15  # row 2: the 5 above the tie and all 10 tied with its 10th
+    assert int((full_values[1] > 0).sum()) >= 57  # row 1 on the full path: the tied tokens it keeps (top-p 0.95 of 60)
+    assert not _top_k_nucleus(logits, temperature, 0, top_p)[0].any()  # no top-k: every row takes the full path
+    assert not _top_k_nucleus(logits, temperature, 2995, top_p)[0].any()  # no room for the spare candidates
+
+
+def test_seeded_top_k_sampling_does_not_depend_on_the_batch():
+    """A seeded top-k row draws the same token alone, beside rows with other top-k (or none), and beside a row whose
+    tie sends it to the full path."""
+    from modplural.backends.local import _choose_tokens
+
+    torch.manual_seed(1)
+    logits = torch.randn(5, 3000) * 3
+    logits[4, :80] = 20.0  # a tie past the spare candidates: this row takes the full path
+    top_k = [50, 50, 0, 7, 50]
+    requests = [GenerateRequest(prompt="x", decoding=Decoding(temperature=1.0, top_p=0.9, top_k=k, seed=i)) for i, k in enumerate(top_k)]
+    for draw in range(10):
+        together = _choose_tokens(logits, requests, [torch.Generator().manual_seed(100 * draw + i) for i in range(5)])
+        alone = [_choose_tokens(logits[i : i + 1], [requests[i]], [torch.Generator().manual_seed(100 * draw + i)])[0] for i in range(5)]
+        assert together == alone
+        assert together[4] < 80 and all(t in logits[i].topk(50).indices.tolist() for i, t in enumerate(together[:2]))
 
 
 def test_finite_check_reads_sums_but_judges_values():
@@ -190,6 +207,12 @@ def test_sampling_follows_the_distribution():
     assert rates[3] == 0  # outside the 0.9 nucleus
     for got, want in zip(rates[:3], (0.5 / 0.95, 0.3 / 0.95, 0.15 / 0.95)):
         assert abs(got - want) < 0.03
+    # the same on the top-k candidates (the protocol's path): top-k 2 of a 40-token vocabulary, then the 0.9 nucleus
+    wide = torch.full((1, 40), -30.0)
+    wide[0, 5:9] = logits[0]
+    request = GenerateRequest(prompt="x", decoding=Decoding(temperature=1.0, top_p=0.9, top_k=2, seed=0))
+    draws = [_choose_tokens(wide, [request], [generator])[0] for _ in range(4000)]
+    assert set(draws) == {5, 6} and abs(draws.count(5) / len(draws) - 0.5 / 0.8) < 0.03
 
 
 def test_batch_sizes(loaded):

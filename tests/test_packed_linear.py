@@ -52,6 +52,20 @@ def test_packing_replaces_weights_in_place_and_refuses_plain_arithmetic(loaded):
         torch.nn.functional.linear(x, linears[0].weight)  # a packed weight cannot be used by mistake as a plain one
 
 
+def test_a_packed_layer_reads_its_own_bias_and_refuses_gradients():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU(), torch.nn.Linear(8, 4, bias=False))
+    x = torch.randn(3, 16)
+    with torch.no_grad():
+        before = model(x)
+        assert pack_linears(model) == 2
+        assert torch.allclose(model(x), before, atol=1e-5)
+        model[0].bias.zero_()  # the bias the layer computes with is its parameter (moved into its own memory)
+        assert not torch.allclose(model(x), before, atol=1e-3)
+    with pytest.raises(RuntimeError, match="inference only"):
+        model(x.requires_grad_())
+
+
 @pytest.mark.parametrize(("device", "dtype"), [("cuda", "float32"), ("cpu", "bfloat16"), ("cpu", "float16")])
 def test_packing_is_only_offered_for_float32_on_a_cpu(device, dtype):
     assert not packing_available(device, dtype)

@@ -34,11 +34,15 @@ def answer_key(primitive: str, identity: str, request: Request) -> str | None:
 
 
 def _numerics(backend: Backend, adapter: str | None) -> str:
-    """``|device|dtype`` of the local model that serves ``adapter`` (through a router too), else ``""`` (a server)."""
+    """``|device|dtype`` of the local model that serves ``adapter`` (through a router too), and ``|kernels`` where
+    they are not the plain ones (prepacked weights round differently), else ``""`` (a server)."""
     while hasattr(backend, "routes") and hasattr(backend, "base"):  # RoutedBackend: the backend behind this adapter
         backend, adapter = backend.routes[adapter] if adapter is not None and adapter in backend.routes else (backend.base, None)
     loaded = getattr(backend, "loaded", None)
-    return f"|{loaded.device}|{loaded.dtype}" if loaded is not None else ""
+    if loaded is None:
+        return ""
+    kernels = getattr(backend, "kernels", "plain")
+    return f"|{loaded.device}|{loaded.dtype}" + ("" if kernels == "plain" else f"|{kernels}")
 
 
 class CachingBackend:

@@ -167,7 +167,7 @@ def check_finite(logits, adapters: Sequence[str | None], mask=None) -> None:
         return finite.reshape(len(finite), -1).all(dim=-1)
 
     # a NaN or infinity anywhere makes its sum non-finite: one pass; the exact test only where a sum is not finite
-    if bool(rows_finite(torch.isfinite(logits.sum(dim=-1))).all()):
+    if bool(rows_finite(torch.isfinite(logits.sum(dim=-1, dtype=torch.float32))).all()):
         return
     finite = rows_finite(torch.isfinite(logits).all(dim=-1))
     if bool(finite.all()):  # finite logits whose sum overflowed

@@ -398,69 +398,80 @@ def _choose_tokens(logits, requests: Sequence[GenerateRequest], generators) -> l
 
     Each sampled row draws one uniform number from its own CPU generator and takes the token where that
     number falls in the cumulative distribution of its nucleus: the choice depends only on the row's own
-    logits and generator, never on the batch around it.
+    logits, decoding and generator, never on the batch around it (rows with the same top-k are drawn together, on
+    their candidates where they can be; each row's path is decided by the row alone).
     """
     import torch
 
     sampled = [row for row, g in enumerate(generators) if g is not None]
-    if len(sampled) < len(requests):
-        chosen = logits.argmax(dim=-1).tolist()
-    else:
-        chosen = [0] * len(requests)
+    chosen = logits.argmax(dim=-1).tolist() if len(sampled) < len(requests) else [0] * len(requests)
     if not sampled:
         return chosen
     device = logits.device
-    rows = logits if len(sampled) == len(requests) else logits[torch.tensor(sampled, device=device)]
-    temperature = torch.tensor([requests[r].decoding.temperature for r in sampled], device=device)
-    top_p = torch.tensor([requests[r].decoding.top_p for r in sampled], device=device)
-    top_k = [requests[r].decoding.top_k for r in sampled]
-    values, order = _top_k_nucleus(rows, temperature, top_k, top_p) or _nucleus(_top_k_probs(rows, temperature, top_k), top_p)
-    uniform = torch.tensor([float(torch.rand((), generator=generators[r])) for r in sampled], device=device)
-    cumulative = values.cumsum(-1)
-    position = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True).clamp(max=values.shape[-1] - 1)
-    tokens = order.gather(1, position)[:, 0].tolist()
-    for row, token in zip(sampled, tokens):
-        chosen[row] = token
+    uniform = {r: float(torch.rand((), generator=generators[r])) for r in sampled}
+    groups: dict[int, list[int]] = {}
+    for r in sampled:
+        groups.setdefault(requests[r].decoding.top_k, []).append(r)
+    for top_k, rows in groups.items():
+        group = logits if len(rows) == len(requests) else logits[torch.tensor(rows, device=device)]
+        temperature = torch.tensor([requests[r].decoding.temperature for r in rows], device=device)
+        top_p = torch.tensor([requests[r].decoding.top_p for r in rows], device=device)
+        fast, values, order = _top_k_nucleus(group, temperature, top_k, top_p)
+        slow = (~fast).nonzero()[:, 0].tolist()
+        tokens = _draw(values, order, [uniform[r] for r in rows]) if len(slow) < len(rows) else [0] * len(rows)
+        if slow:
+            index = torch.tensor(slow, device=device)
+            full = _nucleus(_top_k_probs(group[index], temperature[index], top_k), top_p[index])
+            for i, token in zip(slow, _draw(*full, [uniform[rows[i]] for i in slow])):
+                tokens[i] = token
+        for r, token in zip(rows, tokens):
+            chosen[r] = token
     return chosen
 
 
-def _top_k_probs(logits, temperature, top_k: list[int]):
-    """Each row's distribution over the whole vocabulary after temperature and its top-k (as transformers does: the
-    k likeliest and any token tied with the k-th, renormalized); ``top_k`` 0 keeps every token."""
+def _draw(values, order, uniform: list[float]) -> list[int]:
+    """Per row, the token where ``uniform`` falls in the cumulative distribution of ``values`` (in ``order``)."""
+    import torch
+
+    cumulative = values.cumsum(-1)
+    u = torch.tensor(uniform, device=values.device, dtype=cumulative.dtype)
+    position = torch.searchsorted(cumulative, (u * cumulative[:, -1])[:, None], right=True).clamp(max=values.shape[-1] - 1)
+    return order.gather(1, position)[:, 0].tolist()
+
+
+def _top_k_probs(logits, temperature, top_k: int):
+    """Each row's distribution over the whole vocabulary after temperature and top-k (as transformers does: the k
+    likeliest and any token tied with the k-th, renormalized); ``top_k`` 0 keeps every token."""
     import torch
 
     probs = torch.softmax(logits.float() / temperature[:, None], dim=-1)
-    k = [t or probs.shape[-1] for t in top_k]
-    if min(k) < probs.shape[-1]:
-        kth = probs.topk(max(k), dim=-1).values.gather(1, torch.tensor(k, device=probs.device)[:, None] - 1)
+    if 0 < top_k < probs.shape[-1]:
+        kth = probs.topk(top_k, dim=-1).values[:, -1:]
         probs = probs * (probs >= kth)
         probs = probs / probs.sum(-1, keepdim=True)
     return probs
 
 
-def _top_k_nucleus(logits, temperature, top_k: list[int], top_p, spare: int = TIE_SPARE):
-    """``_nucleus`` of ``_top_k_probs`` computed on each row's top-k candidates only, or None where it cannot be.
+def _top_k_nucleus(logits, temperature, top_k: int, top_p, spare: int = TIE_SPARE):
+    """``_nucleus`` of ``_top_k_probs`` computed on each row's ``top_k + spare`` likeliest tokens only.
 
-    When every row has a top-k, only its ``k`` likeliest tokens can be drawn, so the softmax, the renormalization and
-    the nucleus need only those: one partial sort of the logits instead of several passes over the vocabulary. The
-    candidates are ``spare`` more than the largest k, so a token tied with a row's k-th is kept as the full path
-    keeps it; a tie that reaches past the spare candidates (or a row with no top-k) returns None: use the full path.
-    The result equals the full path's up to float rounding of the softmax's normalizer (~1e-7).
+    With a top-k only the k likeliest tokens can be drawn, so the softmax, the renormalization and the nucleus need
+    only those: one partial sort of the logits instead of several passes over the vocabulary. The ``spare``
+    candidates past the k-th keep a token tied with it, as the full path does. Returns (served, values, order):
+    ``served[i]`` is False for a row whose tie reaches past the spare candidates, and for every row when ``top_k``
+    is 0 or leaves no room; those rows take the full path. A served row's result equals the full path's up to float
+    rounding of the softmax's normalizer (~1e-7).
     """
     import torch
 
-    width = max(top_k) + spare
-    if min(top_k) == 0 or width >= logits.shape[-1]:
-        return None
-    scaled = logits.float() / temperature[:, None]
-    values, order = scaled.topk(width, dim=-1)  # descending
-    kth = values.gather(1, torch.tensor(top_k, device=values.device)[:, None] - 1)
-    keep = values >= kth
-    if bool(keep[:, -1].any()):
-        return None
+    width = top_k + spare
+    if top_k == 0 or width >= logits.shape[-1]:
+        return torch.zeros(len(logits), dtype=torch.bool, device=logits.device), None, None
+    values, order = (logits.float() / temperature[:, None]).topk(width, dim=-1)  # descending
+    keep = values >= values[:, top_k - 1 : top_k]
     probs = torch.softmax(values.masked_fill(~keep, float("-inf")), dim=-1)
     nucleus = probs.cumsum(-1) - probs < top_p[:, None]
-    return probs * nucleus, order
+    return ~keep[:, -1], probs * nucleus, order
 
 
 def _nucleus(probs, top_p, candidates: int = 512):

@@ -10,8 +10,9 @@ the order of floating-point summation (~2e-6 on these shapes).
 ``pack_linears`` swaps, in place, every ``nn.Linear``'s weight for its packed copy and its ``forward`` for the packed
 kernel. The modules stay the same objects, so forward hooks (the LoRA bank's) keep working, and ``weight`` keeps its
 shape, dtype and device. The plain weight is freed, except where another module still holds it (a vocabulary
-projection tied to the input embeddings: that one costs a second copy). Packed weights have no autograd and refuse
-ordinary tensor arithmetic with an error, so a packed model is for inference only and cannot be silently misused.
+projection tied to the input embeddings: that one costs a second copy). Packed weights refuse ordinary tensor
+arithmetic (``F.linear``, ``.to``, ``state_dict``) with an error, and a packed layer refuses an input that needs a
+gradient: a packed model is for inference only.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ def pack_linears(model) -> int:
             continue
         weight = torch.ops.mkldnn._reorder_linear_weight(module.weight.detach(), PACK_ROWS)
         module.weight = torch.nn.Parameter(weight, requires_grad=False)
-        module.forward = _packed_forward(weight, None if module.bias is None else module.bias.detach())
+        if module.bias is not None:
+            module.bias.requires_grad_(False)
+        module.forward = _packed_forward(module.weight, module.bias)  # the parameters themselves: _own_the_rest moves the bias's data
         packed += 1
     if packed:
         _own_the_rest(model)
@@ -70,6 +73,8 @@ def _packed_forward(weight, bias):
     import torch
 
     def forward(x):
+        if x.requires_grad and torch.is_grad_enabled():
+            raise RuntimeError("a linear layer with a prepacked weight has no gradient (packed models are for inference only)")
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
     return forward
