@@ -3,9 +3,10 @@
 On an x86 CPU, ``torch.nn.Linear`` in float32 multiplies through a general matrix product that reads the weight in
 its plain row-major layout on every call. oneDNN can reorder a weight once into the blocked layout its kernels read
 (``torch.ops.mkldnn._reorder_linear_weight``, what ``torch.compile`` uses on CPUs) and then multiply with it directly
-(``_linear_pointwise``). Measured on the 2-core reference CPU (torch 2.13, float32, SmolLM2-135M's shapes): 2.3-3x
-the plain kernel's throughput at 16-2048 rows, about equal at one row. Results differ from the plain kernel only in
-the order of floating-point summation (~2e-6 on these shapes).
+(``_linear_pointwise``). Measured on the 2-core reference CPU (an AVX-512 AMD EPYC; torch 2.13, float32,
+SmolLM2-135M's shapes): 2.3-3x the plain kernel's throughput at 16-2048 rows, 1.4x at one row; an earlier AVX2 host
+gained less (1.1-1.6x on the decoder's shapes). Results differ from the plain kernel only in the order of
+floating-point summation (~2e-6 on these shapes).
 
 ``pack_linears`` swaps, in place, every ``nn.Linear``'s weight for its packed copy and its ``forward`` for the packed
 kernel. The modules stay the same objects, so forward hooks (the LoRA bank's) keep working, and ``weight`` keeps its
