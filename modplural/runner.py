@@ -41,9 +41,10 @@ from modplural.tasks import TASKS, Item, Task, load_task
 from modplural.validation import check_choice, check_count, finite_float
 
 PRIMARY = "modular"
-# Config fields that change how items are grouped into calls and batches, not what is computed (every sampled request
-# has its own seed), so a run may be resumed with other values.
-HOW_FIELDS = ("chunk_size", "batch_size")
+# Config fields that change how items are grouped into calls and batches, or which kernel multiplies, not what is
+# computed (every sampled request has its own seed; only the order of float summation moves), so a run may be resumed
+# with other values, and a manifest written before one of them existed still matches.
+HOW_FIELDS = ("chunk_size", "batch_size", "packed_weights")
 FALLBACK_CHUNK = 8  # items per call where no batch size says better (the sequential engine, servers)
 
 
@@ -76,6 +77,7 @@ class ExperimentConfig:
     cache: bool = True
     ethos_perspectives: int = DEFAULT_PERSPECTIVES  # the ethos method's perspectives per query
     calibration_items: int = 20  # calibration split / weights learned: items per task, outside the evaluated ones, to fit priors / weights on
+    packed_weights: bool = True  # batched engine on a CPU in float32: oneDNN-prepacked linear weights (false: the plain kernel)
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -91,6 +93,8 @@ class ExperimentConfig:
         if self.chunk_size != "auto" and (type(self.chunk_size) is not int or self.chunk_size < 1):
             raise ModPluralError(f"chunk_size must be a positive integer or 'auto', got {self.chunk_size!r}")
         parse_batch_size(self.batch_size)
+        if type(self.packed_weights) is not bool:
+            raise ModPluralError(f"packed_weights must be true or false, got {self.packed_weights!r}")
         check_engine(self.engine)
         if self.scorer not in SCORERS:
             raise ModPluralError(f"unknown scorer {self.scorer!r}: choose {' or '.join(SCORERS)}")
@@ -271,7 +275,8 @@ class Experiment:
         c, p = self.config, self.protocol
         spec = StackSpec(model=c.main_model, communities=c.communities, registry=c.registry, servers=c.servers, engine=c.engine, device=c.device,
                          dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(USES_POOL & set(c.methods)),
-                         personas=not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p))
+                         personas=not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p),
+                         packed_weights=c.packed_weights)
         main, pool = assemble(spec)
         methods = {name: build_method(name, main, pool, p, c.seed, c.ethos_perspectives) for name in c.methods}
         return methods, main.adapter_identity(None), pool

@@ -180,6 +180,17 @@ def test_killed_run_resumes_without_recomputing_or_losing_items(adapter_dirs, tm
     assert manifest["resumed"] and manifest["data"]["vital_steerable_vk"]["sha256"] and set(manifest["communities"]) == {"alpha", "beta"}
 
 
+def test_packed_weights_in_a_config_choose_the_kernel(adapter_dirs, tmp_path):
+    from modplural.backends.packed_linear import packing_available
+
+    registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
+    data = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
+    packed = "onednn-packed" if packing_available("cpu", "float32") else "plain"
+    for setting, kernels in ((False, "plain"), (True, packed)):
+        _, _, pool = Experiment(load_config(_config(tmp_path, registry, packed_weights=setting)), data, tmp_path / f"run_{setting}")._build()
+        assert pool.backend.kernels == kernels
+
+
 def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
     started = time.time()
@@ -187,6 +198,7 @@ def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, tasks=["vital_trivia"]))), "unknown task 'vital_trivia'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, colour="red"))), "unknown field 'colour'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, chunk_size="big"))), "chunk_size must be a positive integer or 'auto', got 'big'")
+    assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, packed_weights="no"))), "field 'packed_weights' has a bad value 'no' (expected a boolean)")
     other = tmp_path / "other_run"
     other.mkdir()
     recorded = load_config(_config(tmp_path, registry)).as_dict()
@@ -195,6 +207,9 @@ def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     (other / "manifest.json").write_text(json.dumps({"config": {**recorded, "chunk_size": "auto", "batch_size": 7}}))
     data = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
     assert Experiment(load_config(_config(tmp_path, registry)), data, other)._check_manifest()  # regrouping is no other config
+    older = {k: v for k, v in recorded.items() if k != "packed_weights"}  # a manifest written before the field existed
+    (other / "manifest.json").write_text(json.dumps({"config": older}))
+    assert Experiment(load_config(_config(tmp_path, registry, packed_weights=False)), data, other)._check_manifest()
     bad_data = tmp_path / "data" / "vital"
     bad_data.mkdir(parents=True)
     (bad_data / "vital_distributional_moralchoice.json").write_text(json.dumps([{**GOOD, "gold_distribution": [0.9, 0.9]}]))
