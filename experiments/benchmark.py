@@ -158,7 +158,7 @@ def matmul_flops(device: str, dtype: str) -> float:
     engine can use: plain, or oneDNN-prepacked where it packs its weights): the physical ceiling."""
     import torch
 
-    from modplural.backends.packed_linear import PACK_ROWS, packing_available
+    from modplural.backends.packed_linear import pack_linears, packing_available
 
     torch_dtype = getattr(torch, dtype)
     n = 2048 if device == "cpu" else 8192
@@ -166,8 +166,9 @@ def matmul_flops(device: str, dtype: str) -> float:
     b = torch.randn(n, n, device=device, dtype=torch_dtype)
     kernels = [lambda: a @ b]
     if packing_available(device, dtype):
-        packed = torch.ops.mkldnn._reorder_linear_weight(b, PACK_ROWS)
-        kernels.append(lambda: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none", [], ""))
+        linear = torch.nn.Linear(n, n, bias=False).requires_grad_(False)
+        pack_linears(linear)  # the engine's own packed layer
+        kernels.append(lambda: linear(a))
     best = float("inf")
     for kernel in kernels:
         for _ in range(4):
