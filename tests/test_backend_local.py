@@ -103,6 +103,36 @@ def test_option_probs_match_direct_full_softmax(backend, adapter_dirs):
     assert sum(result.probs) == pytest.approx(1.0, abs=1e-9)
 
 
+def test_whitespace_paths_as_tree_columns_equal_row_copies(backend, monkeypatch):
+    """The exact reading follows whitespace paths as extra columns of their prompt's cache row (a 4D mask shows each
+    column only its own path); copying the row per path gives the same distributions, up to attention's summation
+    order. The batch mixes adapters, prompts whose paths carry real mass and prompts with few paths."""
+    from modplural.backends import whitespace_paths
+
+    number = "Pick one number from 1 to 3 and write only the number.\nNumber:"
+    requests = _option_requests() + [OptionRequest(labels=("1", "2", "3"), prompt=number, adapter=a) for a in ADAPTERS]
+    widths = []
+    extend = whitespace_paths.TreeColumns.extend
+
+    def spy(self, parents, tokens):
+        logits = extend(self, parents, tokens)
+        widths.append(self.columns)
+        return logits
+
+    monkeypatch.setattr(whitespace_paths.TreeColumns, "extend", spy)
+    assert backend._tree_paths  # sdpa attention on a preallocated cache
+    tree = backend.option_probs(requests)
+    assert widths and max(widths) > 1  # several paths of one prompt shared its row
+    tree_calls = len(widths)
+    monkeypatch.setattr(backend, "_tree_paths", False)
+    copies = backend.option_probs(requests)
+    assert len(widths) == tree_calls  # the copies did not go through TreeColumns
+    for t, c in zip(tree, copies):
+        assert max(abs(x - y) for x, y in zip(t.probs, c.probs)) < 1e-5
+        assert abs(t.mass - c.mass) < 1e-5 and abs(t.unread - c.unread) < 1e-6
+    assert max(r.mass for r in tree[-3:]) > 0.05
+
+
 def test_distributions_sum_to_one_with_numeric_labels(backend):
     labels = tuple(str(i) for i in range(1, 9))
     [result] = backend.option_probs([OptionRequest(labels=labels, prompt="Pick a number from 1 to 8: ")])

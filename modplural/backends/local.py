@@ -18,13 +18,14 @@ from modplural.backends.lora_bank import LoraBank
 from modplural.backends.packed_linear import pack_linears, packing_available
 from modplural.backends.prefix_cache import fill_rows, kv_bytes, plan_prefixes
 from modplural.backends.repetition import RepetitionControl
+from modplural.backends.whitespace_paths import RowCopies, TreeColumns
 from modplural.errors import ModPluralError
 from modplural.models import DEFAULT_MODEL, LoadedModel
 
 
 WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
 WHITESPACE_TOLERANCE = 1e-5  # whitespace paths less likely than this are not followed (their mass is reported as unread)
-WHITESPACE_NODES = 8  # at most this many followed paths per request and depth (bounded KV-cache copies)
+WHITESPACE_NODES = 8  # followed paths per request and depth, on average over a batch (bounded work and memory)
 # Finished rows stay in a decoding batch (fed padding, their logits unread) until this share of its rows has
 # finished: dropping rows copies the KV cache of every row kept, which cost more than carrying a few idle rows
 # (126 sampled 200-token messages on the 2-core CPU, alternating runs: 115.1 / 122.2 s dropping each finished row
@@ -80,6 +81,8 @@ class LocalBackend(LoadedModelBackend):
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
         # a sliding-window layer keeps only its window: its keys and values cannot be copied by column
         self._reusable = all(type(layer) is PreallocatedLayer for layer in self._new_cache(1).layers)
+        # whitespace paths as tree columns need column-addressed caches and an additive 4D mask (eager or sdpa attention)
+        self._tree_paths = self._reusable and getattr(self.loaded.model.config, "_attn_implementation", None) in ("sdpa", "eager")
 
     def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
@@ -252,11 +255,12 @@ class LocalBackend(LoadedModelBackend):
             logits = self._forward(ids[:, begin:end], mask[:, :end], positions[:, begin:end], cache)
         return logits
 
-    def _forward(self, ids, mask, positions, cache=None):
-        """Next-token logits (batch, vocab) of the last position, extending ``cache`` when given."""
+    def _forward(self, ids, mask, positions, cache=None, every_column: bool = False):
+        """Next-token logits (batch, vocab) of the last position, or (batch, columns, vocab) of ``every_column``,
+        extending ``cache`` when given."""
         kwargs = {self._cache_keyword: cache, "use_cache": True} if cache is not None else {}
-        out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1, **kwargs)
-        return out.logits[:, -1, :]
+        out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=0 if every_column else 1, **kwargs)
+        return out.logits if every_column else out.logits[:, -1, :]
 
     # ----------------------------------------------------------------- option_probs
     def option_probs(self, requests: Sequence[OptionRequest]) -> list[OptionResult]:
@@ -274,7 +278,7 @@ class LocalBackend(LoadedModelBackend):
             seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
             ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
-            cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + WHITESPACE_DEPTH)
+            cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + WHITESPACE_DEPTH * WHITESPACE_NODES)
             with torch.inference_mode(), self._rows(adapters) as bank:
                 logits = self._prefill(ids, mask, positions, cache, start)
                 values, unread = self._label_mass(logits, mask, positions[:, -1:], cache, [label_ids[i] for i in batch], adapters, bank)
@@ -290,8 +294,9 @@ class LocalBackend(LoadedModelBackend):
 
         A label's spellings are every token that equals it once stripped (``A``, ``ĠA``) and any of those after
         whitespace-only tokens (``Ġ`` + ``1``, ``Ċ`` + ``Ċ`` + ``A``): the chain rule sums them exactly along every
-        whitespace path more likely than ``WHITESPACE_TOLERANCE``, up to ``WHITESPACE_DEPTH`` tokens deep, reusing the
-        prompt's KV cache. What is left unfollowed is returned as ``unread`` (an upper bound on the error).
+        whitespace path more likely than ``WHITESPACE_TOLERANCE``, up to ``WHITESPACE_DEPTH`` tokens deep, on the
+        prompt's KV cache (``whitespace_paths``: as tree columns of its row, or in copied rows where the cache cannot
+        take them). What is left unfollowed is returned as ``unread`` (an upper bound on the error).
         """
         import torch
 
@@ -300,6 +305,10 @@ class LocalBackend(LoadedModelBackend):
         values = [[0.0] * len(labels) for labels in label_ids]
         unread = [0.0] * rows
         node_rows, node_prob = list(range(rows)), torch.ones(rows, dtype=torch.float64)
+        if self._tree_paths:
+            paths_from = TreeColumns(self._forward, cache, mask, last, bank, self.loaded.model.dtype)
+        else:
+            paths_from = RowCopies(self._forward, cache, mask, last, bank)
         for depth in range(WHITESPACE_DEPTH + 1):
             check_finite(logits, [adapters[row] for row in node_rows])
             probs = torch.softmax(logits.double(), dim=-1).cpu()
@@ -318,13 +327,7 @@ class LocalBackend(LoadedModelBackend):
             parents = follow[:, 0]
             node_prob = paths[parents, follow[:, 1]]
             node_rows = [node_rows[p] for p in parents.tolist()]
-            index = parents.to(mask.device)
-            cache.batch_select_indices(index)
-            if bank is not None:
-                bank.keep_rows(index)
-            mask = torch.cat([mask[index], mask.new_ones((len(index), 1))], dim=1)
-            last = last[index] + 1
-            logits = self._forward(whitespace[follow[:, 1]][:, None].to(mask.device), mask, last, cache)
+            logits = paths_from.extend(parents, whitespace[follow[:, 1]])
         return values, unread
 
     def next_tokens(self, requests: Sequence[NextTokenRequest]) -> list[TopTokens]:
