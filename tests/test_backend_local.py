@@ -115,14 +115,15 @@ def test_whitespace_paths_as_tree_columns_equal_row_copies(backend, monkeypatch)
     extend = whitespace_paths.TreeColumns.extend
 
     def spy(self, parents, tokens):
+        before = self.columns
         logits = extend(self, parents, tokens)
-        widths.append(self.columns)
+        widths.append(self.columns - before)  # this depth's columns per row
         return logits
 
     monkeypatch.setattr(whitespace_paths.TreeColumns, "extend", spy)
     assert backend._tree_paths  # sdpa attention on a preallocated cache
     tree = backend.option_probs(requests)
-    assert widths and max(widths) > 1  # several paths of one prompt shared its row
+    assert widths and max(widths) > 1  # several paths of one prompt shared its row at one depth
     tree_calls = len(widths)
     monkeypatch.setattr(backend, "_tree_paths", False)
     copies = backend.option_probs(requests)

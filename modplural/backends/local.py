@@ -25,7 +25,7 @@ from modplural.models import DEFAULT_MODEL, LoadedModel
 
 WHITESPACE_DEPTH = 3  # whitespace tokens followed before a label (SmolLM2 spells "\n\nA" as Ċ Ċ A)
 WHITESPACE_TOLERANCE = 1e-5  # whitespace paths less likely than this are not followed (their mass is reported as unread)
-WHITESPACE_NODES = 8  # followed paths per request and depth, on average over a batch (bounded work and memory)
+WHITESPACE_NODES = 8  # followed paths per depth: at most this many per request on average over a batch, twice that for one request
 # Finished rows stay in a decoding batch (fed padding, their logits unread) until this share of its rows has
 # finished: dropping rows copies the KV cache of every row kept, which cost more than carrying a few idle rows
 # (126 sampled 200-token messages on the 2-core CPU, alternating runs: 115.1 / 122.2 s dropping each finished row
@@ -81,8 +81,9 @@ class LocalBackend(LoadedModelBackend):
         self._cache_keyword = "cache" if "cache" in forward_params else "past_key_values"
         # a sliding-window layer keeps only its window: its keys and values cannot be copied by column
         self._reusable = all(type(layer) is PreallocatedLayer for layer in self._new_cache(1).layers)
-        # whitespace paths as tree columns need column-addressed caches and an additive 4D mask (eager or sdpa attention)
-        self._tree_paths = self._reusable and getattr(self.loaded.model.config, "_attn_implementation", None) in ("sdpa", "eager")
+        # whitespace paths as tree columns need column-addressed caches and attention that takes a 4D mask (eager, sdpa)
+        self._attention = getattr(self.loaded.model.config, "_attn_implementation", None)
+        self._tree_paths = self._reusable and self._attention in ("sdpa", "eager")
 
     def _attach_adapter(self, adapter: AdapterFiles) -> None:
         """Make the adapter servable in mixed batches."""
@@ -274,11 +275,13 @@ class LocalBackend(LoadedModelBackend):
         label_ids = [self._label_tokens.ids(r.labels) for r in requests]
         encoded = [self._encode(r.messages, r.prompt, r.answer_prefix) for r in requests]
         results: list[OptionResult | None] = [None] * len(requests)
-        for batch in self._batches([len(e) for e in encoded], WHITESPACE_DEPTH, scoring=True):
+        # room for the whitespace paths: one column per depth in a copied row, or the paths' columns in the prompt's own row
+        extra = WHITESPACE_DEPTH * WHITESPACE_NODES if self._tree_paths else WHITESPACE_DEPTH
+        for batch in self._batches([len(e) for e in encoded], extra, scoring=True):
             seqs, adapters = [encoded[i] for i in batch], [requests[i].adapter for i in batch]
             ids, mask, positions = self._left_pad(seqs)
             started = self._clock()
-            cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + WHITESPACE_DEPTH * WHITESPACE_NODES)
+            cache, start = self._batch_cache(seqs, adapters, ids.shape[1] + extra)
             with torch.inference_mode(), self._rows(adapters) as bank:
                 logits = self._prefill(ids, mask, positions, cache, start)
                 values, unread = self._label_mass(logits, mask, positions[:, -1:], cache, [label_ids[i] for i in batch], adapters, bank)
@@ -305,8 +308,9 @@ class LocalBackend(LoadedModelBackend):
         values = [[0.0] * len(labels) for labels in label_ids]
         unread = [0.0] * rows
         node_rows, node_prob = list(range(rows)), torch.ones(rows, dtype=torch.float64)
-        if self._tree_paths:
-            paths_from = TreeColumns(self._forward, cache, mask, last, bank, self.loaded.model.dtype)
+        if self._tree_paths:  # sdpa takes a boolean mask as it is; eager adds the mask to its scores
+            additive = None if self._attention == "sdpa" else self.loaded.model.dtype
+            paths_from = TreeColumns(self._forward, cache, mask, last, bank, additive)
         else:
             paths_from = RowCopies(self._forward, cache, mask, last, bank)
         for depth in range(WHITESPACE_DEPTH + 1):
@@ -317,8 +321,7 @@ class LocalBackend(LoadedModelBackend):
                     values[row][j] += float(node_prob[node] * probs[node, token_ids].sum())
             paths = probs[:, whitespace] * node_prob[:, None]
             follow = (paths > WHITESPACE_TOLERANCE).nonzero() if depth < WHITESPACE_DEPTH else paths.new_zeros((0, 2), dtype=torch.long)
-            if len(follow) > WHITESPACE_NODES * rows:  # keep the likeliest paths: memory stays bounded
-                follow = follow[paths[follow[:, 0], follow[:, 1]].topk(WHITESPACE_NODES * rows).indices]
+            follow = _likeliest(follow, paths, node_rows, WHITESPACE_NODES * rows, 2 * WHITESPACE_NODES)
             followed = torch.zeros(len(node_rows), dtype=torch.float64).index_add_(0, follow[:, 0], paths[follow[:, 0], follow[:, 1]])
             for node, row in enumerate(node_rows):
                 unread[row] += float(paths[node].sum() - followed[node])
@@ -374,6 +377,26 @@ class LocalBackend(LoadedModelBackend):
             for row, i in enumerate(batch):
                 results[i] = (float(-(logp[row][valid[row]]).sum()), int(valid[row].sum()))
         return results
+
+
+def _likeliest(follow, paths, node_rows: list[int], total: int, per_request: int):
+    """The likeliest of the candidate paths ``follow`` ((node, whitespace token) pairs, scored by ``paths``): at most
+    ``total`` of them and ``per_request`` per request (``node_rows``: each node's request), so work and memory stay
+    bounded however the paths fall."""
+    import torch
+
+    scores = paths[follow[:, 0], follow[:, 1]]
+    order = scores.argsort(descending=True, stable=True).tolist()
+    taken: dict[int, int] = {}
+    kept = []
+    for i in order:
+        row = node_rows[int(follow[i, 0])]
+        if taken.get(row, 0) < per_request:
+            taken[row] = taken.get(row, 0) + 1
+            kept.append(i)
+            if len(kept) == total:
+                break
+    return follow[torch.tensor(sorted(kept), dtype=torch.long)] if len(kept) < len(follow) else follow
 
 
 def _option_result(labels: tuple[str, ...], values: list[float], unread: float) -> OptionResult:

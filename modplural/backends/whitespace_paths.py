@@ -11,7 +11,9 @@ prompt's keys and values:
   of one-token passes over the copies.
 * ``RowCopies`` (any cache, sliding-window layers included): each path gets its own copy of its prompt's cache row.
 
-Both compute the same logits; they differ only in the order of floating-point sums inside attention.
+Both compute the same function of the same inputs; the matrix shapes differ (a path is a column of a wider row, or a
+row of its own), so floating-point sums can round differently. ``_likeliest`` in ``local.py`` bounds the paths per
+request, which bounds a tree row's width.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ class RowCopies:
 class TreeColumns:
     """Each path continues in its prompt's batch row, as new columns that a 4D mask shows only to their own path."""
 
-    def __init__(self, forward: Forward, cache, mask, last, bank, dtype) -> None:
-        self.forward, self.cache, self.mask, self.last, self.bank, self.dtype = forward, cache, mask, last, bank, dtype
+    def __init__(self, forward: Forward, cache, mask, last, bank, additive=None) -> None:
+        """``additive``: None for a boolean mask (sdpa), else the dtype of an additive one (0 / the dtype's minimum: eager)."""
+        self.forward, self.cache, self.mask, self.last, self.bank, self.additive = forward, cache, mask, last, bank, additive
         self.row: list[int] | None = None  # per frontier node: its batch row (None: the frontier is the prompts)
         self.path: list[list[int]] = []  # per frontier node: the tree columns of its whitespace tokens
         self.columns = 0  # tree columns appended to the cache so far
@@ -84,8 +87,9 @@ class TreeColumns:
             sees[row, 0, slot, [prompt + c for c in path]] = True
         self.depth += 1
         positions = (self.last + self.depth).expand(batch, width)
-        blocked = torch.zeros(sees.shape, dtype=self.dtype).masked_fill_(~sees, torch.finfo(self.dtype).min)  # additive: eager and sdpa
-        logits = self.forward(ids.to(device), blocked.to(device), positions, self.cache, every_column=True)
+        if self.additive is not None:
+            sees = torch.zeros(sees.shape, dtype=self.additive).masked_fill_(~sees, torch.finfo(self.additive).min)
+        logits = self.forward(ids.to(device), sees.to(device), positions, self.cache, every_column=True)
         self.row, self.path = rows, [path + [self.columns + slot] for path, slot in zip(paths, slots)]
         self.columns += width
         return logits[torch.tensor(rows, device=device), torch.tensor(slots, device=device)]
