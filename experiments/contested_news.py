@@ -37,7 +37,12 @@ def select(source: Path, target: Path) -> tuple[int, int, int]:
     with source.open(encoding="utf-8") as rows, target.open("w", encoding="utf-8") as out:
         for line in rows:
             read += 1
-            text = json.loads(line)["text"]
+            try:
+                text = json.loads(line)["text"]
+            except (json.JSONDecodeError, KeyError, TypeError):
+                text = None
+            if not isinstance(text, str):
+                raise ValueError(f"{source}:{read}: not a JSON object with a string 'text'")
             if PATTERN.search(text):
                 out.write(line)
                 kept += 1
@@ -53,8 +58,13 @@ def main(argv=None) -> int:
         source = Path(args.corpora) / name / "train.jsonl"
         if not source.is_file():
             sys.exit(f"contested_news: error: {source}: not found (run `modplural corpus build` first)")
-        read, kept, words = select(source, source.with_name("contested_train.jsonl"))
-        print(f"{name}: {kept} of {read} training passages kept ({kept / read:.0%}), {words} words")
+        try:
+            read, kept, words = select(source, source.with_name("contested_train.jsonl"))
+        except UnicodeDecodeError as exc:
+            sys.exit(f"contested_news: error: {source}: not UTF-8 ({exc.reason} at byte {exc.start})")
+        except (ValueError, OSError) as exc:
+            sys.exit(f"contested_news: error: {exc}")
+        print(f"{name}: {kept} of {read} training passages kept ({kept / max(read, 1):.0%}), {words} words")
     return 0
 
 
