@@ -20,6 +20,10 @@ import re
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modplural.errors import ModPluralError  # noqa: E402
+from modplural.validation import jsonl_objects, jsonl_string  # noqa: E402
+
 TERMS = (
     "abortion", "planned parenthood", "pro-life", "pro-choice", "roe v", "obamacare", "affordable care act", "individual mandate",
     "mandate", "single-payer", "single payer", "medicare for all", "public option", "socialized medicine", "government-run",
@@ -34,17 +38,12 @@ COMMUNITIES = ("health_news_left", "health_news_center", "health_news_right")
 def select(source: Path, target: Path) -> tuple[int, int, int]:
     """Copy the rows of ``source`` whose text names a term; (rows read, rows kept, words kept)."""
     read = kept = words = 0
-    with source.open(encoding="utf-8") as rows, target.open("w", encoding="utf-8") as out:
-        for line in rows:
+    with target.open("w", encoding="utf-8") as out:
+        for line, row in jsonl_objects(source):
             read += 1
-            try:
-                text = json.loads(line)["text"]
-            except (json.JSONDecodeError, KeyError, TypeError):
-                text = None
-            if not isinstance(text, str):
-                raise ValueError(f"{source}:{read}: not a JSON object with a string 'text'")
+            text = jsonl_string(source, line, row, "text")
             if PATTERN.search(text):
-                out.write(line)
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
                 kept += 1
                 words += len(text.split())
     return read, kept, words
@@ -60,9 +59,7 @@ def main(argv=None) -> int:
             sys.exit(f"contested_news: error: {source}: not found (run `modplural corpus build` first)")
         try:
             read, kept, words = select(source, source.with_name("contested_train.jsonl"))
-        except UnicodeDecodeError as exc:
-            sys.exit(f"contested_news: error: {source}: not UTF-8 ({exc.reason} at byte {exc.start})")
-        except (ValueError, OSError) as exc:
+        except ModPluralError as exc:
             sys.exit(f"contested_news: error: {exc}")
         print(f"{name}: {kept} of {read} training passages kept ({kept / max(read, 1):.0%}), {words} words")
     return 0
