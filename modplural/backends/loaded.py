@@ -47,8 +47,9 @@ class LoadedModelBackend(ABC):
         device: str = "auto",
         dtype: str = "auto",
         loaded: LoadedModel | None = None,
+        weight_format: str = "float",
     ) -> None:
-        self.loaded = loaded or load_model(model, device=device, dtype=dtype)
+        self.loaded = loaded or load_model(model, device=device, dtype=dtype, weight_format=weight_format)
         self.tokenizer = self.loaded.tokenizer
         self.stats = EngineStats()
         self._model = self.loaded.model

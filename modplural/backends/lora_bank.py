@@ -60,10 +60,11 @@ class _AdaptedLinear:
         import torch
 
         weight = self.module.weight
+        dtype = getattr(self.module, "compute_dtype", weight.dtype)  # an int8 layer computes in float32
         n = len(present)
-        a = torch.zeros(n * rank, weight.shape[1], dtype=weight.dtype, device=weight.device)
-        b = torch.zeros(n, rank, weight.shape[0], dtype=weight.dtype, device=weight.device)
-        scale = torch.zeros(n, dtype=weight.dtype, device=weight.device)
+        a = torch.zeros(n * rank, weight.shape[1], dtype=dtype, device=weight.device)
+        b = torch.zeros(n, rank, weight.shape[0], dtype=dtype, device=weight.device)
+        scale = torch.zeros(n, dtype=dtype, device=weight.device)
         for slot, adapter in enumerate(present):
             f = self.factors.get(adapter)
             if f is None:
@@ -125,7 +126,8 @@ class LoraBank:
         staged: dict[str, _Factors] = {}
         for module_name, pair in pairs.items():
             module = modules.get(module_name)
-            if module is None or not isinstance(module, torch.nn.Linear) or set(pair) != {"A", "B"}:
+            linear = isinstance(module, torch.nn.Linear) or hasattr(module, "compute_dtype")  # compute_dtype: an int8 linear layer
+            if module is None or not linear or set(pair) != {"A", "B"}:
                 raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} is not a linear layer of this model with both LoRA factors")
             a, b = pair["A"], pair["B"]
             if a.shape[1] != module.in_features or b.shape[0] != module.out_features or a.shape[0] != b.shape[1]:
@@ -133,7 +135,7 @@ class LoraBank:
             alpha = _pattern_value(config.get("alpha_pattern") or {}, module_name, config.get("lora_alpha", 8))
             r = a.shape[0]
             scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-            device, dtype = module.weight.device, module.weight.dtype
+            device, dtype = module.weight.device, getattr(module, "compute_dtype", module.weight.dtype)
             staged[module_name] = _Factors(a.to(device, dtype), b.to(device, dtype), scaling)
         if not staged:
             raise ModPluralError(f"adapter {name!r} at {path} holds no LoRA weights")

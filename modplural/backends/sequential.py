@@ -44,10 +44,11 @@ class SequentialBackend(LoadedModelBackend):
         dtype: str = "auto",
         batch_size: int | str = "auto",
         loaded: LoadedModel | None = None,
+        weight_format: str = "float",
     ) -> None:
         """The batched engine's arguments; ``batch_size`` is checked the same way but unused (no batches here)."""
         parse_batch_size(batch_size)
-        super().__init__(model, adapters, device, dtype, loaded)
+        super().__init__(model, adapters, device, dtype, loaded, weight_format)
 
     def _use_adapter(self, adapter: str | None):
         """Activate one adapter (or none) for the next calls, as the original loads one community model at a time."""
