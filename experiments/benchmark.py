@@ -125,8 +125,9 @@ def build(engine: str, args: argparse.Namespace):
     """The communities' backend (also the main LLM, with no adapter) and its pool, sampling messages as the protocol does."""
     spec = StackSpec(communities=[c.name for c in selected(args)], registry=args.registry, engine=engine, device=args.device, dtype=args.dtype,
                      batch_size=args.batch_size, cache=False, community_base=args.model, decoding=sampled_decoding(args),
-                     packed_weights=not args.plain_kernels)
-    return assemble(spec)
+                     packed_weights=not args.plain_kernels, with_main=False)
+    pool = assemble(spec).pool
+    return pool.backend, pool
 
 
 # ----------------------------------------------------------------------------- measuring
@@ -379,7 +380,7 @@ def server_message_row(url: str, loras: dict, args: argparse.Namespace) -> dict:
         servers = Path(tmp) / "servers.yaml"
         servers.write_text(json.dumps({"servers": {"llama": server}, "communities": {c.name: {"server": "llama"} for c in communities if c.name in loras}}))
         _, pool = assemble(StackSpec(communities=[c.name for c in communities], registry=args.registry, servers=str(servers), cache=False,
-                                     decoding=sampled_decoding(args)))
+                                     decoding=sampled_decoding(args), with_main=False))
     routed = pool.backend.routes.values() if hasattr(pool.backend, "routes") else [(pool.backend, None)]
     [client] = {id(b): b for b, _ in routed if isinstance(b, OpenAIBackend)}.values()
     warm = pool.request(pool.communities[0], "Hello")

@@ -58,8 +58,9 @@ def write_registry(model_dir: Path) -> Path:
 
 def check(model_dir: Path, dtype: str) -> None:
     spec = StackSpec(registry=write_registry(model_dir), device="auto", dtype=dtype, batch_size=8, cache=False,
-                     decoding=Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
-    backend, pool = assemble(spec)
+                     decoding=Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0), with_main=False)
+    pool = assemble(spec).pool
+    backend = pool.backend
     chat = [[{"role": "user", "content": q}] for q in QUESTIONS]
     requests = [GenerateRequest(messages=m, adapter=a, decoding=Decoding(max_new_tokens=24)) for m in chat for a in ADAPTERS]
     batched = backend.generate(requests)

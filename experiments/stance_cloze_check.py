@@ -129,7 +129,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.save:  # before the reads: a folder that cannot be made fails now, not after ten minutes
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-    pool = assemble(StackSpec(registry=args.registry, cache=False)).pool
+    pool = assemble(StackSpec(registry=args.registry, cache=False, with_main=False)).pool
     questions = load_questions(None).questions
     names = pool.names
     arms = {"adapters": {"base": (None, None), **{c.name: (c.name, c.persona) for c in pool.communities}}}

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         registry = Path(tmp) / "registry.yaml"
         registry.write_text(yaml.safe_dump(shipped))
-        pool = assemble(StackSpec(communities=list(POLES), registry=registry, cache=False)).pool
+        pool = assemble(StackSpec(communities=list(POLES), registry=registry, cache=False, with_main=False)).pool
         questions = load_questions(None)
         result = measure_stances(pool.backend, pool.communities, questions)
     stored = json.loads((REPO / args.results).read_text())["stances"]

@@ -6,11 +6,14 @@ made once.
 
 Which main LLM answers (the first rule that applies):
 
-1. ``model`` (``--model``, a config's ``main_model``): the user's explicit choice wins, loaded locally; when it
-   names the communities' own local base model, that backend (and its one copy of the weights) is shared;
+1. ``model`` (``--model``, a config's ``main_model``): the user's explicit choice wins, loaded locally;
 2. a servers file's ``main:``: that server's base model;
-3. the communities' backend with no adapter (one copy of the weights in memory);
-4. the embedded default model (a method without communities).
+3. ``models.default_main_model()``: ``MODPLURAL_MAIN_MODEL``, else Qwen2.5-Coder-1.5B-Instruct (offline).
+
+A locally loaded main LLM that is the communities' own local base model (``--model default`` with the shipped
+communities: the all-SmolLM2 stack) shares their backend and its one copy of the weights. Any other is loaded
+with ``main_weight_format`` (``auto``: int8 on a CPU in float32, ``backends.int8_weights``); the communities' base model
+always keeps float weights.
 
 Communities a servers file lists run on their servers (a persona-only one on the server's base model); the rest
 run on one local base model: the base the local adapters were trained on (persona-only entries may name it
@@ -39,6 +42,7 @@ from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.methods.base import Method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
+from modplural.models import default_main_model, is_named
 from modplural.methods.registry import NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
@@ -71,26 +75,29 @@ class StackSpec:
     personas: bool = False  # True: the communities as personas on the main LLM, no adapters loaded
     community_base: str | None = None  # load the local adapters onto this base instead of their registered one (same architecture)
     packed_weights: bool = True  # batched engine on a CPU in float32: oneDNN-prepacked linear weights (False: the plain kernel)
+    main_weight_format: str = "auto"  # the main LLM's own weights: auto (int8 on a CPU in float32), float or int8
+    with_main: bool = True  # False: no main LLM is built (callers that only use the community pool)
 
 
 class Stack(NamedTuple):
-    """The main LLM and the community pool (None when the spec asked for none)."""
+    """The main LLM and the community pool (each None when the spec asked for none)."""
 
-    main: Backend
+    main: Backend | None
     pool: CommunityPool | None
 
 
 def local_backend(model: str, adapters: Mapping[str, str | Path] | None = None, engine: str = "batched", device: str = "auto",
-                  dtype: str = "auto", batch_size: int | str = "auto", packed_weights: bool = True) -> Backend:
+                  dtype: str = "auto", batch_size: int | str = "auto", packed_weights: bool = True, weight_format: str = "float") -> Backend:
     """A local backend of the named engine with ``adapters`` loaded (torch is imported only here)."""
     check_engine(engine)
     if engine == "batched":
         from modplural.backends.local import LocalBackend
 
-        return LocalBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size, packed_weights=packed_weights)
+        return LocalBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size, packed_weights=packed_weights,
+                            weight_format=weight_format)
     from modplural.backends.sequential import SequentialBackend
 
-    return SequentialBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size)
+    return SequentialBackend(model, adapters=adapters, device=device, dtype=dtype, batch_size=batch_size, weight_format=weight_format)
 
 
 def assemble(spec: StackSpec) -> Stack:
@@ -107,19 +114,17 @@ def assemble(spec: StackSpec) -> Stack:
     if communities and not spec.personas:
         backend, local, routed = _community_backend(communities, servers, clients, spec)
         pool = CommunityPool(backend, communities, spec.decoding, cache, routed)
-    if spec.model is not None:
-        if local is not None and local[0] == spec.model:
+    if not spec.with_main:
+        return Stack(None, pool)
+    if spec.model is None and servers is not None and servers.main is not None:
+        main = _server_backend(servers, servers.main, clients)
+    else:
+        model = default_main_model() if spec.model is None else spec.model
+        if local is not None and is_named(model, local[0]):
             main = local[1]
         else:
-            main = local_backend(spec.model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
-                                 packed_weights=spec.packed_weights)
-    elif servers is not None and servers.main is not None:
-        main = _server_backend(servers, servers.main, clients)
-    elif pool is not None:
-        main = pool.backend
-    else:
-        main = local_backend("default", engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
-                             packed_weights=spec.packed_weights)
+            main = local_backend(model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                                 packed_weights=spec.packed_weights, weight_format=spec.main_weight_format)
     if communities and spec.personas:
         pool = CommunityPool(main, [c.as_persona() for c in communities], spec.decoding, cache)
     return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
@@ -135,16 +140,16 @@ def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = Non
 def load(method: str = "modular", *, protocol: Protocol | str | Mapping | None = "modplural", seed: int = 0, message_tokens: int | None = None,
          model: str | None = None, communities: Sequence[str] | None = None, registry: str | Path | None = None, servers: str | Path | None = None,
          engine: str = "batched", device: str = "auto", dtype: str = "auto", batch_size: int | str = "auto", cache: bool | str | Path = True,
-         ethos_perspectives: int = DEFAULT_PERSPECTIVES, calibration: str | None = None) -> Method:
-    """A ready method: ``modplural.load()`` is Modular Pluralism on the embedded default model with every registry
-    community; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")``,
+         ethos_perspectives: int = DEFAULT_PERSPECTIVES, calibration: str | None = None, main_weight_format: str = "auto") -> Method:
+    """A ready method: ``modplural.load()`` is Modular Pluralism with the default main LLM (Qwen2.5-Coder-1.5B-Instruct,
+    int8 on a CPU) and every registry community (SmolLM2-135M adapters); ``load(model="default")`` is the all-SmolLM2 stack; ``modplural.load("vanilla", model=...)``, ``load(communities=[...], servers="servers.yaml")``,
     ``load("ethos", ethos_perspectives=3)``, ``load(calibration="content_free")`` (the protocol's switch) etc."""
     protocol = resolve_protocol(protocol if calibration is None else {"base": resolve_protocol(protocol), "calibration": calibration})
     check_method(method, protocol)
     check_perspectives(ethos_perspectives)
     spec = StackSpec(model=model, communities=communities, registry=registry, servers=servers, engine=engine, device=device, dtype=dtype,
                      batch_size=batch_size, cache=cache, decoding=message_decoding(protocol, seed, message_tokens), with_pool=method in USES_POOL,
-                     personas=method not in NEEDS_POOL)
+                     personas=method not in NEEDS_POOL, main_weight_format=main_weight_format)
     main, pool = assemble(spec)
     return build_method(method, main, pool, protocol, seed, ethos_perspectives=ethos_perspectives)
 

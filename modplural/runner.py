@@ -32,7 +32,7 @@ from modplural.learned_weights import check_learned
 from modplural.metrics import paired_bootstrap
 from modplural.methods import METHODS, NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
-from modplural.models import DEVICES, DTYPES
+from modplural.models import DEVICES, DTYPES, WEIGHT_FORMATS
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.provenance import file_sha256, git_commit, versions
 from modplural.run_dir import RunDir
@@ -55,7 +55,8 @@ class ExperimentConfig:
     name: str
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
-    main_model: str | None = None  # None: a servers file's main, else the communities' base model, shared in memory (modplural/assembly.py)
+    main_model: str | None = None  # None: a servers file's main, else MODPLURAL_MAIN_MODEL or the offline 1.5B (modplural/assembly.py)
+    main_weight_format: str = "auto"  # the main LLM's weights: auto (int8 on a CPU in float32), float or int8
     communities: tuple[str, ...] | None = None  # None: every registry community
     registry: str | None = None
     limit: int | None = None  # items per task
@@ -108,6 +109,7 @@ class ExperimentConfig:
             raise ModPluralError(f"message_top_p must be in (0, 1], got {self.message_top_p}")
         check_choice(self.device, DEVICES, "device")
         check_choice(self.dtype, DTYPES, "dtype")
+        check_choice(self.main_weight_format, WEIGHT_FORMATS, "main_weight_format")
         check_perspectives(self.ethos_perspectives)
         check_count(self.calibration_items, "calibration_items")
         protocol = self.resolved_protocol()
@@ -276,7 +278,7 @@ class Experiment:
         spec = StackSpec(model=c.main_model, communities=c.communities, registry=c.registry, servers=c.servers, engine=c.engine, device=c.device,
                          dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(USES_POOL & set(c.methods)),
                          personas=not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p),
-                         packed_weights=c.packed_weights)
+                         packed_weights=c.packed_weights, main_weight_format=c.main_weight_format)
         main, pool = assemble(spec)
         methods = {name: build_method(name, main, pool, p, c.seed, c.ethos_perspectives) for name in c.methods}
         return methods, main.adapter_identity(None), pool

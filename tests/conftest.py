@@ -6,6 +6,9 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # tests never touch the network; subprocesses inherit this
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# SmolLM2-135M (the communities' base, shared in memory) is the main LLM of every test that names none: most tests
+# check mechanics, not answers. The tests of the offline 1.5B main LLM name it, or drop this variable.
+os.environ["MODPLURAL_MAIN_MODEL"] = "default"
 
 from pathlib import Path  # noqa: E402
 

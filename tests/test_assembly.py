@@ -21,7 +21,8 @@ BACKEND_CLASSES = ("LocalBackend", "SequentialBackend", "OpenAIBackend", "Routed
 
 
 def test_main_llm_precedence(tmp_path, adapter_dirs):
-    """--model / main_model (explicit) > a servers file's main: > the communities' backend > the default model."""
+    """--model / main_model (explicit) > a servers file's main: > MODPLURAL_MAIN_MODEL (the tests set it to 'default'); a
+    main LLM that is the communities' base model shares their backend."""
     from modplural.backends.caching import CachingBackend
     from modplural.backends.local import LocalBackend
     from modplural.backends.openai_compat import OpenAIBackend
@@ -40,6 +41,8 @@ def test_main_llm_precedence(tmp_path, adapter_dirs):
 
     main, pool = assemble(StackSpec(**common))
     assert main is pool.backend and main.adapter_identity(None) == pool.backend.adapter_identity(None)
+    main, pool = assemble(StackSpec(model="smollm2-135m-instruct", **common))  # the same model by its other name
+    assert main is pool.backend
 
     main, pool = assemble(StackSpec(with_pool=False, **common))
     assert pool is None and isinstance(main, LocalBackend) and main.adapters == []
@@ -67,7 +70,7 @@ def test_persona_communities_run_on_the_local_base_or_their_server(tmp_path, ada
     servers.write_text("servers:\n  hosted: {base_url: 'http://127.0.0.1:9/v1', model: m}\ncommunities:\n  carers: {server: hosted}\n")
     main, pool = assemble(StackSpec(registry=registry, servers=servers, device="cpu", dtype="float32", cache=False, decoding=Decoding(max_new_tokens=3)))
     local, server = pool.backend.base, pool.backend.routes["carers"][0]
-    assert main is pool.backend and pool.routed == {"carers"} and local.adapters == ["alpha", "beta"] and server.served == {}
+    assert main is local and pool.routed == {"carers"} and local.adapters == ["alpha", "beta"] and server.served == {}
     requests = {name: pool.request(pool.get(name), "Is rest enough?") for name in pool.names}
     assert [requests[n].adapter for n in pool.names] == ["alpha", "beta", None, "carers"]
     assert pool.backend.adapter_identity(requests["nurses"].adapter) == local.adapter_identity(None)
@@ -77,6 +80,20 @@ def test_persona_communities_run_on_the_local_base_or_their_server(tmp_path, ada
     [messages] = pool.messages(["Is rest enough?"], ["nurses", "carers"])
     assert messages["carers"] == "from the server" and messages["nurses"] and messages["nurses"] != "from the server"
     assert [(r.adapter, r.messages[0]) for r in sent] == [(None, {"role": "system", "content": "You speak for carers."})]
+
+
+def test_the_main_llm_a_user_gets_is_the_offline_1_5b(monkeypatch):
+    from modplural.models import QWEN_MODEL, default_main_model, resolve_weight_format
+
+    monkeypatch.delenv("MODPLURAL_MAIN_MODEL")
+    assert default_main_model() == QWEN_MODEL == "qwen2.5-coder-1.5b-instruct"
+    monkeypatch.setenv("MODPLURAL_MAIN_MODEL", "  ")
+    assert default_main_model() == QWEN_MODEL
+    assert resolve_weight_format("auto", "cpu", "auto") == "int8" and resolve_weight_format("auto", "cpu", "bfloat16") == "float"
+    with pytest.raises(ModPluralError, match="int8 weights compute in float32"):
+        resolve_weight_format("int8", "cpu", "bfloat16")
+    with pytest.raises(ModPluralError, match="unknown weight format 'int4'"):
+        resolve_weight_format("int4", "cpu", "auto")
 
 
 def test_a_persona_only_registry_runs_on_the_main_model(tmp_path):

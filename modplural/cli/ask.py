@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         protocol = resolve_protocol({"base": protocol, "main_tokens": args.max_new_tokens, "steer_tokens": args.max_new_tokens})
     method = load(args.method, protocol=protocol, seed=args.seed, message_tokens=args.message_tokens, model=args.model, communities=options.names(args.communities),
                   registry=args.registry, servers=args.servers, engine=args.engine, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-                  cache=False if args.no_cache else (args.cache or True), ethos_perspectives=args.ethos_perspectives)
+                  cache=False if args.no_cache else (args.cache or True), ethos_perspectives=args.ethos_perspectives,
+                  main_weight_format=args.main_weight_format)
     [result] = method.run(mode, [query])
     main_identity = method.main.adapter_identity(None)
     if args.json:

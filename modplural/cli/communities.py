@@ -43,7 +43,8 @@ def _local_pool(args: argparse.Namespace, batch_size: int | str = "auto"):
     """The selected communities' adapters on their base model (no servers, no message cache)."""
     from modplural.assembly import StackSpec, assemble
 
-    spec = StackSpec(communities=options.names(args.communities), registry=args.registry, device=args.device, dtype=args.dtype, batch_size=batch_size, cache=False)
+    spec = StackSpec(communities=options.names(args.communities), registry=args.registry, device=args.device, dtype=args.dtype, batch_size=batch_size, cache=False,
+                     with_main=False)
     return assemble(spec).pool
 
 

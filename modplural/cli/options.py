@@ -7,7 +7,7 @@ import argparse
 from modplural.assembly import ENGINES
 from modplural.errors import ModPluralError
 from modplural.methods import METHODS
-from modplural.models import DEVICES, DTYPES
+from modplural.models import DEVICES, DTYPES, WEIGHT_FORMATS
 from modplural.protocol import PROTOCOLS
 from modplural.scorers import SCORERS
 from modplural.types import MODE_ALIASES, MODES
@@ -44,7 +44,11 @@ def add_engine(parser: argparse.ArgumentParser, default: str | None = "batched")
 
 def add_stack(parser: argparse.ArgumentParser) -> None:
     """What ``modplural.load`` builds the stack from: main model, communities, servers, engine, device, batch size, cache."""
-    parser.add_argument("--model", default=None, help="main LLM spec: 'default', a hub id, a directory or a .gguf file (wins over a servers file's main:; default: the communities' base model, shared in memory)")
+    parser.add_argument("--model", default=None, help="main LLM spec: 'qwen2.5-coder-1.5b-instruct', 'default' (SmolLM2-135M, the communities' base, "
+                        "shared in memory), a hub id, a directory or a .gguf file (wins over a servers file's main:; default: MODPLURAL_MAIN_MODEL "
+                        "or qwen2.5-coder-1.5b-instruct)")
+    parser.add_argument("--main-weight-format", choices=WEIGHT_FORMATS, default="auto",
+                        help="how the main LLM's weights are stored: auto (int8 on a CPU in float32), float (as --dtype says) or int8")
     add_registry(parser)
     parser.add_argument("--servers", default=None, help="servers YAML: communities and/or the main LLM on OpenAI-compatible servers")
     add_engine(parser)
