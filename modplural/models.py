@@ -154,28 +154,30 @@ def read_gguf(gguf: Path):
 
 
 def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
-    """Return a safetensors copy of a GGUF model, converting it once (race-safe)."""
+    """Return a safetensors copy of a GGUF model, converting it once (one process at a time; the others wait)."""
+    from modplural.cache_files import exclusive, write_error
+
     final = cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
     if (final / "config.json").is_file():
         return final
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-    except OSError as exc:
-        raise ModPluralError(f"cannot write the model cache {final.parent}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)") from exc
-    if progress:
-        print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
-    try:
-        model, tokenizer = read_gguf(gguf)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+    with exclusive(final.parent / f".{final.name}.lock"):
+        if (final / "config.json").is_file():
+            return final
         try:
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+        except OSError as exc:
+            raise write_error(final.parent, exc) from exc
+        if progress:
+            print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
+        try:
+            model, tokenizer = read_gguf(gguf)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
             os.rename(tmp, final)
-        except OSError:
-            if not (final / "config.json").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            raise write_error(final.parent, exc) from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

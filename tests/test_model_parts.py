@@ -48,9 +48,34 @@ def test_pieces_assemble_in_order_once_and_are_checked(site, tmp_path):
     cache = tmp_path / "cache"
     path = assemble(split, cache, progress=False)
     assert path.read_bytes() == b"".join(contents)
-    assert sorted(p.name for p in cache.iterdir()) == [".ok.gguf.verified", "ok.gguf"]  # no temporary file left
+    assert sorted(p.name for p in cache.iterdir()) == [".ok.gguf.lock", ".ok.gguf.verified", "ok.gguf"]  # no temporary file left
     stamp = (cache / ".ok.gguf.verified").stat().st_mtime_ns
     assert assemble(split, cache, progress=False) == path and (cache / ".ok.gguf.verified").stat().st_mtime_ns == stamp  # not redone
+
+
+CHILD = """
+import hashlib, sys
+from pathlib import Path
+from modplural.model_parts import Piece, SplitGGUF, assemble
+site, cache = Path(sys.argv[1]), Path(sys.argv[2])
+files = sorted(site.glob("mp_test_race_part*/data/*.bin"))
+pieces = tuple(Piece(f"p{i}", f.parent.parent.name, f"data/{f.name}", f.stat().st_size, hashlib.sha256(f.read_bytes()).hexdigest())
+               for i, f in enumerate(files))
+whole = b"".join(f.read_bytes() for f in files)
+print(assemble(SplitGGUF("race.gguf", "1", len(whole), hashlib.sha256(whole).hexdigest(), pieces), cache).stat().st_size)
+"""
+
+
+def test_two_processes_assemble_once(site, tmp_path):
+    """Started together, one process assembles while the other waits on the lock and then finds the file."""
+    _split(site, [os.urandom(1 << 22) for _ in range(6)], "race")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(Path(__file__).resolve().parents[1])])}
+    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(site), str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env=env) for _ in range(2)]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert sum(out.count("modplural: assembling race.gguf") for out, _ in outputs) == 1
+    assert all(out.strip().endswith(str(6 << 22)) for out, _ in outputs)
 
 
 def test_missing_truncated_or_damaged_pieces_name_their_package(site, tmp_path):

@@ -6,13 +6,12 @@ the second pass quantizes the first one's rounding residual), and the products r
 are rescaled to float32: ``y = (s1 * (q1 @ q(W)^T) + s2 * (q2 @ q(W)^T)) * s_W``. Integer sums are exact, so a
 row's result depends on that row alone, never on the other rows of its batch or on their order, and the two
 kernels used (oneDNN's prepacked u8s8 product where the CPU sums it exactly, ``torch._int_mm`` elsewhere) give
-the same numbers. The input embedding is stored the same way and dequantized on
-lookup. Norms and biases stay in float32; activations between layers are float32.
+the same numbers. The input embedding is stored the same way and dequantized on lookup. Norms and biases stay in float32; activations between layers are float32.
 
-Measured on the 2-core reference CPU (AVX-512 with VNNI; torch 2.13, one thread, Qwen2.5-1.5B's linear shapes):
-1.9x the oneDNN-prepacked float32 kernel at one row, 2.1x at 16, 2.8x at 128, 2.0x at 512; relative error of a
-layer's output about 1.3e-2 of its largest value on random inputs. Its agreement with float32 on real prompts is
-measured by ``experiments/int8_agreement.py`` (README: Lean weights).
+Memory, speed and agreement with float32 on the 1.5B main LLM and real VITAL prompts are measured, in one run
+against float32 on the same host, by ``experiments/lean_weights_agreement.py``
+(``experiments/results/lean_weights_agreement.md``). The rounding happens once per layer input; a layer's inputs
+are float32, so the int8 layers compose with float code around them (norms, attention, LoRA deltas).
 
 ``quantize_model`` converts a loaded float model in place; ``int8_skeleton`` gives a model's int8 modules without
 data, so a saved int8 state dict can be loaded without ever holding the float32 weights (``models`` caches it).

@@ -7,7 +7,6 @@ under ``$MODPLURAL_CACHE/llama.cpp-<version>/``. Building takes a few minutes on
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -18,10 +17,10 @@ import tarfile
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from modplural.cache_files import exclusive
 from modplural.errors import ModPluralError
 from modplural.models import cache_dir
 
@@ -32,17 +31,9 @@ def llama_cpp_home() -> Path:
     return cache_dir() / f"llama.cpp-{LLAMA_CPP_PYTHON}"
 
 
-@contextmanager
-def _exclusive() -> Iterator[None]:
+def _exclusive():
     """Hold the llama.cpp cache's lock: one process at a time downloads, builds or converts (others wait, then reuse)."""
-    home = llama_cpp_home()
-    home.mkdir(parents=True, exist_ok=True)
-    with (home / ".lock").open("w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return exclusive(llama_cpp_home() / ".lock")
 
 
 def _run(command: list[str], what: str, cwd: Path | None = None) -> None:

@@ -1,0 +1,32 @@
+"""Writing into the model cache: one process at a time per entry, and one error when the cache cannot be written."""
+
+from __future__ import annotations
+
+import fcntl
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from modplural.errors import ModPluralError
+
+
+def write_error(directory: Path, exc: OSError) -> ModPluralError:
+    """The one-line error for a cache directory that cannot be written."""
+    return ModPluralError(f"cannot write the model cache {directory}: {exc.strerror or exc} (set MODPLURAL_CACHE to a writable directory)")
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (created with its directory if needed): other processes wait, then
+    find the finished entry. Raises ``write_error`` when the lock cannot be created."""
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a")
+    except OSError as exc:
+        raise write_error(lock.parent, exc) from exc
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
