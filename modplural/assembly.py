@@ -12,8 +12,9 @@ Which main LLM answers (the first rule that applies):
 
 A locally loaded main LLM that is the communities' own local base model (``--model default`` with the shipped
 communities: the all-SmolLM2 stack) shares their backend and its one copy of the weights. Any other is loaded
-with ``main_weight_format`` (``auto``: int8 on a CPU in float32, ``backends.int8_weights``); the communities' base model
-always keeps float weights.
+with ``main_weight_format`` (``auto``: int8 on a CPU in float32, ``backends.int8_weights``; float for SmolLM2-135M,
+the shipped communities' base, so that ``--model default`` answers alike with every method); the communities' base
+model always keeps float weights.
 
 Communities a servers file lists run on their servers (a persona-only one on the server's base model); the rest
 run on one local base model: the base the local adapters were trained on (persona-only entries may name it
@@ -42,7 +43,7 @@ from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.methods.base import Method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
-from modplural.models import default_main_model, is_named
+from modplural.models import DEFAULT_MODEL, default_main_model, is_named
 from modplural.methods.registry import NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
@@ -124,7 +125,7 @@ def assemble(spec: StackSpec) -> Stack:
             main = local[1]
         else:
             main = local_backend(model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
-                                 packed_weights=spec.packed_weights, weight_format=spec.main_weight_format)
+                                 packed_weights=spec.packed_weights, weight_format=_main_weight_format(model, spec.main_weight_format))
     if communities and spec.personas:
         pool = CommunityPool(main, [c.as_persona() for c in communities], spec.decoding, cache)
     return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
@@ -177,6 +178,12 @@ def _community_backend(communities: list[Community], servers: Servers | None, cl
         routes[c.name] = (_server_backend(servers, entry.server, clients, {served_as: served_as} if served_as else None), served_as)
     base_backend = local[1] if local else _server_backend(servers, servers.main or servers.communities[remote[0].name].server, clients)
     return RoutedBackend(routes, base_backend), local, frozenset(c.name for c in remote if c.adapter is None)
+
+
+def _main_weight_format(model: str, weight_format: str) -> str:
+    """``auto`` keeps SmolLM2-135M (the shipped communities' base) in float, so ``--model default`` answers the same with
+    any method, whether or not it shares the communities' backend; any other main LLM gets ``auto`` as it is."""
+    return "float" if weight_format == "auto" and is_named(model, DEFAULT_MODEL) else weight_format
 
 
 def _common_base(communities: list[Community]) -> str | None:

@@ -153,11 +153,16 @@ def read_gguf(gguf: Path):
     return model, tokenizer
 
 
+def _float_dir(gguf: Path) -> Path:
+    """Where the float32 safetensors conversion of ``gguf`` lives."""
+    return cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
+
+
 def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
     """Return a safetensors copy of a GGUF model, converting it once (one process at a time; the others wait)."""
     from modplural.cache_files import exclusive, write_error
 
-    final = cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
+    final = _float_dir(gguf)
     if (final / "config.json").is_file():
         return final
     with exclusive(final.parent / f".{final.name}.lock"):
@@ -252,12 +257,20 @@ def resolve_model_source(spec: str) -> tuple[str, str, str]:
 
 
 def load_tokenizer(spec: str = DEFAULT_MODEL):
-    """Only the tokenizer of a model spec (e.g. to render chat templates for a remote server)."""
+    """Only the tokenizer of a model spec (e.g. to render chat templates for a remote server); a GGUF's from a cache
+    that already holds it, else from the file itself (nothing is converted for it)."""
     from transformers import AutoTokenizer
 
-    source, _, _ = resolve_model_source(spec)
+    source = model_source(spec)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        if source.gguf is None:
+            return AutoTokenizer.from_pretrained(source.location)
+        from modplural.int8_cache import int8_dir
+
+        for cached in (_float_dir(source.gguf), int8_dir(source.gguf)):
+            if (cached / "tokenizer_config.json").is_file():
+                return AutoTokenizer.from_pretrained(cached)
+        return AutoTokenizer.from_pretrained(source.gguf.parent, gguf_file=source.gguf.name)
     except (OSError, ValueError) as exc:
         raise ModPluralError(f"could not load the tokenizer of {spec!r}: {_one_line(exc)}") from exc
 

@@ -46,6 +46,9 @@ def test_main_llm_precedence(tmp_path, adapter_dirs):
 
     main, pool = assemble(StackSpec(with_pool=False, **common))
     assert pool is None and isinstance(main, LocalBackend) and main.adapters == []
+    assert main.loaded.weight_format == "float"  # auto keeps SmolLM2 in float: --model default answers alike with any method
+    main, _ = assemble(StackSpec(with_pool=False, main_weight_format="int8", **common))
+    assert main.kernels == "int8-rowwise-v1" and main.adapter_identity(None).endswith("#int8-rowwise-v1")
 
     # with the cache on, the main LLM is the same backend behind its answer cache; the pool keeps the raw backend
     main, pool = assemble(StackSpec(**{**common, "cache": tmp_path / "cache.sqlite"}))
