@@ -4,9 +4,12 @@ Each linear weight is stored as int8 with one float32 scale per output row (symm
 input is quantized on every call in two int8 passes, each with one scale per row of the batch (``_two_passes``:
 the second pass quantizes the first one's rounding residual), and the products run in integer arithmetic, then
 are rescaled to float32: ``y = (s1 * (q1 @ q(W)^T) + s2 * (q2 @ q(W)^T)) * s_W``. Integer sums are exact, so a
-row's result depends on that row alone, never on the other rows of its batch or on their order, and the two
-kernels used (oneDNN's prepacked u8s8 product where the CPU sums it exactly, ``torch._int_mm`` elsewhere) give
-the same numbers. The input embedding is stored the same way and dequantized on lookup. Norms and biases stay in float32; activations between layers are float32.
+layer's output row depends on its input row alone, never on the other rows of its batch or on their order, and
+the two kernels used (oneDNN's prepacked u8s8 product where the CPU sums it exactly, ``torch._int_mm`` elsewhere)
+give the same numbers. What is not exact is the float code between layers (attention, norms), whose summation
+order depends on the batch's shape; where that moves an input across a rounding step of the quantization, the
+difference grows to one step (measured on the 1.5B: 1.3e-4 and 2.5e-4 in an option probability between a row in
+a batch and the row alone, against about 1e-6 in float32). The input embedding is stored the same way and dequantized on lookup. Norms and biases stay in float32; activations between layers are float32.
 
 Memory, speed and agreement with float32 on the 1.5B main LLM and real VITAL prompts are measured, in one run
 against float32 on the same host, by ``experiments/lean_weights_agreement.py``
