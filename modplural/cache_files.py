@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from modplural.errors import ModPluralError
 
@@ -30,3 +33,25 @@ def exclusive(lock: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def directory_once(final: Path, marker: str, fill: Callable[[Path], None]) -> Path:
+    """``final``, a cache directory complete once it holds ``marker``: if missing, ``fill`` writes it into a temporary
+    directory beside it, under the entry's lock, and it is renamed into place (never half-written)."""
+    if (final / marker).is_file():
+        return final
+    with exclusive(final.parent / f".{final.name}.lock"):
+        if (final / marker).is_file():
+            return final
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+        except OSError as exc:
+            raise write_error(final.parent, exc) from exc
+        try:
+            fill(tmp)
+            os.rename(tmp, final)
+        except OSError as exc:
+            raise write_error(final.parent, exc) from exc
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -11,9 +11,6 @@ The cache is written to a temporary directory and renamed into place, like the f
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from modplural.backends.int8_weights import FORMAT, int8_skeleton, quantize_model
@@ -38,26 +35,12 @@ def int8_dir(source: Path) -> Path:
 
 
 def ensure_int8_cache(source: Path, progress: bool = True) -> Path:
-    """The int8 cache of ``source`` (a GGUF file, read directly, or a float model directory), written once."""
-    from modplural.cache_files import exclusive, write_error
+    """The int8 cache of ``source`` (a GGUF file, read directly, or a float model directory), written once (one process
+    at a time: quantizing the 1.5B takes 10 GB)."""
+    from modplural.cache_files import directory_once
 
     final = int8_dir(source)
-    if (final / STATE_FILE).is_file():
-        return final
-    with exclusive(final.parent / f".{final.name}.lock"):  # one process quantizes (10 GB for the 1.5B); the others wait
-        if not (final / STATE_FILE).is_file():
-            try:
-                tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-            except OSError as exc:
-                raise write_error(final.parent, exc) from exc
-            try:
-                _write(source, tmp, progress, final)
-                os.rename(tmp, final)
-            except OSError as exc:
-                raise write_error(final.parent, exc) from exc
-            finally:
-                shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    return directory_once(final, STATE_FILE, lambda tmp: _write(source, tmp, progress, final))
 
 
 def _write(source: Path, tmp: Path, progress: bool, final: Path) -> None:

@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -160,30 +158,18 @@ def _float_dir(gguf: Path) -> Path:
 
 def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
     """Return a safetensors copy of a GGUF model, converting it once (one process at a time; the others wait)."""
-    from modplural.cache_files import exclusive, write_error
+    from modplural.cache_files import directory_once
 
     final = _float_dir(gguf)
-    if (final / "config.json").is_file():
-        return final
-    with exclusive(final.parent / f".{final.name}.lock"):
-        if (final / "config.json").is_file():
-            return final
-        try:
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-        except OSError as exc:
-            raise write_error(final.parent, exc) from exc
+
+    def fill(tmp: Path) -> None:
         if progress:
             print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
-        try:
-            model, tokenizer = read_gguf(gguf)
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            os.rename(tmp, final)
-        except OSError as exc:
-            raise write_error(final.parent, exc) from exc
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+        model, tokenizer = read_gguf(gguf)
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return directory_once(final, "config.json", fill)
 
 
 def _check_gguf_magic(path: Path) -> None:

