@@ -37,7 +37,8 @@ def exclusive(lock: Path) -> Iterator[None]:
 
 def directory_once(final: Path, marker: str, fill: Callable[[Path], None]) -> Path:
     """``final``, a cache directory complete once it holds ``marker``: if missing, ``fill`` writes it into a temporary
-    directory beside it, under the entry's lock, and it is renamed into place (never half-written)."""
+    directory beside it, under the entry's lock, and it is renamed into place (never half-written). Errors raised by
+    ``fill`` pass through unchanged."""
     if (final / marker).is_file():
         return final
     with exclusive(final.parent / f".{final.name}.lock"):
@@ -48,10 +49,11 @@ def directory_once(final: Path, marker: str, fill: Callable[[Path], None]) -> Pa
         except OSError as exc:
             raise write_error(final.parent, exc) from exc
         try:
-            fill(tmp)
-            os.rename(tmp, final)
-        except OSError as exc:
-            raise write_error(final.parent, exc) from exc
+            fill(tmp)  # its own errors are its own (a model that cannot be read is not a cache that cannot be written)
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                raise write_error(final.parent, exc) from exc
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final

@@ -61,10 +61,15 @@ def _write(source: Path, tmp: Path, progress: bool, final: Path) -> None:
     quantize_model(model)
     state = {name: t.contiguous() for name, t in [*model.named_parameters(remove_duplicate=False),
                                                     *model.named_buffers(remove_duplicate=False)] if t is not None}
-    save_file(state, str(tmp / STATE_FILE), metadata={"format": FORMAT})
-    model.config.save_pretrained(tmp)
-    model.generation_config.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
+    try:
+        save_file(state, str(tmp / STATE_FILE), metadata={"format": FORMAT})
+        model.config.save_pretrained(tmp)
+        model.generation_config.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    except OSError as exc:  # a full disk
+        from modplural.cache_files import write_error
+
+        raise write_error(final.parent, exc) from exc
 
 
 def load_int8_model(directory: Path):

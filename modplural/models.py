@@ -158,7 +158,7 @@ def _float_dir(gguf: Path) -> Path:
 
 def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
     """Return a safetensors copy of a GGUF model, converting it once (one process at a time; the others wait)."""
-    from modplural.cache_files import directory_once
+    from modplural.cache_files import directory_once, write_error
 
     final = _float_dir(gguf)
 
@@ -166,8 +166,11 @@ def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
         if progress:
             print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
         model, tokenizer = read_gguf(gguf)
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        except OSError as exc:  # a full disk
+            raise write_error(final.parent, exc) from exc
 
     return directory_once(final, "config.json", fill)
 
