@@ -131,7 +131,7 @@ def summarize(tasks: list[str], float_run: dict, int8_run: dict) -> dict:
 
 def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> str:
     cpu = platform.processor() or platform.machine()
-    flags = _vector_extensions()
+    flags = vector_extensions()
     lines = [
         "# int8 weights vs float32: agreement of the main LLM's answers",
         "",
@@ -167,12 +167,12 @@ def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> st
     return "\n".join(lines) + "\n"
 
 
-def _vector_extensions() -> str:
+def vector_extensions() -> str:
     try:
         flags = set(Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split())
     except (OSError, IndexError):
         return "vector extensions unknown"
-    named = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni") if f in flags]
+    named = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile") if f in flags]
     return "vector extensions " + ", ".join(named) if named else "no AVX2"
 
 

@@ -38,6 +38,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "experiments"))
+
+from benchmark import server_peak_rss_mb  # noqa: E402
+from lean_weights_agreement import evenly_spaced, vector_extensions  # noqa: E402
 
 from modplural.assembly import StackSpec, assemble, local_backend  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest  # noqa: E402
@@ -89,12 +93,6 @@ def _request(row: dict):
         return OptionRequest(labels=tuple(row["labels"]), messages=messages, prompt=row["prompt"], answer_prefix=row["answer_prefix"])
     decoding = Decoding(**{k: row[k] for k in ("max_new_tokens", "temperature", "top_p", "seed", "top_k", "frequency_penalty", "no_repeat_ngram")})
     return GenerateRequest(messages=messages, prompt=row["prompt"], decoding=decoding)
-
-
-def evenly_spaced(items: list, count: int) -> list:
-    if count >= len(items):
-        return list(items)
-    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)] if count > 1 else items[:1]
 
 
 PROTOCOL = {"base": "modplural", "repetition": "none"}  # an OpenAI-compatible server cannot ban repeated n-grams
@@ -159,7 +157,7 @@ def replay(engine: str, rows: list[dict], args: argparse.Namespace) -> dict:
                 out = backend.option_probs(batch) if kind == "options" else backend.generate(batch)
                 seconds[task] = seconds.get(task, 0.0) + time.perf_counter() - start
                 answers += [list(o.probs) if kind == "options" else o for o in out]
-        peak = _server_peak_mb(server[0].pid) if server else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = server_peak_rss_mb(server[0].pid) if server else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finally:
         if server:
             from modplural.serving import llama_cpp
@@ -185,25 +183,10 @@ def _server_backend(args: argparse.Namespace):
     return main, (process, url)
 
 
-def _server_peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise ModPluralError(f"no VmHWM for process {pid}")
-
-
 def items_per_s(seconds: dict[str, float], rows: list[dict], rounds: int) -> float:
     """Items per second over the tasks: each task's seconds per item (``seconds`` summed over ``rounds``), summed, inverted."""
     per_item = sum(s / rounds / _items(rows, task) for task, s in seconds.items())
     return len(seconds) / per_item
-
-
-def vector_extensions() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split())
-    except (OSError, IndexError):
-        return "vector extensions unknown"
-    return ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile") if f in flags) or "no AVX2"
 
 
 def report(args: argparse.Namespace, rows: list[dict], rounds: list[dict[str, dict]], minutes: float) -> str:

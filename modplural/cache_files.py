@@ -24,7 +24,7 @@ def exclusive(lock: Path) -> Iterator[None]:
     find the finished entry. Raises ``write_error`` when the lock cannot be created."""
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
-        handle = lock.open("a")
+        handle = os.fdopen(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644), "w")  # never through a planted link
     except OSError as exc:
         raise write_error(lock.parent, exc) from exc
     with handle:

@@ -192,12 +192,16 @@ def _stat_key(path: Path) -> dict:
 def _write_stamp(path: Path) -> None:
     """Record the stat of a file just verified (a cache the user cannot write still works, re-verified each time)."""
     stamp = _stamp_path(path)
+    try:  # a fresh temporary file renamed into place: never written through a link planted at a fixed name
+        fd, tmp = tempfile.mkstemp(prefix=stamp.name, dir=stamp.parent)
+    except OSError:
+        return
     try:
-        tmp = stamp.with_suffix(".tmp")
-        tmp.write_text(json.dumps(_stat_key(path)))
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(_stat_key(path)))
         os.replace(tmp, stamp)
     except OSError:
-        pass
+        Path(tmp).unlink(missing_ok=True)
 
 
 def _check_assembled(split: SplitGGUF, path: Path) -> None:

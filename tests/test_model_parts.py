@@ -100,6 +100,22 @@ def test_missing_truncated_or_damaged_pieces_name_their_package(site, tmp_path):
         piece_path(split, split.pieces[1])
 
 
+def test_planted_links_in_the_cache_are_never_written_through(site, tmp_path):
+    """A link at the lock's name is refused (one line); the verification stamp goes through a fresh temporary file."""
+    split = _split(site, [os.urandom(100)], "link")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    victim = tmp_path / "victim"
+    (cache / ".link.gguf.lock").symlink_to(victim)
+    with pytest.raises(ModPluralError, match=r"cannot write the model cache .*: Too many levels of symbolic links"):
+        assemble(split, cache, progress=False)
+    assert not victim.exists()
+    (cache / ".link.gguf.lock").unlink()
+    (cache / ".link.gguf.verified.tmp").symlink_to(victim)  # the fixed name an earlier draft wrote through
+    assemble(split, cache, progress=False)
+    assert not victim.exists() and not (cache / ".link.gguf.verified").is_symlink()
+
+
 def test_a_changed_assembled_file_is_refused(site, tmp_path):
     split = _split(site, [os.urandom(5000), os.urandom(5000)], "flip")
     path = assemble(split, tmp_path / "cache", progress=False)
