@@ -106,6 +106,15 @@ SWITCHES: dict[str, Switch] = {
         "share their content-free prompt, so a prior could not change the pick)",
         "a small main LLM answers a numbered list by position; judging each message alone has no position to prefer",
     ),
+    "ethos": Switch(
+        "EthosAgents' released steps (Sam120204/Pluralistic-Alignment-for-Healthcare, `generate_*_comments*.py`; the `ethos` method only): "
+        "six `#Name: Core Value, Ethical Framework, Right/Duty, Emotion, Stakeholder` perspectives sampled at temperature 1 (450 / 500 "
+        "tokens), asked again until six parse (here at most 3 times, then the registry fills in below two), then one 150-180-word "
+        "comment per perspective at temperature 1 (`modplural/prompts/ethos_released.py`); the scripts release no aggregation",
+        "the main LLM lists `ethos_perspectives` numbered `name: stance` lines (greedy, parsed leniently), each perspective is the "
+        "system prompt of a comment written like a community message; both aggregate the comments with Modular Pluralism's modes",
+        "a small main LLM rarely writes six `#` lines; one list per query and comments sampled like community messages keep every item's panel",
+    ),
     "single_option_items": Switch(
         "kept and scored (JS 0, correct) (`evaluate_distributions.py`)", "left out, listed in the manifest",
         "a one-option item says nothing about a method",
@@ -150,6 +159,7 @@ class Protocol:
     calibration: str = "none"
     weights: str = "uniform"
     selection: str = "listwise"
+    ethos: str = "modplural"  # the ethos method's steps; runs recorded before this switch ran modplural's (ORIGINAL: released)
     steer_tokens: int = 200  # free-text steerable answers (original: 20, ValueKaleidoscope's short answers)
     message_tokens: int = 200  # community messages (both: 200, sampled at temperature 1.0, top-p 0.9)
     main_tokens: int = 200  # Overton responses
@@ -162,7 +172,7 @@ class Protocol:
             "selection_reading": ("sampled", "exact"), "steerable_answer": ("parse", "distribution"),
             "single_option_items": ("keep", "drop"), "f1_labels": ("present", "fixed"), "binary_filter": ("gold_or_pred", "gold"),
             "repetition": ("none", "ngram4"), "message_trim": ("none", "sentence"), "calibration": CALIBRATIONS,
-            "weights": WEIGHTINGS, "selection": SELECTIONS,
+            "weights": WEIGHTINGS, "selection": SELECTIONS, "ethos": ("modplural", "released"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -187,7 +197,7 @@ class Protocol:
 ORIGINAL = Protocol(
     name="original", prompts="original", main_input="raw", answer_reading="top10", selection_reading="sampled", main_temperature=0.1,
     steerable_answer="parse", single_option_items="keep", f1_labels="present", binary_filter="gold_or_pred", empty_response=-1,
-    steer_tokens=20,
+    steer_tokens=20, ethos="released",
 )
 MODPLURAL = Protocol(
     name="modplural", prompts="modplural", main_input="chat", answer_reading="exact", selection_reading="exact", main_temperature=0.0,

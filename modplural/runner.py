@@ -183,8 +183,15 @@ def select_calibration_items(items: list[Item], chosen: list[Item], config: Expe
 
 
 def _recorded_protocol(manifest: dict, where: str) -> Protocol | None:
-    """The protocol a run's manifest recorded (a switch added since then has its original value), if any."""
-    return from_mapping(Protocol, manifest["protocol"], f"{where}: protocol") if isinstance(manifest.get("protocol"), dict) else None
+    """The protocol a run's manifest recorded (a switch added since then has its original value; ``ethos``, added
+    after ethos ran under modplural prompts, has the value such a run used: released under original prompts, where
+    ethos could not run, else modplural), if any."""
+    recorded = manifest.get("protocol")
+    if not isinstance(recorded, dict):
+        return None
+    if "ethos" not in recorded:
+        recorded = {**recorded, "ethos": "released" if recorded.get("prompts") == "original" else "modplural"}
+    return from_mapping(Protocol, recorded, f"{where}: protocol")
 
 
 def _raw(result: dict) -> dict:

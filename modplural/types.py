@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from html import escape
-from typing import Iterable, Literal, get_args
+from typing import Any, Iterable, Literal, get_args
 
 from modplural.errors import ModPluralError
 from modplural.validation import WEIGHT_NAMES, check_options, check_text, check_weights
@@ -31,7 +31,7 @@ class Query:
     attribute: str | None = None  # steerable: what to reflect, e.g. "the value of Autonomy"
     persona: str | None = None  # optional framing sentence, e.g. "You are from the country of Japan."
     weights: tuple[float, ...] | str | None = None  # distributional: None/'uniform', 'registry' or one per community
-    situation: str | None = None  # Overton: the bare situation the main LLM comments on (the text may be an instruction)
+    situation: str | None = None  # the bare situation an item is about (Overton, ValueKaleidoscope; the text may be an instruction)
     frame: tuple[str, ...] | None = None  # the dataset family, for protocol 'original' (see modplural/prompts/original.py)
 
     def __post_init__(self) -> None:
@@ -95,7 +95,7 @@ class PluralResult:
     community_distributions: dict[str, list[float]] | None = None
     weights: dict[str, float] | None = None
     temperature: float | None = None  # weights: learned: the fitted temperature the voices' distributions were sharpened with
-    perspectives: list[dict[str, str]] | None = None  # ethos: each voice's name, stance, persona and source (main LLM or registry)
+    perspectives: list[dict[str, Any]] | None = None  # ethos: each voice's name, stance, persona and source (main LLM or registry); released: attempts
     main_prompts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

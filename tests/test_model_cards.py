@@ -13,7 +13,7 @@ import yaml
 from modplural.communities import default_registry_path, load_registry
 from modplural.errors import ModPluralError
 from modplural.training.model_card import (
-    CARD, DIGESTS, adapter_digest, build_card, card_text, hub_licence, licence_metadata, read_manifest,
+    CARD, DIGESTS, build_card, card_text, hub_licence, licence_metadata, read_manifest,
 )
 from tests.helpers import assert_one_line_error, run_cli
 

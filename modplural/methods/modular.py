@@ -7,7 +7,7 @@ from its community pool, ``Ethos`` (``methods/ethos.py``) from perspectives the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from modplural.backends.base import Backend
 from modplural.errors import ModPluralError
@@ -27,7 +27,7 @@ class Panel:
 
     pool: CommunityPool
     messages: dict[str, str]  # in the pool's order
-    perspectives: list[dict[str, str]] | None = None  # recorded in the result (ethos)
+    perspectives: list[dict[str, Any]] | None = None  # recorded in the result (ethos)
     prompts: list[str] = field(default_factory=list)  # main-LLM prompts sent before the messages (ethos: the perspective list)
 
 

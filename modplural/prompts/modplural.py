@@ -10,9 +10,9 @@ The steps follow the released scripts (``generate_community_lm_msg.py``, ``ours_
 ``moe_lm.py``); where the wording differs from them is the ``prompts`` switch (``modplural/protocol.py``).
 A trailing ``Answer:`` in the item text is dropped: the main LLM's answer prefix opens its own turn.
 
-``perspectives`` and ``perspective_persona`` are the ``ethos`` method's (only in this protocol): they follow
-EthosAgents' ``generate_overton_comments.py`` (Sam120204/Pluralistic-Alignment-for-Healthcare), asking for a
-numbered list instead of its ``#Name: ...`` lines.
+``perspectives`` and ``perspective_persona`` are the ``ethos`` method's own steps (``ethos: modplural``): they
+follow EthosAgents' ``generate_overton_comments.py`` (Sam120204/Pluralistic-Alignment-for-Healthcare), asking
+for a numbered list instead of its ``#Name: ...`` lines; its released steps word for word are ``ethos_released``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ def perspectives(q: Query, k: int) -> str:
     return (
         f"{_persona(q)}Generate {k} contrasting perspectives on the following question. Each perspective must differ clearly in "
         "its core value, its ethical framework, the right or duty it emphasizes, and the stakeholder it speaks for.\n\n"
-        f"Question: {q.situation or _body(q)}\n\n"
+        f"Question: {q.situation if q.situation and not q.options else _body(q)}\n\n"
         f"Write exactly {k} lines, numbered 1 to {k}, each in this format and nothing else:\n1. <name>: <one-sentence stance>"
     )
 

@@ -77,7 +77,8 @@ class SteerableValueKaleidoscope(Task):
             raise ItemError(f"{path}: item {index}: field 'label' is {label!r}, expected one of A, B, C")
         value = field(path, index, row, "vrd")
         options = VK_OPTIONS if protocol.steerable_answer == "distribution" else None
-        query = Query(field(path, index, row, "input"), options=options, attribute=f"the value of {value}", frame=("value", value))
+        query = Query(field(path, index, row, "input"), options=options, attribute=f"the value of {value}", frame=("value", value),
+                      situation=field(path, index, row, "situation"))
         return Item(str(field(path, index, row, "id", (int, str))), query, {"label": label}, group=None)
 
     def item_metrics(self, item: Item, result: dict, protocol: Protocol, scorer=None) -> dict[str, float]:
