@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -26,18 +27,21 @@ from experiments.fidelity import cell, effect, headline  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.errors import ModPluralError  # noqa: E402
 from modplural.learned_weights import TEMPERATURE_RANGE, check_learned  # noqa: E402
-from modplural.metrics import Estimate, bootstrap, js_distance  # noqa: E402
+from modplural.metrics import Estimate, bootstrap  # noqa: E402
 from modplural.protocol import Protocol  # noqa: E402
+from modplural.references import PRIOR, reference_scores  # noqa: E402
 from modplural.run_dir import RunDir  # noqa: E402
 from modplural.runner import Experiment  # noqa: E402
-from modplural.tasks import get_task  # noqa: E402
+from modplural.tasks import get_task, load_task  # noqa: E402
 
 DEFAULT_VARIANTS = (
     "vanilla=runs/pluralism:vanilla",
     "prompting=runs/pluralism:prompting",
     "moe=runs/pluralism:moe",
     "modular=runs/pluralism:modular",
-    "ethos=runs/pluralism:ethos",
+    "ethos=runs/pluralism_ethos:ethos",
+    "ethos (released)=runs/pluralism_ethos_released:ethos",
+    "modular (personas)=runs/pluralism_personas:modular",
     "modular+extensions=runs/pluralism_extensions:modular",
 )
 BASELINES = ("vanilla", "prompting", "moe")
@@ -171,6 +175,35 @@ def chosen_label(result: dict) -> str:
     return GENERATED if sources.get(result["chosen_community"], "registry") != "registry" else result["chosen_community"]
 
 
+REFUSAL = re.compile(r"^\W*(i'?m sorry|i am sorry|sorry\b|i can(?:no|')t\b|i am unable|i'?m unable|as an ai\b)|can(?:no|')t (?:assist|help) with", re.I)
+
+
+def is_refusal(response: str | None) -> bool:
+    """Whether an Overton response declines to answer: it opens with an apology or a refusal ("I'm sorry, but I
+    can't assist with that."), or says it cannot assist / help with it, within its first 200 characters."""
+    return bool(response) and bool(REFUSAL.search(response.strip()[:200]))
+
+
+def refusal_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> dict[str, dict]:
+    """label -> {"refusals": n, "answers": n} over the Overton items, for the variants that ran Overton."""
+    task = "vital_overton"
+    wanted = set(items.get(task, []))
+    out = {}
+    for label, run in loaded.items():
+        if task in run.scores:
+            responses = [r["result"].get("response") for r in run.experiment.run_dir.read_predictions(task, run.variant.method) if r["id"] in wanted]
+            out[label] = {"refusals": sum(map(is_refusal, responses)), "answers": len(responses)}
+    return out
+
+
+def refusal_lines(counts: dict[str, dict]) -> list[str]:
+    if not counts:
+        return []
+    return ["", "## Overton refusals", "", "Responses that decline to answer (`is_refusal`: an opening apology or refusal, or \"can't assist with\").", "",
+            "| variant | refusals | answers | rate |", "|---|---|---|---|",
+            *[f"| {label} | {c['refusals']} | {c['answers']} | {c['refusals'] / c['answers']:.3f} |" for label, c in counts.items() if c["answers"]]]
+
+
 def learned_weights(run: RunDir, method: str) -> dict[str, dict]:
     """task -> ``method``'s entry of the run's weights.json ({} for a run without learned weights)."""
     if not run.weights_path.is_file():
@@ -197,7 +230,8 @@ def weight_rows(entries: dict[str, dict], items: dict[str, list[str]]) -> list[s
 
 
 def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
-    """The numbers of one task: per variant its estimates, and its paired effects against modular and each baseline."""
+    """The numbers of one task: per variant its estimates, and its paired effects against modular and each baseline;
+    the references that need no model (``modplural/references.py``) likewise, without a verdict."""
     metric, higher = direction(task)
     holders = {label: run for label, run in loaded.items() if task in run.scores}
     records = {label: [run.scores[task][i] for i in ids] for label, run in holders.items()}
@@ -210,17 +244,24 @@ def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
         primary = {other: change[metric] for other, change in against.items() if metric in change}
         variants[label] = {"estimates": values[label], "against": against, "beats_every_baseline": beats_every_baseline(label, primary, higher)}
     return {"metric": metric, "higher_is_better": higher, "best_baseline": best, "items": len(ids), "variants": variants,
-            "uniform_js_distance": uniform_js(task, ids, next(iter(holders.values())))}
+            "references": reference_rows(task, ids, holders)}
 
 
-def uniform_js(task: str, ids: list[str], run: Loaded) -> dict | None:
-    """The JS distance of a uniform distribution over each item's options to its gold distribution (no model): the
-    floor a method must beat before its distributions say anything; None for tasks without gold distributions."""
-    items = {i.id: i for i in run.experiment.tasks[task][2]}
-    golds = [items[i].gold.get("distribution") for i in ids if i in items]
-    if not golds or any(g is None for g in golds):
-        return None
-    return bootstrap([js_distance(g, [1 / len(g)] * len(g)) for g in golds]).as_dict()
+def reference_rows(task: str, ids: list[str], holders: dict[str, Loaded]) -> dict[str, dict]:
+    """label -> estimates, paired effects against modular and each baseline, and (prior) how many items had a
+    prior, for the no-model references on these items; {} for tasks whose gold is not a distribution."""
+    run = next(iter(holders.values()))
+    task_obj, _, every_item, _ = load_task(task, run.experiment.data_dir, run.experiment.protocol)
+    chosen = {i.id: i for i in every_item}
+    items = [chosen[i] for i in ids if i in chosen]
+    out = {}
+    for label, reference in reference_scores(task_obj, items, every_item, run.experiment.protocol).items():
+        scores = reference["scores"]
+        against = {other: effect(task, holders[other].scores[task], holders[other].experiment.protocol, scores, run.experiment.protocol)
+                   for other in (REFERENCE, *BASELINES) if other in holders}
+        out[label] = {"estimates": estimates(task, [scores[i] for i in ids], run.experiment.protocol), "against": against,
+                      **({"prior_items": reference["prior_items"]} if "prior_items" in reference else {})}
+    return out
 
 
 def run_line(loaded: Loaded, items: dict[str, list[str]]) -> str:
@@ -276,15 +317,21 @@ def task_lines(task: str, section: dict) -> list[str]:
     way = "higher" if section["higher_is_better"] else "lower"
     lines = ["", f"## {task}", "", f"Primary: {metric} ({way} is better); best baseline: {best or '(none ran)'}; {section['items']} items.", "",
              f"| variant | metric | value [95%] | vs {REFERENCE} | vs best baseline ({best or '—'}) | better than every baseline |", "|---|---|---|---|---|---|"]
-    uniform = section["uniform_js_distance"]
-    if uniform is not None:
-        lines.insert(5, f"A uniform distribution over each item's options (no model) has js_distance {uniform['value']:.3f} "
-                        f"[{uniform['ci95'][0]:.3f}, {uniform['ci95'][1]:.3f}] on these items.\n")
     for label, numbers in section["variants"].items():
         for name, estimate in numbers["estimates"].items():
             versus = [cell(numbers["against"].get(other, {}).get(name)) if other != label else "(itself)" for other in (REFERENCE, best)]
             beats = ("yes" if numbers["beats_every_baseline"] else "no") if name == metric else ""
             lines.append(f"| {label} | {name} | {estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] | " + " | ".join(versus) + f" | {beats} |")
+    for label, numbers in section["references"].items():
+        for name, estimate in numbers["estimates"].items():
+            versus = [cell(numbers["against"].get(other, {}).get(name)) for other in (REFERENCE, best)]
+            lines.append(f"| {label} | {name} | {estimate.value:.3f} [{estimate.low:.3f}, {estimate.high:.3f}] | " + " | ".join(versus) + " | (reference) |")
+    if section["references"]:
+        prior = section["references"].get(PRIOR)
+        lines += ["", "References need no model: the uniform distribution over each item's options; " + (
+            f"the population prior, the mean gold distribution of the same question over the file's other groups (leave-one-out; "
+            f"{prior['prior_items']} of {section['items']} items had one, the rest get the uniform distribution)." if prior else
+            "no population prior (no question of this task is asked of several groups).") + " Argmax ties go to the first option, as the scorer reads them."]
     return lines
 
 
@@ -313,14 +360,19 @@ def weight_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> tupl
     return lines, learned
 
 
+def _effects(against: dict[str, dict]) -> dict:
+    return {o: {k: {"difference": d, "ci95": [lo, hi], "n": n} for k, (d, lo, hi, n) in change.items()} for o, change in against.items()}
+
+
 def as_json(tasks: dict[str, dict]) -> dict:
     """The task sections with estimates and effects as plain JSON values."""
     out = {}
     for task, section in tasks.items():
-        variants = {label: {"estimates": {k: e.as_dict() for k, e in v["estimates"].items()},
-                            "against": {o: {k: {"difference": d, "ci95": [lo, hi], "n": n} for k, (d, lo, hi, n) in change.items()} for o, change in v["against"].items()},
+        variants = {label: {"estimates": {k: e.as_dict() for k, e in v["estimates"].items()}, "against": _effects(v["against"]),
                             "beats_every_baseline": v["beats_every_baseline"]} for label, v in section["variants"].items()}
-        out[task] = {**section, "variants": variants}
+        references = {label: {**r, "estimates": {k: e.as_dict() for k, e in r["estimates"].items()}, "against": _effects(r["against"])}
+                      for label, r in section["references"].items()}
+        out[task] = {**section, "variants": variants, "references": references}
     return out
 
 
@@ -336,11 +388,12 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
         lines += task_lines(task, section)
     chosen, counts = selection_lines(items, loaded)
     learned, weights = weight_lines(items, loaded)
-    lines += chosen + learned
+    refusals = refusal_counts(items, loaded)
+    lines += chosen + learned + refusal_lines(refusals)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     runs = {v.label: {"run_dir": str(v.run_dir), "method": v.method, "run": v.label in loaded} for v in variants}
-    payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights}
+    payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals}
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     return out / "report.md"
 

@@ -45,6 +45,7 @@ PRIMARY = "modular"
 # computed (every sampled request has its own seed; only the order of float summation moves), so a run may be resumed
 # with other values, and a manifest written before one of them existed still matches.
 HOW_FIELDS = ("chunk_size", "batch_size", "packed_weights")
+COMMUNITY_FORMS = ("adapters", "personas")
 FALLBACK_CHUNK = 8  # items per call where no batch size says better (the sequential engine, servers)
 
 
@@ -79,6 +80,7 @@ class ExperimentConfig:
     ethos_perspectives: int = DEFAULT_PERSPECTIVES  # the ethos method's perspectives per query
     calibration_items: int = 20  # calibration split / weights learned: items per task, outside the evaluated ones, to fit priors / weights on
     packed_weights: bool = True  # batched engine on a CPU in float32: oneDNN-prepacked linear weights (false: the plain kernel)
+    communities_as: str = "adapters"  # or "personas": every community as its persona on the main LLM, no adapters loaded
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -110,6 +112,7 @@ class ExperimentConfig:
         check_choice(self.device, DEVICES, "device")
         check_choice(self.dtype, DTYPES, "dtype")
         check_choice(self.main_weight_format, WEIGHT_FORMATS, "main_weight_format")
+        check_choice(self.communities_as, COMMUNITY_FORMS, "communities_as")
         check_perspectives(self.ethos_perspectives)
         check_count(self.calibration_items, "calibration_items")
         protocol = self.resolved_protocol()
@@ -143,6 +146,16 @@ def auto_chunk(pool) -> int:
 
 def _without(config, fields: tuple[str, ...]):
     return {k: v for k, v in config.items() if k not in fields} if isinstance(config, dict) else config
+
+
+def _same_config(recorded, config: ExperimentConfig) -> bool:
+    """Whether a manifest's config is ``config``, up to HOW_FIELDS; a field added since the run was recorded
+    matches when ``config`` leaves it at its default (what the recorded run did)."""
+    if not isinstance(recorded, dict):
+        return False
+    defaults = {f.name: f.default for f in dataclasses.fields(ExperimentConfig)}
+    current = {k: v for k, v in config.as_dict().items() if k in recorded or v != defaults.get(k)}
+    return _without(recorded, HOW_FIELDS) == _without(current, HOW_FIELDS)
 
 
 def load_config(path: Path, **overrides) -> ExperimentConfig:
@@ -235,7 +248,7 @@ class Experiment:
     def _check_manifest(self) -> dict:
         if self.run_dir.manifest_path.is_file():
             manifest = self.run_dir.manifest()
-            if _without(manifest.get("config"), HOW_FIELDS) != _without(self.config.as_dict(), HOW_FIELDS):
+            if not _same_config(manifest.get("config"), self.config):
                 raise ModPluralError(f"{self.out_dir} holds a run of another config; use a new --out directory")
             recorded = _recorded_protocol(manifest, str(self.run_dir.manifest_path))
             if recorded is not None and recorded.differences(self.protocol):
@@ -284,7 +297,7 @@ class Experiment:
         c, p = self.config, self.protocol
         spec = StackSpec(model=c.main_model, communities=c.communities, registry=c.registry, servers=c.servers, engine=c.engine, device=c.device,
                          dtype=c.dtype, batch_size=c.batch_size, cache=c.cache, with_pool=bool(USES_POOL & set(c.methods)),
-                         personas=not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p),
+                         personas=c.communities_as == "personas" or not (NEEDS_POOL & set(c.methods)), decoding=message_decoding(p, c.seed, temperature=c.message_temperature, top_p=c.message_top_p),
                          packed_weights=c.packed_weights, main_weight_format=c.main_weight_format)
         main, pool = assemble(spec)
         methods = {name: build_method(name, main, pool, p, c.seed, c.ethos_perspectives) for name in c.methods}

@@ -191,6 +191,22 @@ def test_packed_weights_in_a_config_choose_the_kernel(adapter_dirs, tmp_path):
         assert pool.backend.kernels == kernels
 
 
+def test_communities_as_personas_loads_no_adapter_and_runs_them_on_the_main_llm(adapter_dirs, tmp_path):
+    registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
+    data = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
+    methods, _, pool = Experiment(load_config(_config(tmp_path, registry, communities_as="personas")), data, tmp_path / "run")._build()
+    assert pool.backend.adapters == [] and all(c.adapter is None and c.persona for c in pool.communities)
+    assert methods["modular"].pool is pool and all("+persona:" in pool.identity(n) for n in pool.names)
+    assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, communities_as="loras"))), "communities_as must be one of adapters, personas")
+    other = tmp_path / "older"
+    other.mkdir()
+    older = {k: v for k, v in load_config(_config(tmp_path, registry)).as_dict().items() if k != "communities_as"}  # written before the field existed
+    (other / "manifest.json").write_text(json.dumps({"config": older}))
+    assert Experiment(load_config(_config(tmp_path, registry)), data, other)._check_manifest()
+    with pytest.raises(ModPluralError, match="holds a run of another config"):
+        Experiment(load_config(_config(tmp_path, registry, communities_as="personas")), data, other)._check_manifest()
+
+
 def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
     started = time.time()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from experiments.pluralism_report import (
-    Variant, beats_every_baseline, best_baseline, learned_weights, method_scores, parse_variant, parse_variants,
+    Variant, beats_every_baseline, best_baseline, is_refusal, learned_weights, method_scores, parse_variant, parse_variants,
     shared_items, significantly_better, weight_rows,
 )
 from modplural.errors import ModPluralError
@@ -134,3 +134,17 @@ def test_a_generated_perspective_is_counted_without_its_name():
     assert chosen_label({"chosen_community": "Quoted item text", "perspectives": perspectives}) == GENERATED
     assert chosen_label({"chosen_community": "patients", "perspectives": perspectives}) == "patients"
     assert chosen_label({"chosen_community": "patients"}) == "patients"  # modular: no perspectives
+
+
+@pytest.mark.parametrize("response, refused", [
+    ("I'm sorry, but I can't assist with that.", True),
+    ("  Sorry, I cannot help with this request.", True),
+    ("I cannot provide medical advice.", True),
+    ("As an AI, I have no opinions.", True),
+    ("Vaccination protects children; some parents worry about side effects, and I can't stress enough that...", False),
+    ("Parents and doctors disagree. I'm sorry to say the evidence is mixed.", False),
+    ("", False),
+    (None, False),
+])
+def test_a_refusal_is_an_opening_apology_or_a_cannot_assist(response, refused):
+    assert is_refusal(response) is refused
