@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+from modplural.atomic_files import own_directory, write_atomic
 from modplural.protocol import ORIGINAL, SWITCHES
 from modplural.run_dir import RunDir
 from modplural.tasks import get_task
@@ -85,16 +87,20 @@ def write_report(run_dir: Path) -> Path:
                 lines.append(f"| {name} | {p['metric']} ({'higher' if p['higher_is_better'] else 'lower'} is better) | {p['difference']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}] | {p['p_value']:.3f} | {p['n']} |")
             lines.append("")
         lines += [f"![{task}](plots/{task}.png)", ""]
-    plots = run_dir / "plots"
-    plots.mkdir(exist_ok=True)
+    plots = own_directory(run_dir / "plots")
     _plot_metrics(metrics, plots)
     _plot_js(run_dir, metrics, plots)
     for task in metrics["tasks"]:
         if (plots / f"{task}_js.png").is_file():
             lines += [f"![{task} JS distances](plots/{task}_js.png)", ""]
-    report = run_dir / "report.md"
-    report.write_text("\n".join(lines) + "\n")
-    return report
+    return write_atomic(run_dir / "report.md", "\n".join(lines) + "\n")
+
+
+def _save(fig, path: Path) -> None:
+    """A figure as PNG, written atomically (never through a link planted at ``path``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    write_atomic(path, buffer.getvalue())
 
 
 def _plot_metrics(metrics: dict, plots: Path) -> None:
@@ -113,7 +119,7 @@ def _plot_metrics(metrics: dict, plots: Path) -> None:
         ax.set_ylabel(f"{key} ({'higher' if higher_is_better else 'lower'} is better)")
         ax.set_title(task)
         fig.tight_layout()
-        fig.savefig(plots / f"{task}.png", dpi=120)
+        _save(fig, plots / f"{task}.png")
         plt.close(fig)
 
 
@@ -136,5 +142,5 @@ def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
         ax.set_title(f"{task}: JS distances")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(plots / f"{task}_js.png", dpi=120)
+        _save(fig, plots / f"{task}_js.png")
         plt.close(fig)

@@ -24,6 +24,7 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+from modplural.atomic_files import open_own, write_atomic
 from modplural.errors import ModPluralError
 
 
@@ -97,7 +98,7 @@ class RunDir:
             if not repair:
                 raise ModPluralError(f"{path}: line {len(lines) + 1} is incomplete (an interrupted run): run `modplural run` again to finish it")
             print(f"modplural: {path.name}: dropping an incomplete last line left by an interrupted run", file=sys.stderr)
-            with path.open("r+b") as f:
+            with open_own(path, "a") as f:
                 f.truncate(len(data) - len(torn))
         return records
 
@@ -105,16 +106,13 @@ class RunDir:
     def write_json(self, name: str, payload: dict) -> Path:
         """Write ``name`` atomically (a temporary file renamed into place)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / f".{name}.tmp"
-        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path / name)
-        return self.path / name
+        return write_atomic(self.path / name, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
         """Hold the directory for one ``modplural run``; a second one fails at once naming the holder's pid."""
         self.path.mkdir(parents=True, exist_ok=True)
-        handle = (self.path / ".lock").open("a+")
+        handle = open_own(self.path / ".lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -24,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from modplural.assembly import StackSpec, assemble, check_engine, message_decoding
+from modplural.atomic_files import open_own, own_directory
 from modplural.backends.batch_size import parse_batch_size
 from modplural.calibration import check_priors
 from modplural.config_files import from_mapping, read_yaml
@@ -268,7 +269,7 @@ class Experiment:
                 if created:  # nothing was run: leave no directory behind
                     shutil.rmtree(self.out_dir, ignore_errors=True)
                 raise
-            self.run_dir.predictions_dir.mkdir(parents=True, exist_ok=True)
+            own_directory(self.run_dir.predictions_dir)
             manifest = {
                 "config": self.config.as_dict(),
                 "protocol": self.protocol.as_dict(),
@@ -315,7 +316,7 @@ class Experiment:
         if self.protocol.weights == "learned" and task.mode == "distributional" and hasattr(method, "fit_weights"):
             method.learned = self._learned_weights(task_name, method_name, method)
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=f"{task_name}/{method_name}", disable=not progress, dynamic_ncols=True)
-        with path.open("a") as out:
+        with open_own(path, "a") as out:
             for start in range(0, len(pending), chunk_size):
                 chunk = pending[start : start + chunk_size]
                 asked = [i for i in chunk if i.fixed is None]

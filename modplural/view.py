@@ -12,6 +12,7 @@ import html
 import json
 from pathlib import Path
 
+from modplural.atomic_files import write_atomic
 from modplural.errors import ModPluralError
 from modplural.run_dir import RunDir
 from modplural.runner import Experiment
@@ -63,13 +64,12 @@ def render(data: dict) -> str:
 def write_view(run_dir: Path, data_dir: Path, out: Path | None = None) -> Path:
     """Write the page for ``run_dir`` (default ``RUN_DIR/view.html``); returns its path."""
     page = render(view_data(run_dir, data_dir))
-    out = out or Path(run_dir) / "view.html"
+    out = Path(out) if out else Path(run_dir) / "view.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(page, encoding="utf-8")
     except OSError as exc:
         raise ModPluralError(f"cannot write {out}: {exc.strerror or exc}") from exc
-    return out
+    return write_atomic(out, page)
 
 
 _CSS = """

@@ -1,0 +1,102 @@
+"""A run directory's own files are written as new files renamed into place: a planted link is refused, never
+written through, and nothing outside the run changes (modplural/atomic_files.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modplural.atomic_files import open_own, own_directory, write_atomic
+from modplural.errors import ModPluralError
+from tests.helpers import assert_one_line_error, run_cli, write_registry
+
+SECRET = "the user's own file\n"
+
+
+# ----------------------------------------------------------------------------- the helpers (no model)
+def test_write_atomic_replaces_a_file_and_leaves_no_temporary(tmp_path):
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+    write_atomic(target, "new")
+    assert target.read_text() == "new" and oct(target.stat().st_mode & 0o777) == "0o644" and os.listdir(tmp_path) == ["metrics.json"]
+
+
+def test_write_atomic_never_writes_through_a_link_or_into_a_directory(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "report.md").symlink_to(outside)
+    with pytest.raises(ModPluralError, match="report.md is a symbolic link: modplural writes its own files only"):
+        write_atomic(run / "report.md", "x")
+    (run / "view.html").mkdir()
+    with pytest.raises(ModPluralError, match="view.html is not a regular file"):
+        write_atomic(run / "view.html", "x")
+    assert outside.read_text() == SECRET and sorted(os.listdir(run)) == ["report.md", "view.html"]
+
+
+def test_appending_and_directories_refuse_links(tmp_path):
+    outside = tmp_path / "outside.jsonl"
+    outside.write_text(SECRET)
+    (tmp_path / "x.jsonl").symlink_to(outside)
+    with pytest.raises(ModPluralError, match="x.jsonl is a symbolic link"):
+        open_own(tmp_path / "x.jsonl", "a")
+    (tmp_path / "plots").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ModPluralError, match="plots should be a directory of modplural's files, but is a symbolic link"):
+        own_directory(tmp_path / "plots")
+    with open_own(tmp_path / "fresh.jsonl", "a") as out:
+        out.write("line\n")
+    assert (tmp_path / "fresh.jsonl").read_text() == "line\n" and outside.read_text() == SECRET
+
+
+# ----------------------------------------------------------------------------- a real finished run
+@pytest.fixture(scope="module")
+def finished(adapter_dirs, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("links")
+    config = {"name": "tiny_links", "tasks": ["vital_distributional_moralchoice"], "methods": ["vanilla"], "registry": str(write_registry(root / "registry.yaml", adapter_dirs)),
+              "limit": 2, "chunk_size": 2, "main_tokens": 4, "device": "cpu", "cache": False}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("run", str(root / "config.yaml"), "--out", str(root / "run"), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return root / "run"
+
+
+@pytest.fixture
+def run(finished, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished, copy)
+    return copy
+
+
+@pytest.mark.parametrize("command, name", [("view", "view.html"), ("report", "report.md"), ("score", "metrics.json"), ("score", "scores.json")])
+def test_a_link_where_a_run_file_belongs_is_refused_and_its_target_kept(run, tmp_path, command, name):
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET)
+    (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(outside)
+    assert_one_line_error(run_cli(command, str(run)), f"{name} is a symbolic link")
+    assert outside.read_text() == SECRET and (run / name).is_symlink()
+
+
+def test_a_planted_temporary_name_is_never_opened(run, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text(SECRET)
+    (run / ".metrics.json.tmp").symlink_to(outside)  # the fixed temporary name of earlier versions
+    result = run_cli("score", str(run))
+    assert result.returncode == 0, result.stderr
+    assert outside.read_text() == SECRET and (run / "metrics.json").is_file() and not (run / "metrics.json").is_symlink()
+
+
+def test_plots_as_a_link_or_report_as_a_directory_are_one_line_errors(run, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "plots").symlink_to(elsewhere, target_is_directory=True)
+    assert_one_line_error(run_cli("report", str(run)), "plots should be a directory of modplural's files")
+    assert os.listdir(elsewhere) == []
+    (run / "plots").unlink()
+    (run / "report.md").mkdir()
+    assert_one_line_error(run_cli("report", str(run)), "report.md is not a regular file")
