@@ -106,7 +106,11 @@ class RunDir:
     def write_json(self, name: str, payload: dict) -> Path:
         """Write ``name`` atomically (a temporary file renamed into place)."""
         self.path.mkdir(parents=True, exist_ok=True)
-        return write_atomic(self.path / name, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        try:
+            text = json.dumps(payload, indent=2, ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:  # NaN or an infinity: never written into a file we produce
+            raise ModPluralError(f"{self.path / name}: refusing to write a non-finite number ({exc}); a prediction or setting upstream is not a number") from exc
+        return write_atomic(self.path / name, text + "\n")
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -39,7 +39,7 @@ from modplural.provenance import file_sha256, git_commit, versions
 from modplural.run_dir import RunDir
 from modplural.scorers import SCORERS
 from modplural.tasks import TASKS, Item, Task, load_task
-from modplural.validation import check_choice, check_count, finite_float
+from modplural.validation import check_choice, check_count, check_distribution, finite_float
 
 PRIMARY = "modular"
 # Config fields that change how items are grouped into calls and batches, or which kernel multiplies, not what is
@@ -206,6 +206,16 @@ def _recorded_protocol(manifest: dict, where: str) -> Protocol | None:
     if "ethos" not in recorded:
         recorded = {**recorded, "ethos": "released" if recorded.get("prompts") == "original" else "modplural"}
     return from_mapping(Protocol, recorded, f"{where}: protocol")
+
+
+def _checked(result: dict, item: Item, where: Path) -> dict:
+    """``result`` with its distribution checked (finite, non-negative, not all zero, one number per option) where the
+    item has options; a damaged prediction is a one-line error naming the file and item."""
+    options = item.query.options if item.query is not None else (item.fixed or {}).get("options")
+    if not options:
+        return result  # Overton, or a free-text steerable answer (steerable_answer: parse)
+    distribution = check_distribution(result.get("distribution"), len(options), f"{where}: item {item.id}: 'distribution'")
+    return {**result, "distribution": distribution}
 
 
 def _raw(result: dict) -> dict:
@@ -409,7 +419,8 @@ class Experiment:
                 missing = [i.id for i in items if i.id not in results]
                 if missing:
                     raise ModPluralError(f"{self.run_dir.predictions_path(task_name, method_name)}: {len(missing)} of {len(items)} items have no prediction (first: {missing[0]}); the run is unfinished")
-                records = [task.item_metrics(i, results[i.id], protocol, scorer) for i in items]
+                where = self.run_dir.predictions_path(task_name, method_name)
+                records = [task.item_metrics(i, _checked(results[i.id], i, where), protocol, scorer) for i in items]
                 out["tasks"].setdefault(task_name, {})[method_name] = task.aggregate(items, records, protocol)
                 per_method[method_name] = {i.id: r for i, r in zip(items, records)}
             out["paired"][task_name] = self._paired(task, per_method)

@@ -125,6 +125,18 @@ def check_weights(weights: Any, what: str = "weights") -> tuple[float, ...]:
     return values
 
 
+def check_distribution(values: Any, length: int, what: str) -> list[float]:
+    """A probability distribution read back from a file: ``length`` finite non-negative numbers, not all zero."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise ModPluralError(f"{what} must be a list of {length} probabilities, got {type(values).__name__}")
+    if len(values) != length:
+        raise ModPluralError(f"{what} has {len(values)} probabilities for {length} options")
+    numbers_ = [finite_float(v, f"{what}[{i}]") for i, v in enumerate(values)]
+    if any(v < 0 for v in numbers_) or not sum(numbers_) > 0:
+        raise ModPluralError(f"{what} must be non-negative and not all zero, got {numbers_}")
+    return numbers_
+
+
 def normalise(values: Sequence[float]) -> list[float]:
     """Checked non-negative weights scaled to sum to 1; dividing by the largest first keeps huge weights from overflowing."""
     largest = max(values)

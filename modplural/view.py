@@ -55,7 +55,11 @@ def view_data(run_dir: Path, data_dir: Path) -> dict:
 
 def render(data: dict) -> str:
     """The page: ``data`` as inline JSON (every ``<``, ``>`` and ``&`` escaped, so no text can close the script tag)."""
-    blob = json.dumps(data, ensure_ascii=False).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    try:
+        blob = json.dumps(data, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # the page's JSON would not parse: refuse rather than show a blank page
+        raise ModPluralError(f"the run holds a non-finite number ({exc}); run `modplural score` to find the damaged prediction") from exc
+    blob = blob.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(data["name"])} — modplural view</title>\n'
             f"<style>{_CSS}</style></head>\n<body>\n{_BODY}\n"
             f'<script type="application/json" id="data">{blob}</script>\n<script>{_JS}</script>\n</body></html>\n')

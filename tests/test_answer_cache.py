@@ -127,6 +127,10 @@ def test_a_mixed_batch_computes_only_the_misses_once_and_keeps_request_order(bac
     ("option_probs", "{not json"),
     ("option_probs", '{"labels": ["A", "B", "C"], "probs": [0.5, 0.5], "mass": 1.0, "unread": 0.0}'),
     ("option_probs", '{"labels": ["A", "B", "C"], "probs": [0.2, 0.3, "0.5"], "mass": 1.0, "unread": 0.0}'),
+    ("option_probs", '{"labels": ["A", "B", "C"], "probs": [NaN, NaN, NaN], "mass": 1.0, "unread": 0.0}'),
+    ("option_probs", '{"labels": ["A", "B", "C"], "probs": [0.5, 0.5, 0.0], "mass": Infinity, "unread": 0.0}'),
+    ("option_probs", '{"labels": ["A", "B", "C"], "probs": [0.0, 0.0, 0.0], "mass": 1.0, "unread": 0.0}'),
+    ("option_probs", '{"labels": ["A", "B", "C"], "probs": [1.5, -0.5, 0.0], "mass": 1.0, "unread": 0.0}'),
     ("next_tokens", '[["A", 0.5], 7]'),
     ("generate", "123"),
 ])

@@ -3,6 +3,7 @@ written through, and nothing outside the run changes (modplural/atomic_files.py)
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -100,3 +101,37 @@ def test_plots_as_a_link_or_report_as_a_directory_are_one_line_errors(run, tmp_p
     (run / "plots").unlink()
     (run / "report.md").mkdir()
     assert_one_line_error(run_cli("report", str(run)), "report.md is not a regular file")
+
+
+# ----------------------------------------------------------------------------- damaged distributions
+def _damage(run: Path, distribution) -> Path:
+    path = run / "predictions" / "vital_distributional_moralchoice__vanilla.jsonl"
+    lines = path.read_text().splitlines()
+    first = json.loads(lines[0])
+    first["result"]["distribution"] = distribution
+    path.write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("distribution, fragment", [
+    (float("nan"), "must be a list of 2 probabilities"),
+    ([float("nan"), 0.5], "'distribution'[0] must be a finite number, got nan"),
+    ([float("inf"), 0.0], "must be a finite number, got inf"),
+    ([0.0, 0.0], "must be non-negative and not all zero"),
+    ([1.5, -0.5], "must be non-negative and not all zero"),
+    ([0.2, 0.3, 0.5], "has 3 probabilities for 2 options"),
+    (None, "must be a list of 2 probabilities, got NoneType"),
+    ("AB", "must be a list of 2 probabilities, got str"),
+])
+def test_a_damaged_distribution_is_never_scored(run, distribution, fragment):
+    before = (run / "metrics.json").read_bytes()
+    path = _damage(run, distribution)
+    result = run_cli("score", str(run))
+    assert_one_line_error(result, f"{path}: item ", fragment)
+    assert (run / "metrics.json").read_bytes() == before  # nothing non-finite written
+
+
+def test_the_view_refuses_a_non_finite_number_instead_of_a_blank_page(run):
+    _damage(run, [float("nan"), 0.5])
+    assert_one_line_error(run_cli("view", str(run)), "non-finite number")
+    assert not (run / "view.html").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Callable, Sequence
 
 from modplural.backends.base import Backend, GenerateRequest, NextTokenRequest, OptionRequest, OptionResult, TokenScorer, TopTokens
@@ -113,8 +114,8 @@ class CachingBackend:
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{value!r} is not a number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
     return float(value)
 
 
@@ -136,6 +137,8 @@ def _option_result(value: Any, request: OptionRequest) -> OptionResult:
     labels, probs = tuple(value["labels"]), tuple(_number(p) for p in value["probs"])
     if labels != request.labels or len(probs) != len(labels):
         raise ValueError(f"labels {list(labels)} with {len(probs)} probabilities for the request's {list(request.labels)}")
+    if any(p < 0 for p in probs) or not sum(probs) > 0:
+        raise ValueError(f"probabilities {list(probs)} are negative or all zero")
     return OptionResult(labels, probs, _number(value["mass"]), _number(value["unread"]))
 
 
