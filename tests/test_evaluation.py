@@ -213,6 +213,10 @@ def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, methods=["vanilla", "oracle"]))), "unknown method 'oracle'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, tasks=["vital_trivia"]))), "unknown task 'vital_trivia'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, colour="red"))), "unknown field 'colour'")
+    never = {"base": "modplural", "calibration": "split", "weights": "learned"}  # accepted once, then failed at modular after the baselines ran
+    assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, protocol=never)), "--out", str(tmp_path / "never")),
+                          "calibration split and weights learned cannot be combined")
+    assert not (tmp_path / "never").exists()
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, chunk_size="big"))), "chunk_size must be a positive integer or 'auto', got 'big'")
     assert_one_line_error(run_cli("run", str(_config(tmp_path, registry, packed_weights="no"))), "field 'packed_weights' has a bad value 'no' (expected a boolean)")
     other = tmp_path / "other_run"
