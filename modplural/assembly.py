@@ -47,6 +47,7 @@ from modplural.models import DEFAULT_MODEL, default_main_model, is_named
 from modplural.methods.registry import NEEDS_POOL, USES_POOL, build_method, check_method
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
+from modplural.validation import check_count
 
 ENGINES = ("batched", "sequential")  # ours, and the original's one-prompt-at-a-time pattern (for measurement)
 
@@ -108,7 +109,7 @@ def assemble(spec: StackSpec) -> Stack:
     servers = load_servers(spec.servers) if spec.servers else None
     clients: dict[str, Backend] = {}  # one HTTP backend per server, shared by its communities and the main LLM
     local: tuple[str, Backend] | None = None  # (base model spec, backend) of the locally served communities
-    communities = load_registry(spec.registry).select(list(spec.communities) if spec.communities else None) if spec.with_pool else []
+    communities = load_registry(spec.registry).select(None if spec.communities is None else list(spec.communities)) if spec.with_pool else []
     if spec.with_pool and not communities:
         raise ModPluralError("the registry lists no communities")
     pool = None
@@ -148,11 +149,31 @@ def load(method: str = "modular", *, protocol: Protocol | str | Mapping | None =
     protocol = resolve_protocol(protocol if calibration is None else {"base": resolve_protocol(protocol), "calibration": calibration})
     check_method(method, protocol)
     check_perspectives(ethos_perspectives)
+    communities = _community_names(communities)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ModPluralError(f"seed must be a whole number, got {seed!r}")
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise ModPluralError(f"cache must be true, false or a cache file path, got {type(cache).__name__} {cache!r}")
+    if message_tokens is not None:
+        check_count(message_tokens, "message_tokens")
     spec = StackSpec(model=model, communities=communities, registry=registry, servers=servers, engine=engine, device=device, dtype=dtype,
                      batch_size=batch_size, cache=cache, decoding=message_decoding(protocol, seed, message_tokens), with_pool=method in USES_POOL,
                      personas=method not in NEEDS_POOL, main_weight_format=main_weight_format)
     main, pool = assemble(spec)
     return build_method(method, main, pool, protocol, seed, ethos_perspectives=ethos_perspectives)
+
+
+def _community_names(communities: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """None (every registry community), or the names asked for: one name as a string, or a non-empty list of names."""
+    if communities is None:
+        return None
+    if isinstance(communities, str):
+        communities = [communities]
+    if not isinstance(communities, Sequence) or not all(isinstance(c, str) and c.strip() for c in communities):
+        raise ModPluralError(f"communities must be a community name or a list of names, got {communities!r}")
+    if not communities:
+        raise ModPluralError("communities is empty: name at least one community, or pass None for every registry community")
+    return tuple(communities)
 
 
 def _community_backend(communities: list[Community], servers: Servers | None, clients: dict[str, Backend],

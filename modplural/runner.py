@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -86,6 +87,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
             raise ModPluralError("a config needs at least one task and one method")
+        if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", self.name):
+            raise ModPluralError(f"name must be a plain name (letters, digits, '.', '_', '-'; it names the run directory runs/<name>), got {self.name!r}")
+        if self.communities is not None and not self.communities:
+            raise ModPluralError("communities is empty: name at least one community, or null for every registry community")
         for task in self.tasks:
             if task not in TASKS:
                 raise ModPluralError(f"unknown task {task!r}: choose from {', '.join(TASKS)}")

@@ -164,3 +164,26 @@ def test_load_is_a_ready_method_in_one_line(tmp_path, adapter_dirs):
     assert isinstance(vanilla, Vanilla) and not hasattr(vanilla, "pool")
     with pytest.raises(ModPluralError, match="unknown method 'oracle'"):
         modplural.load("oracle")
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"communities": []}, "communities is empty: name at least one community, or pass None"),
+    ({"communities": [3]}, "communities must be a community name or a list of names, got [3]"),
+    ({"communities": ["patients", " "]}, "communities must be a community name or a list of names"),
+    ({"seed": "x"}, "seed must be a whole number, got 'x'"),
+    ({"seed": True}, "seed must be a whole number, got True"),
+    ({"cache": 123}, "cache must be true, false or a cache file path, got int 123"),
+    ({"message_tokens": 0}, "message_tokens"),
+])
+def test_load_refuses_misused_arguments_before_any_model_loads(kwargs, fragment, tmp_path):
+    import modplural
+
+    with pytest.raises(ModPluralError, match=re.escape(fragment)) as error:
+        modplural.load("modular", registry=tmp_path / "missing.yaml", **kwargs)  # a missing registry would be the error after the checks
+    assert "\n" not in str(error.value)
+
+
+def test_one_community_may_be_named_by_a_string():
+    from modplural.assembly import _community_names
+
+    assert _community_names("patients") == ("patients",) and _community_names(["a", "b"]) == ("a", "b") and _community_names(None) is None

@@ -207,6 +207,17 @@ def test_communities_as_personas_loads_no_adapter_and_runs_them_on_the_main_llm(
         Experiment(load_config(_config(tmp_path, registry, communities_as="personas")), data, other)._check_manifest()
 
 
+@pytest.mark.parametrize("name", ["/tmp/outside", "../up", "a/b", "", ".hidden", "x" * 101])
+def test_a_config_name_is_a_plain_name(tmp_path, name):
+    with pytest.raises(ModPluralError, match="name must be a plain name"):
+        load_config(_config(tmp_path, tmp_path / "registry.yaml", name=name))
+
+
+def test_an_empty_community_list_is_an_error(tmp_path):
+    with pytest.raises(ModPluralError, match="communities is empty"):
+        load_config(_config(tmp_path, tmp_path / "registry.yaml", communities=[]))
+
+
 def test_config_errors_come_before_any_model_runs(adapter_dirs, tmp_path):
     registry = write_registry(tmp_path / "registry.yaml", adapter_dirs)
     started = time.time()
