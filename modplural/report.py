@@ -6,6 +6,7 @@ import io
 from pathlib import Path
 
 from modplural.atomic_files import own_directory, write_atomic
+from modplural.errors import ModPluralError
 from modplural.protocol import ORIGINAL, SWITCHES
 from modplural.run_dir import RunDir
 from modplural.tasks import get_task
@@ -36,9 +37,23 @@ def _comparability(protocol: dict, scorer: dict | None) -> str:
 
 
 def write_report(run_dir: Path) -> Path:
-    """Write ``report.md`` and ``plots/*.png`` into ``run_dir``; returns the report path."""
+    """Write ``report.md`` and ``plots/*.png`` into ``run_dir``; returns the report path. A manifest, metrics or
+    scores file of another shape than modplural writes is a one-line error naming the files and the field."""
     run = RunDir(run_dir)
     manifest, metrics = run.manifest(), run.read_json("metrics.json")
+    for name, value, kind in (("manifest.json: config", manifest.get("config"), dict), ("metrics.json: tasks", metrics.get("tasks"), dict),
+                              ("metrics.json: paired", metrics.get("paired", {}), dict)):
+        if not isinstance(value, kind) or (name.endswith("tasks") and not value):
+            raise ModPluralError(f"{run.path / name.split(':')[0]}: '{name.split(': ')[1]}' is missing or not an object; run `modplural score {run.path}` again")
+    try:
+        return _write_report(run, manifest, metrics)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError, StopIteration) as exc:
+        raise ModPluralError(f"{run.path}: manifest.json, metrics.json or scores.json is not what modplural writes ({type(exc).__name__}: {exc}); "
+                             f"run `modplural score {run.path}` again") from exc
+
+
+def _write_report(run: RunDir, manifest: dict, metrics: dict) -> Path:
+    run_dir = run.path
     config = manifest["config"]
     protocol = manifest.get("protocol", {})
     methods = config["methods"]

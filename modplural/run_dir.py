@@ -140,8 +140,9 @@ class RunDir:
 def _record(path: Path, number: int, raw: bytes) -> dict:
     try:
         record = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModPluralError(f"{path}: line {number} is not valid JSON ({exc}); fix or remove that line, nothing after it is dropped") from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 6000-digit number, thousands of nested brackets
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModPluralError(f"{path}: line {number} is not valid JSON ({reason}); fix or remove that line, nothing after it is dropped") from exc
     if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(record.get("result"), dict):
         raise ModPluralError(f"{path}: line {number} is not a prediction record (needs a string 'id' and a 'result' object)")
     return record

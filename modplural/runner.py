@@ -206,8 +206,10 @@ def _recorded_protocol(manifest: dict, where: str) -> Protocol | None:
     after ethos ran under modplural prompts, has the value such a run used: released under original prompts, where
     ethos could not run, else modplural), if any."""
     recorded = manifest.get("protocol")
-    if not isinstance(recorded, dict):
+    if recorded is None:  # recorded before protocols existed
         return None
+    if not isinstance(recorded, dict):
+        raise ModPluralError(f"{where}: 'protocol' must be an object of switches, got {type(recorded).__name__} {str(recorded)[:40]!r}")
     if "ethos" not in recorded:
         recorded = {**recorded, "ethos": "released" if recorded.get("prompts") == "original" else "modplural"}
     return from_mapping(Protocol, recorded, f"{where}: protocol")
@@ -254,6 +256,8 @@ class Experiment:
         if not isinstance(manifest.get("config"), dict):
             raise ModPluralError(f"{where}: no config in the manifest")
         config = from_mapping(ExperimentConfig, manifest["config"], where)
+        if not isinstance(manifest.get("data", {}), dict) or not all(isinstance(v, dict) for v in manifest.get("data", {}).values()):
+            raise ModPluralError(f"{where}: 'data' must be an object of per-task file records")
         experiment = cls(config, data_dir, run_dir, manifest.get("command"), _recorded_protocol(manifest, where))
         for name, (_, path, _, _) in experiment.tasks.items():
             recorded = manifest.get("data", {}).get(name, {}).get("sha256")

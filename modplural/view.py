@@ -10,12 +10,35 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 
 from modplural.atomic_files import write_atomic
 from modplural.errors import ModPluralError
 from modplural.run_dir import RunDir
 from modplural.runner import Experiment
+from modplural.validation import is_number
+
+
+def _item_metrics(scores: dict, task: str, method: str, item_id: str, where: Path) -> dict | None:
+    """One item's metrics from scores.json (None where it has none), or a one-line error for a file of the wrong shape."""
+    per_method = scores.get(task, {})
+    per_item = per_method.get(method, {}) if isinstance(per_method, dict) else None
+    if not isinstance(per_item, dict):
+        raise ModPluralError(f"{where}: {task} / {method}: expected an object of per-item metrics; run `modplural score` again")
+    metrics = per_item.get(item_id)
+    if metrics is not None and not (isinstance(metrics, dict) and all(is_number(v) and math.isfinite(v) for v in metrics.values())):
+        raise ModPluralError(f"{where}: {task} / {method} / {item_id}: expected an object of finite numbers; run `modplural score` again")
+    return metrics
+
+
+def _item_score(task, metrics: dict | None, where: str) -> float | None:
+    if not metrics:
+        return None
+    try:
+        return task.item_score(metrics)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModPluralError(f"{where}: these metrics do not score ({type(exc).__name__}: {exc}); run `modplural score` again") from exc
 
 
 def view_data(run_dir: Path, data_dir: Path) -> dict:
@@ -33,14 +56,16 @@ def view_data(run_dir: Path, data_dir: Path) -> dict:
     methods = list(experiment.config.methods)
     tasks = {}
     for name, (task, _, items, _) in experiment.tasks.items():
+        for m in methods:
+            if not run.predictions_path(name, m).is_file():
+                raise ModPluralError(f"{run.predictions_path(name, m)} is missing: the run has no predictions of {m} on {name}; run `modplural run` again to finish it")
         results = {m: {r["id"]: r["result"] for r in run.read_predictions(name, m)} for m in methods}
         rows = []
         for item in items:
             answers = {}
             for method in methods:
-                metrics = scores.get(name, {}).get(method, {}).get(item.id)
-                answers[method] = {"result": results[method].get(item.id), "metrics": metrics,
-                                   "score": task.item_score(metrics) if metrics else None}
+                metrics = _item_metrics(scores, name, method, item.id, run.scores_path())
+                answers[method] = {"result": results[method].get(item.id), "metrics": metrics, "score": _item_score(task, metrics, f"{run.scores_path()}: {name} / {method} / {item.id}")}
             query = item.query
             rows.append({"id": item.id, "question": query.text if query else None,
                          "context": [c for c in (query.attribute, query.persona) if c] if query else [],
@@ -67,7 +92,12 @@ def render(data: dict) -> str:
 
 def write_view(run_dir: Path, data_dir: Path, out: Path | None = None) -> Path:
     """Write the page for ``run_dir`` (default ``RUN_DIR/view.html``); returns its path."""
-    page = render(view_data(run_dir, data_dir))
+    try:
+        data = view_data(run_dir, data_dir)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        raise ModPluralError(f"{run_dir}: manifest.json, scores.json or a predictions file is not what modplural writes ({type(exc).__name__}: {exc}); "
+                             f"run `modplural score {run_dir}` again") from exc
+    page = render(data)
     out = Path(out) if out else Path(run_dir) / "view.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

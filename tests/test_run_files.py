@@ -135,3 +135,53 @@ def test_the_view_refuses_a_non_finite_number_instead_of_a_blank_page(run):
     _damage(run, [float("nan"), 0.5])
     assert_one_line_error(run_cli("view", str(run)), "non-finite number")
     assert not (run / "view.html").exists()
+
+
+# ----------------------------------------------------------------------------- damaged files under score, view and report
+PREDICTIONS = "predictions/vital_distributional_moralchoice__vanilla.jsonl"
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ('{"id": "x", "result": ' + "[" * 100000 + "]" * 100000 + "}", "line 1 is not valid JSON"),
+    ('{"id": "x", "result": {"n": ' + "7" * 6000 + "}}", "line 1 is not valid JSON (Exceeds the limit"),
+    ('{"id": "x", "result": null}', "line 1 is not a prediction record"),
+])
+@pytest.mark.parametrize("command", ["score", "view"])
+def test_a_damaged_predictions_line_is_one_line_error(run, command, line, fragment):
+    path = run / PREDICTIONS
+    path.write_text(line + "\n" + path.read_text())
+    assert_one_line_error(run_cli(command, str(run)), str(path), fragment)
+
+
+@pytest.mark.parametrize("name, content, command, fragment", [
+    ("metrics.json", {}, "report", "metrics.json: 'tasks' is missing or not an object"),
+    ("metrics.json", {"tasks": {"vital_distributional_moralchoice": {"vanilla": {"js_distance": "bad"}}}}, "report", "is not what modplural writes"),
+    ("metrics.json", {"tasks": {"vital_distributional_moralchoice": {}}, "paired": {}}, "report", "is not what modplural writes"),
+    ("scores.json", {"vital_distributional_moralchoice": ["wrong"]}, "view", "scores.json: vital_distributional_moralchoice / vanilla: expected an object"),
+    ("scores.json", {"vital_distributional_moralchoice": {"vanilla": {"x": "bad"}}}, "view", None),
+])
+def test_damaged_metrics_and_scores_are_one_line_errors(run, name, content, command, fragment):
+    (run / name).write_text(json.dumps(content))
+    result = run_cli(command, str(run))
+    if fragment is None:  # an item absent from scores.json is shown without metrics
+        assert result.returncode == 0, result.stderr
+    else:
+        assert_one_line_error(result, fragment)
+
+
+@pytest.mark.parametrize("change, command, fragment", [
+    (lambda m: m.pop("command"), "report", "KeyError: 'command'"),
+    (lambda m: m.update(data="a string"), "score", "'data' must be an object of per-task file records"),
+    (lambda m: m.update(protocol="modplural"), "score", "'protocol' must be an object of switches, got str"),
+    (lambda m: m.update(protocol="modplural"), "view", "'protocol' must be an object of switches"),
+])
+def test_a_damaged_manifest_is_a_one_line_error(run, change, command, fragment):
+    manifest = json.loads((run / "manifest.json").read_text())
+    change(manifest)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_cli(command, str(run)), fragment)
+
+
+def test_a_missing_predictions_file_is_named_by_the_view(run):
+    (run / PREDICTIONS).unlink()
+    assert_one_line_error(run_cli("view", str(run)), "vital_distributional_moralchoice__vanilla.jsonl is missing")
