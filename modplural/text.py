@@ -33,3 +33,9 @@ def last_complete_sentence(text: str) -> str:
     # the splitter collapses runs of whitespace: find the last sentence's words with any whitespace between them
     tail = re.search(r"\s+".join(map(re.escape, sentences[-1].split())) + r"\s*$", text)
     return text[: tail.start()].rstrip() if tail and tail.start() > 0 else text
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` for a terminal: control characters other than newline and tab (an escape sequence from a registry or a
+    server reply could move the cursor, retitle the window or hide output) shown as ``\\x1b``-style escapes."""
+    return "".join(ch if ch in "\n\t" or not (ord(ch) < 32 or 127 <= ord(ch) < 160) else f"\\x{ord(ch):02x}" for ch in text)

@@ -121,6 +121,13 @@ def test_cli_list_prints_a_table(tmp_path):
     assert row["adapter"] == "none" and row["persona"] == "yes" and row["licence"] == "-"
 
 
+def test_terminal_escapes_in_a_registry_are_never_printed_raw(tmp_path):
+    path = _write(tmp_path / "r.yaml", [_entry("health_left", "a/left", axis="left\x1b]0;owned\x07\x1b[2J")])
+    result = run_cli("communities", "list", "--registry", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout and "\x07" not in result.stdout and "left\\x1b]0;owned\\x07\\x1b[2J" in result.stdout
+
+
 def test_cli_check_loads_adapters_and_reports_a_missing_one(tmp_path):
     make_random_adapter(tmp_path / "a" / "left", seed=3)
     good = _write(tmp_path / "good.yaml", [_entry("left", "a/left")])

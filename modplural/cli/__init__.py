@@ -11,6 +11,7 @@ import sys
 from typing import NoReturn, Sequence
 
 from modplural.cli import ask, communities, model, runs, training
+from modplural.text import terminal_safe
 from modplural.errors import ModPluralError
 
 
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ModPluralError as exc:
-        print(f"modplural: error: {exc}", file=sys.stderr)
+        print(f"modplural: error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("modplural: interrupted", file=sys.stderr)

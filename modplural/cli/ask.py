@@ -8,6 +8,7 @@ import json
 from modplural.cli import options
 from modplural.errors import ModPluralError
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES
+from modplural.text import terminal_safe
 from modplural.validation import check_count, check_weights
 
 
@@ -75,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**result.to_dict(), "main_model": main_identity}, indent=2))
     else:
-        print(f"main LLM: {main_identity}\n{result}")
+        print(terminal_safe(f"main LLM: {main_identity}\n{result}"))
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from modplural.cli import options
 from modplural.communities import Community
 from modplural.errors import ModPluralError
+from modplural.text import terminal_safe
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,7 +63,7 @@ def list_registry(args: argparse.Namespace) -> int:
     elif not rows:
         print(f"no communities in {registry.path}")
     else:
-        print(table(rows))
+        print(terminal_safe(table(rows)))
     return 0
 
 
