@@ -19,6 +19,7 @@ from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
 from modplural.protocol import SAMPLING_TOP_K
 from modplural.validation import check_weights, normalise
+from modplural.seeds import derived_seed
 
 # Modular Pluralism samples community messages (temperature 1.0, top-p 0.9, transformers' top-k 50, 200 new tokens); ours are seeded.
 MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed=0, top_k=SAMPLING_TOP_K)
@@ -74,8 +75,7 @@ class CommunityPool:
         The community need not be one of the pool's: a persona-only one runs on the backend's base model."""
         decoding = self.decoding
         if not decoding.greedy:
-            seed_text = f"{decoding.seed}|{community.name}|{prompt}".encode()
-            decoding = replace(decoding, seed=int(hashlib.sha256(seed_text).hexdigest()[:8], 16))
+            decoding = replace(decoding, seed=derived_seed(decoding.seed, community.name, prompt))
         persona = ({"role": "system", "content": community.persona},) if community.persona else ()
         return GenerateRequest(messages=(*persona, {"role": "user", "content": prompt}), adapter=self._adapter(community), decoding=decoding)
 

@@ -11,7 +11,6 @@ back and never recomputed; a line cut off by the kill is dropped and its item re
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -41,6 +40,7 @@ from modplural.run_dir import RunDir
 from modplural.scorers import SCORERS
 from modplural.tasks import TASKS, Item, Task, load_task
 from modplural.validation import check_choice, check_count, check_distribution, finite_float
+from modplural.seeds import seeded_key
 
 PRIMARY = "modular"
 # Config fields that change how items are grouped into calls and batches, or which kernel multiplies, not what is
@@ -176,7 +176,7 @@ def select_items(items: list[Item], config: ExperimentConfig) -> list[Item]:
     if config.limit is None or config.limit >= len(items):
         return items
     if config.sample:
-        rank = {i.id: hashlib.sha256(f"{config.seed}|{i.id}".encode()).hexdigest() for i in items}
+        rank = {i.id: seeded_key(config.seed, i.id) for i in items}
         chosen = set(sorted(rank, key=rank.get)[: config.limit])
         return [i for i in items if i.id in chosen]
     return items[: config.limit]
@@ -197,7 +197,7 @@ def select_calibration_items(items: list[Item], chosen: list[Item], config: Expe
     if not rest:
         raise ModPluralError("calibration items (calibration split, weights learned) must lie outside the evaluated ones: set a limit below the task's size")
     if config.sample:
-        rest.sort(key=lambda i: hashlib.sha256(f"{config.seed}|{i.id}".encode()).hexdigest())
+        rest.sort(key=lambda i: seeded_key(config.seed, i.id))
     return rest[: config.calibration_items]
 
 

@@ -7,10 +7,9 @@ template), ``answer_reading`` (top-10 or exact), ``selection_reading`` (sampled 
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Callable, Mapping, Sequence, TypeVar
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest, NextTokenRequest, OptionRequest
 from modplural.backends.label_tokens import read_top_tokens_original
@@ -21,15 +20,11 @@ from modplural.prompts import for_protocol, option_labels
 from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
 from modplural.text import last_complete_sentence
 from modplural.types import PluralResult, Query, check_mode
+from modplural.seeds import derived_seed
 
 TOP_TOKENS_READ = 10  # answer_reading: top10 reads probabilities.topk(10)
 NO_REPEAT_NGRAM = 4  # repetition: ngram4
 T = TypeVar("T")
-
-
-def derived_seed(*parts: Any) -> int:
-    """A 32-bit seed from text parts: reproducible, independent of batching."""
-    return int(hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()[:8], 16)
 
 
 @dataclass(frozen=True)

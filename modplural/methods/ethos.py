@@ -29,7 +29,7 @@ from typing import Mapping
 from modplural.backends.base import Backend, Decoding, GenerateRequest
 from modplural.communities import Community
 from modplural.errors import ModPluralError
-from modplural.methods.base import derived_seed
+from modplural.seeds import derived_seed
 from modplural.methods.modular import Collaboration, Panel
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.prompts import ethos_released as released

@@ -26,6 +26,7 @@ from modplural.training.motions import MOTION_SUPPORTERS, side
 from modplural.training.stance_examples import FILE as STANCE_FILE
 from modplural.training.stance_examples import stance_example
 from modplural.validation import jsonl_objects, jsonl_string
+from modplural.seeds import derived_seed
 
 csv.field_size_limit(1 << 30)
 
@@ -202,7 +203,7 @@ def passages(text: str, min_words: int, max_words: int) -> list[str]:
 
 def is_validation(doc_id: str, valid_fraction: float) -> bool:
     """Deterministic by-document split."""
-    return int(hashlib.sha256(doc_id.encode()).hexdigest()[:8], 16) % 10_000 < valid_fraction * 10_000
+    return derived_seed(doc_id) % 10_000 < valid_fraction * 10_000
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -10,10 +10,10 @@ followed by the argument. Only the corpus's own labels are used; the questions o
 
 from __future__ import annotations
 
-import hashlib
 
 from modplural.prompts import option_labels
 from modplural.prompts.modplural import ANSWER_PREFIX, with_options
+from modplural.seeds import derived_seed
 
 AGREE, DISAGREE = "Yes, I agree", "No, I disagree"
 FILE = "stance_train.jsonl"
@@ -21,7 +21,7 @@ FILE = "stance_train.jsonl"
 
 def stance_example(motion: str, supports: bool, argument: str, doc_id: str, source: str) -> dict:
     """A corpus row ``{"messages", "source", "doc_id"}``: the motion asked as a lettered question, answered by its side."""
-    agree_first = int(hashlib.sha256(doc_id.encode()).hexdigest()[:8], 16) % 2 == 0
+    agree_first = derived_seed(doc_id) % 2 == 0
     options = (AGREE, DISAGREE) if agree_first else (DISAGREE, AGREE)
     letter = option_labels(2)[options.index(AGREE if supports else DISAGREE)]
     question = with_options(f"Do you agree with the following motion? {motion.strip().rstrip('.')}.", options)
