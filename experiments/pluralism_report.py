@@ -43,6 +43,10 @@ DEFAULT_VARIANTS = (
     "ethos (released)=runs/pluralism_ethos_released:ethos",
     "modular (personas)=runs/pluralism_personas:modular",
     "modular+extensions=runs/pluralism_extensions:modular",
+    "vanilla+content_free=runs/pluralism_content_free:vanilla",
+    "prompting+content_free=runs/pluralism_content_free:prompting",
+    "moe+content_free=runs/pluralism_content_free:moe",
+    "modular+content_free=runs/pluralism_content_free:modular",
 )
 BASELINES = ("vanilla", "prompting", "moe")
 REFERENCE = "modular"
@@ -280,12 +284,14 @@ def scorer_identity(loaded: Loaded) -> str:
 
 def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]]) -> list[str]:
     models = sorted({str(run.experiment.run_dir.manifest().get("main_model")) for run in loaded.values()})
+    bases = sorted({str(identity).split("+")[0] for run in loaded.values() for identity in (run.experiment.run_dir.manifest().get("communities") or {}).values()})
     scorers = sorted({scorer_identity(run) for run in loaded.values()})
     few = [f"{task} {len(ids)}" for task, ids in items.items() if len(ids) < WANTED_ITEMS]
     lines = [
         "# Pluralism: every method and extension on the same VITAL dev items", "",
-        f"- These are our numbers for {', '.join(f'`{m}`' for m in models)} (main LLM and base of the communities) on the VITAL development "
-        "split (a seeded sample of each task), not the papers' models or test sets: compare variants here, never with published tables.",
+        f"- These are our numbers for the main LLM {', '.join(f'`{m}`' for m in models)} with community LMs on {', '.join(f'`{b}`' for b in bases) or '(none)'} "
+        "(adapters, or personas where a variant says so) on the VITAL development split (a seeded sample of each task), not the papers' models "
+        "or test sets: compare variants here, never with published tables.",
         f"- Overton scorer: {', '.join(scorers)}; an embedding proxy is not the papers' NLI entailment, so Overton coverage compares variants only.",
         f"- Baselines: {', '.join(BASELINES)}; reference: `{REFERENCE}`. Values: the headline metric with a bootstrap 95% interval over items. "
         "Effects: the paired difference (variant − other) over the same items with a paired bootstrap 95% interval; `*`: the interval excludes 0. "
