@@ -26,6 +26,7 @@ from typing import Iterator
 
 from modplural.atomic_files import open_own, write_atomic
 from modplural.errors import ModPluralError
+from modplural.json_files import parse_json, read_json
 
 
 class RunDir:
@@ -62,18 +63,7 @@ class RunDir:
 
     # ----------------------------------------------------------------- reading
     def read_json(self, name: str) -> dict:
-        path = self.path / name
-        if not path.is_file():
-            raise ModPluralError(f"{self.path} has no {name}: not a run directory, or the run has not started (run `modplural run` first)")
-        try:
-            data = json.loads(path.read_bytes().decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModPluralError(f"{path}: not valid JSON ({exc})") from exc
-        except (ValueError, RecursionError) as exc:  # a 5000-digit number, thousands of nested brackets
-            raise ModPluralError(f"{path}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
-        if not isinstance(data, dict):
-            raise ModPluralError(f"{path}: expected a JSON object")
-        return data
+        return read_json(self.path / name, dict, f"{self.path} has no {name}: not a run directory, or the run has not started (run `modplural run` first)")
 
     def manifest(self) -> dict:
         return self.read_json("manifest.json")
@@ -139,10 +129,9 @@ class RunDir:
 
 def _record(path: Path, number: int, raw: bytes) -> dict:
     try:
-        record = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 6000-digit number, thousands of nested brackets
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ModPluralError(f"{path}: line {number} is not valid JSON ({reason}); fix or remove that line, nothing after it is dropped") from exc
+        record = parse_json(raw, f"{path}: line {number}")
+    except ModPluralError as exc:
+        raise ModPluralError(f"{exc}; fix or remove that line, nothing after it is dropped") from exc
     if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(record.get("result"), dict):
         raise ModPluralError(f"{path}: line {number} is not a prediction record (needs a string 'id' and a 'result' object)")
     return record

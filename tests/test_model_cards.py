@@ -142,7 +142,8 @@ def test_a_card_without_a_registry_entry_has_no_registry_fields():
     assert "Not measured for this adapter yet" in card
 
 
-@pytest.mark.parametrize("content, fragment", [("{not json", "is not a readable JSON file"), ("[1, 2]", "must hold a JSON object"),
+@pytest.mark.parametrize("content, fragment", [("{not json", "not valid JSON"), ("[1, 2]", "expected a JSON object"),
+                                               ("[" * 100000, "not valid JSON"), ('{"n": ' + "9" * 6000 + "}", "not valid JSON"),
                                                ('{"config": {}}', "missing steps")])
 def test_a_corrupt_manifest_is_an_error_naming_the_file(content, fragment, tmp_path):
     path = tmp_path / "training_manifest.json"

@@ -7,11 +7,11 @@ the file and, for weights, the tensor.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from modplural.errors import ModPluralError
+from modplural.json_files import read_json
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -39,12 +39,9 @@ def read_adapter(name: str, path: Path) -> AdapterFiles:
 
 def _read_config(name: str, file: Path) -> dict:
     try:
-        config = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModPluralError(f"adapter {name!r}: {file} is not a readable JSON file ({exc})") from exc
-    if not isinstance(config, dict):
-        raise ModPluralError(f"adapter {name!r}: {file} must hold a JSON object, not {type(config).__name__}")
-    return config
+        return read_json(file, dict)
+    except ModPluralError as exc:
+        raise ModPluralError(f"adapter {name!r}: {exc}") from exc
 
 
 def _read_weights(name: str, file: Path) -> dict:

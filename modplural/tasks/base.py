@@ -7,7 +7,6 @@ paper's metrics with bootstrap confidence intervals.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from modplural.errors import ModPluralError
 from modplural.protocol import Protocol
 from modplural.types import Mode, Query
 from modplural.validation import bad_text_location, finite_float, is_number, read_text
+from modplural.json_files import parse_json
 
 
 @dataclass(frozen=True)
@@ -38,13 +38,7 @@ def read_items(path: Path) -> list[dict]:
     """A JSON list of objects (the released VITAL / Modular Pluralism format)."""
     if not path.is_file():
         raise ModPluralError(f"task file not found: {path} (pass --data-dir, or run `modplural data download vital`)")
-    text = read_text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModPluralError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (ValueError, RecursionError) as exc:  # a 5000-digit number, thousands of nested brackets
-        raise ModPluralError(f"{path}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    data = parse_json(read_text(path), str(path))
     if not isinstance(data, list):
         raise ModPluralError(f"{path}: expected a JSON list of items")
     for i, row in enumerate(data):

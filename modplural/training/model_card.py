@@ -10,7 +10,6 @@ the folder can be pushed to a hub as it is. Results are used only where they rec
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from modplural.models import dtype_name, hub_id
 from modplural.provenance import file_sha256
 from modplural.training.distinctness import BASE, SPREAD
 from modplural.training.lora import MANIFEST
+from modplural.json_files import read_json
 
 CARD = "README.md"
 DISTINCTNESS = "distinctness.json"
@@ -304,15 +304,7 @@ def _versions(manifest: dict, adapter_config: dict) -> list[str]:
 # ----------------------------------------------------------------------------- reading and writing
 def read_json_object(path: Path) -> dict:
     """The JSON object in ``path``; anything else is a one-line error naming the file."""
-    if not path.is_file():
-        raise ModPluralError(f"{path} is missing")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModPluralError(f"{path} is not a readable JSON file ({' '.join(str(exc).split())})") from exc
-    if not isinstance(data, dict):
-        raise ModPluralError(f"{path} must hold a JSON object, not {type(data).__name__}")
-    return data
+    return read_json(path, dict)
 
 
 def read_manifest(path: Path) -> dict:

@@ -1,0 +1,35 @@
+"""The one strict JSON file reader: UTF-8, valid JSON of the expected kind, and a one-line error naming the file otherwise."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modplural.errors import ModPluralError
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``text`` parsed as JSON; bad UTF-8 or JSON, a number of thousands of digits or thousands of nested brackets
+    are a one-line error starting with ``where``."""
+    try:
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except json.JSONDecodeError as exc:
+        raise ModPluralError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, a 5000-digit number, deep nesting
+        raise ModPluralError(f"{where}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+
+
+def read_json(path: Path, kind: type = dict, missing: str | None = None) -> Any:
+    """The JSON value of kind ``kind`` (``dict`` or ``list``) in ``path``; ``missing`` is the error for an absent file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModPluralError(missing or f"{path} is missing")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ModPluralError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
+    data = parse_json(raw, str(path))
+    if not isinstance(data, kind):
+        raise ModPluralError(f"{path}: expected a JSON {'object' if kind is dict else 'list'}, not {type(data).__name__}")
+    return data
