@@ -21,14 +21,21 @@ is among them the result is uniform with ``mass == 0``.
 
 Replies are checked: a body that is not UTF-8 JSON, a reply without ``choices``, missing or empty alternatives, a
 log-probability that is not a finite number <= 0, alternatives whose probabilities add up to more than 1, or a ``/models`` / ``/lora-adapters``
-listing of the wrong shape are one-line errors naming the server and the field. Redirects are never followed
-(urllib would send the API key along to the new address), the key is removed from every error message, and a
-key about to travel over plain ``http://`` to another machine gets a one-line warning on stderr.
+listing of the wrong shape, JSON nested too deeply or with an over-long number are one-line errors naming the server
+and the field. Redirects are never followed (urllib would send the API key along to the new address), the key is
+removed from every error message, and a key about to travel over plain ``http://`` to another machine gets a one-line
+warning on stderr. A key that cannot go in an HTTP header (a line break read from a file, a control character) and a
+``base_url`` carrying ``user:password@`` are refused before any request, their secrets never printed.
+
+``timeout`` bounds each attempt as a whole (connecting, waiting, reading every byte of the reply), so a server that
+drips its reply cannot hold a call longer; ``retries`` and ``backoff`` are bounded too (``check_settings``).
 """
 
 from __future__ import annotations
 
+import functools
 import http.client
+import io
 import ipaddress
 import json
 import socket
@@ -45,6 +52,7 @@ from modplural.backends.label_tokens import LogprobsError, first_token_alternati
 from modplural.errors import ModPluralError
 
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+MAX_TIMEOUT, MAX_BACKOFF, MAX_RETRIES = 86400, 60, 20
 _WARNED_CLEAR_TEXT: set[str] = set()  # base URLs already warned about, so the warning comes once per process
 
 
@@ -55,7 +63,120 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reading end on which no read waits past ``deadline`` (a ``time.monotonic()`` value)."""
+
+    def __init__(self, raw: io.RawIOBase, sock: socket.socket, deadline: float) -> None:
+        super().__init__()
+        self._raw, self._sock, self._deadline = raw, sock, deadline
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int | None:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the reply took longer than the timeout")
+        self._sock.settimeout(left)
+        return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """A response whose status line, headers and body must all arrive before ``deadline``."""
+
+    def __init__(self, sock: socket.socket, *args, deadline: float, **kwargs) -> None:
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_DeadlineReader(self.fp.detach(), sock, deadline))
+
+
+class _Deadline:
+    """Connection mixin: the ``timeout`` it is made with is the budget of the whole exchange, not of each socket read."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if isinstance(self.timeout, (int, float)):
+            self.response_class = functools.partial(_DeadlineResponse, deadline=time.monotonic() + self.timeout)
+
+
+class _DeadlineHTTPConnection(_Deadline, http.client.HTTPConnection):
+    pass
+
+
+class _DeadlineHTTPSConnection(_Deadline, http.client.HTTPSConnection):
+    pass
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_DeadlineHTTPConnection, req, **kwargs)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_DeadlineHTTPSConnection, req, **kwargs)
+
+
+def deadline_opener(*handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+    """A urllib opener whose ``open(..., timeout=T)`` gives up once T seconds have passed in all, however the server
+    paces its reply (the ``TimeoutError`` comes out of ``open`` or of ``read``)."""
+    return urllib.request.build_opener(_DeadlineHTTPHandler, _DeadlineHTTPSHandler, *handlers)
+
+
+_OPENER = deadline_opener(_NoRedirect)
+
+
+def check_settings(timeout: float, retries: int, backoff: float, max_concurrency: int = 1, top_logprobs: int = 1) -> None:
+    """One-line errors naming the field for a setting out of bounds (NaN and infinities included)."""
+    checks = [("timeout", timeout, 0 < timeout <= MAX_TIMEOUT, f"a number of seconds in (0, {MAX_TIMEOUT}] (one day)"),
+              ("backoff", backoff, 0 <= backoff <= MAX_BACKOFF, f"a number of seconds in [0, {MAX_BACKOFF}]"),
+              ("retries", retries, 0 <= retries <= MAX_RETRIES, f"an integer in [0, {MAX_RETRIES}]"),
+              ("max_concurrency", max_concurrency, max_concurrency >= 1, "at least 1"),
+              ("top_logprobs", top_logprobs, top_logprobs >= 1, "at least 1")]
+    for name, value, ok, wanted in checks:
+        if not ok:
+            raise ModPluralError(f"field {name!r} must be {wanted}, got {value!r}")
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` taken out, for messages."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    return urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2])) if "@" in parts.netloc else url
+
+
+def check_base_url(url: str) -> str:
+    """``url`` without a trailing slash, or a one-line error (secrets never shown) for a URL that is not plain
+    ``http(s)://host[:port]/path`` or that carries credentials."""
+    shown = without_userinfo(url)
+    if any(not " " < c < "\x7f" for c in url):
+        raise ModPluralError(f"base_url {shown!r} contains a space, control or non-ASCII character")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ModPluralError(f"base_url {shown!r} is not a valid URL ({exc})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ModPluralError(f"base_url must start with http:// or https:// and name a host, got {shown!r}")
+    if "@" in parts.netloc:
+        raise ModPluralError(f"base_url {shown} carries credentials (user:password@): remove them; give the API key with api_key_env")
+    return url.rstrip("/")
+
+
+def check_api_key(key: str, source: str) -> None:
+    """A one-line error, showing the key masked, when ``key`` (read from ``source``) cannot go in an HTTP header."""
+    bad = next((c for c in key if not " " < c < "\x7f"), None)
+    if bad is None:
+        return
+    shown = key[:3] if len(key) >= 12 and all(" " < c < "\x7f" for c in key[:3]) else ""
+    hint = " (a line break at the end of the file it was read from?)" if key.rstrip("\r\n") != key else ""
+    raise ModPluralError(f"the API key from {source} ({shown}…(masked)) contains the character {bad!r}, which cannot go in an HTTP header; "
+                         f"remove it{hint}")
 
 
 def sends_key_in_clear(base_url: str, api_key: str | None) -> bool:
@@ -93,11 +214,10 @@ class OpenAIBackend:
     ) -> None:
         if style not in ("auto", "model", "llama.cpp"):
             raise ModPluralError(f"unknown adapter style {style!r}: choose auto, model or llama.cpp")
-        if max_concurrency < 1 or retries < 0 or timeout <= 0 or top_logprobs < 1:
-            raise ModPluralError("max_concurrency and top_logprobs must be >= 1, retries >= 0 and timeout > 0")
-        if not base_url.startswith(("http://", "https://")):
-            raise ModPluralError(f"server base_url must start with http:// or https://, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
+        check_settings(timeout, retries, backoff, max_concurrency, top_logprobs)
+        self.base_url = check_base_url(base_url)
+        if api_key:
+            check_api_key(api_key, f"the api_key argument for server {self.base_url}")
         self.model = model
         self.served = dict(adapters or {})  # our adapter name -> the server's name for it
         self.style = style
@@ -291,10 +411,11 @@ class OpenAIBackend:
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 8.0))
             try:
                 with _OPENER.open(request, timeout=self.timeout) as response:
-                    return json.loads(response.read().decode("utf-8") or "null")
+                    return self._decode(response.read(), what)
             except urllib.error.HTTPError as exc:
                 if 300 <= exc.code < 400:
-                    raise self._error(f"redirected {what} ({exc.code}) to {exc.headers.get('Location', 'no Location')}: redirects are not "
+                    location = without_userinfo(exc.headers.get("Location", "no Location"))
+                    raise self._error(f"redirected {what} ({exc.code}) to {location}: redirects are not "
                                       "followed for API calls (the API key would go along); set base_url to the final address") from None
                 detail = _error_detail(exc, self.api_key)
                 if exc.code == 404:
@@ -305,14 +426,24 @@ class OpenAIBackend:
             except (socket.timeout, TimeoutError):
                 last = f"no answer within {self.timeout:g} s"
             except (urllib.error.URLError, ConnectionError) as exc:
-                last = f"cannot connect ({getattr(exc, 'reason', exc)})"
+                reason = getattr(exc, "reason", exc)
+                last = f"no answer within {self.timeout:g} s" if isinstance(reason, TimeoutError) else f"cannot connect ({reason})"
             except http.client.HTTPException as exc:
                 last = f"broken HTTP reply ({type(exc).__name__})"
-            except UnicodeDecodeError:
-                raise self._error(f"answered {what} with a body that is not UTF-8 text") from None
-            except json.JSONDecodeError:
-                raise self._error(f"answered {what} with something that is not JSON") from None
         raise self._error(f"failed after {self.retries + 1} attempts: {last}")
+
+    def _decode(self, body: bytes, what: str):
+        """A reply body as JSON (an empty body is null); one-line errors for anything this client cannot read."""
+        try:
+            return json.loads(body.decode("utf-8") or "null")
+        except UnicodeDecodeError:
+            raise self._error(f"answered {what} with a body that is not UTF-8 text") from None
+        except json.JSONDecodeError:
+            raise self._error(f"answered {what} with something that is not JSON") from None
+        except RecursionError:
+            raise self._error(f"answered {what} with JSON nested too deeply to read") from None
+        except ValueError:  # json turns digits into an int: Python refuses more than sys.get_int_max_str_digits()
+            raise self._error(f"answered {what} with a number of more than {sys.get_int_max_str_digits()} digits") from None
 
     # ----------------------------------------------------------------- replies
     def _choice(self, path: str, reply: dict) -> dict:

@@ -18,13 +18,19 @@
 
 Communities not listed stay local (adapters on a local base model). An explicit main model (``--model``,
 ``main_model``) wins over ``main:``.
+
+Settings are checked as the file is read: ``base_url`` must be plain ``http(s)://`` without ``user:password@``,
+``timeout`` in (0, 86400] seconds (each attempt's whole budget), ``backoff`` in [0, 60], ``retries`` in [0, 20]; an API
+key already set in ``api_key_env`` must fit in an HTTP header. Errors name the file, the server and the field.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modplural.backends.openai_compat import check_api_key, check_base_url, check_settings
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
 
@@ -41,6 +47,12 @@ class ServerConfig:
     retries: int = 3
     backoff: float = 0.5
     top_logprobs: int = 20
+
+    def __post_init__(self) -> None:
+        check_base_url(self.base_url)
+        check_settings(self.timeout, self.retries, self.backoff, self.max_concurrency, self.top_logprobs)
+        if self.api_key_env is not None and (not self.api_key_env or any(c in self.api_key_env for c in "=\0")):
+            raise ModPluralError(f"field 'api_key_env' must name an environment variable, got {self.api_key_env!r}")
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,9 @@ def load_servers(path: str | Path) -> Servers:
     for name, values in raw_servers.items():
         if not isinstance(values, dict):
             raise ModPluralError(f"{path}: server {name!r} must be a mapping")
-        servers[str(name)] = from_mapping(ServerConfig, values, f"{path}: server {name!r}")
+        servers[str(name)] = config = from_mapping(ServerConfig, values, f"{path}: server {name!r}")
+        if config.api_key_env and os.environ.get(config.api_key_env):
+            check_api_key(os.environ[config.api_key_env], f"environment variable {config.api_key_env} (field 'api_key_env' of server {name!r} in {path})")
     communities = {}
     for name, values in (data.get("communities") or {}).items():
         values = {"server": values} if isinstance(values, str) else values

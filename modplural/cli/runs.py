@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     download.add_argument("dataset", help="vital")
     download.add_argument("--data-dir", default="data", help="where to put it (files go to DATA_DIR/vital/)")
     download.add_argument("--base-url", default=None)
-    download.add_argument("--timeout", type=float, default=30)
+    download.add_argument("--timeout", type=_download_timeout, default=30, help="seconds each file's whole download may take (at most 3600)")
     download.set_defaults(func=data_download)
 
 
@@ -96,6 +96,17 @@ def view(args: argparse.Namespace) -> int:
 
     print(write_view(Path(args.run_dir), data_dir(args.data_dir), Path(args.out) if args.out else None))
     return 0
+
+
+def _download_timeout(text: str) -> float:
+    """``--timeout``: a number of seconds in (0, 3600]."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, 3600], got {text!r}")
+    return seconds
 
 
 def data_download(args: argparse.Namespace) -> int:

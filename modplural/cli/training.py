@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modplural.cli import options
 from modplural.errors import ModPluralError
+
+if TYPE_CHECKING:
+    from modplural.training.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -63,9 +67,23 @@ def train(args: argparse.Namespace) -> int:
     paths = all_community_configs(config_dir) if args.all else [community_config_path(args.community, config_dir)]
     overrides = {"max_steps": args.max_steps, "corpus_dir": args.corpus_dir, "output_dir": args.output_dir, "device": args.device}
     configs = [load_train_config(p, **overrides) for p in paths]  # validate every config before training any
+    _check_output_dirs(configs)
     for config in configs:
         if args.skip_finished and (config.adapter_dir / "training_manifest.json").is_file():
             print(f"{config.community}: finished adapter at {config.adapter_dir}, skipped")
             continue
         print(f"{config.community}: adapter at {train_adapter(config, restart=args.restart)}")
     return 0
+
+
+def _check_output_dirs(configs: list[TrainConfig]) -> None:
+    """Before any model loads: every community has its own output directory, and none holds what modplural did not write."""
+    from modplural.training.lora import check_output_dir
+
+    owners: dict[Path, str] = {}
+    for config in configs:
+        other = owners.setdefault(config.adapter_dir, config.community)
+        if other != config.community:
+            raise ModPluralError(f"communities {other!r} and {config.community!r} would both be written to {config.adapter_dir}; "
+                                 "put {community} in --output-dir (or output_dir)")
+        check_output_dir(config.adapter_dir)

@@ -4,10 +4,15 @@ Runs as a plain process on CPU or one GPU, and unchanged under ``accelerate laun
 (each process takes its slice of every global batch; gradients are averaged by accelerate).
 
 Layout while training: ``<adapter_dir>.partial/checkpoint/`` (latest checkpoint: adapter weights,
-optimizer, scheduler, step, config fingerprint). When training finishes, the adapter and its
-``training_manifest.json`` are written under ``.partial`` and renamed into ``<adapter_dir>``, so an
-interrupted run never leaves a half-written adapter where a finished one is expected; then the adapter's
-model card ``README.md`` is written (``model_card.py``).
+optimizer, scheduler, step, config fingerprint). When training finishes, the adapter, its
+``training_manifest.json`` and its model card ``README.md`` (``model_card.py``) are written under ``.partial``
+and renamed into ``<adapter_dir>``, so an interrupted run never leaves a half-written adapter where a finished
+one is expected. A previous adapter there is moved aside first and removed only once the new one is in place.
+
+Nothing modplural did not write is ever replaced or removed: before anything is loaded, ``check_output_dir``
+refuses an ``<adapter_dir>`` that is a file, a link, or a directory holding anything but an adapter trained here
+(its ``training_manifest.json`` and ``adapter_config.json`` beside only the files training writes), and a
+``.partial`` holding anything but a checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +23,11 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
+from itertools import islice
 from pathlib import Path
+from typing import Callable, Iterator
 
 from modplural.errors import ModPluralError
 from modplural.provenance import versions
@@ -28,6 +36,45 @@ from modplural.validation import jsonl_objects, jsonl_string
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "training_manifest.json"
+ADAPTER_FILES = frozenset({"adapter_config.json", "adapter_model.safetensors", MANIFEST, "README.md"})  # all a finished adapter holds
+PARTIAL_ENTRIES = frozenset({CHECKPOINT, f".{CHECKPOINT}.tmp", f".{CHECKPOINT}.old", "adapter"})  # all a .partial directory holds
+
+
+def partial_dir(adapter_dir: Path) -> Path:
+    """Where an unfinished run of ``adapter_dir`` keeps its checkpoint."""
+    return adapter_dir.with_name(adapter_dir.name + ".partial")
+
+
+def check_output_dir(adapter_dir: Path) -> None:
+    """A one-line error unless training may write ``adapter_dir`` and its ``.partial``: each missing, empty, or holding
+    only what training writes (a previous adapter trained here, an interrupted run's checkpoint)."""
+    _check_ours(adapter_dir, "output directory", "an adapter it trained", _foreign_adapter_entries)
+    _check_ours(partial_dir(adapter_dir), "checkpoint directory", "an interrupted run's checkpoint", _foreign_partial_entries)
+
+
+def _check_ours(path: Path, label: str, ours: str, foreign: Callable[[Path], list[str]]) -> None:
+    """Refuse ``path`` when it is a link, a file, or a directory where ``foreign`` finds entries training did not write."""
+    fix = "choose another --output-dir (or output_dir), or move {} away yourself"
+    if path.is_symlink():
+        raise ModPluralError(f"{label} {path} is a symbolic link, not a directory modplural may replace; {fix.format('it')}")
+    if path.exists() and not path.is_dir():
+        raise ModPluralError(f"{label} {path} is a file, not a directory; {fix.format('it')}")
+    strangers = foreign(path) if path.is_dir() else []
+    if strangers:
+        shown = ", ".join(strangers[:5]) + (f" and {len(strangers) - 5} more" if len(strangers) > 5 else "")
+        raise ModPluralError(f"{label} {path} is not empty and holds files modplural did not write ({shown}); modplural replaces only "
+                             f"{ours} there; {fix.format('them')}")
+
+
+def _foreign_adapter_entries(path: Path) -> list[str]:
+    """The entries of ``path`` training did not write: all of them unless it is one of our finished adapters."""
+    entries = sorted(path.iterdir())
+    ours = all((path / name).is_file() and not (path / name).is_symlink() for name in (MANIFEST, "adapter_config.json"))
+    return [e.name for e in entries if not (ours and e.name in ADAPTER_FILES and e.is_file() and not e.is_symlink())]
+
+
+def _foreign_partial_entries(path: Path) -> list[str]:
+    return [e.name for e in sorted(path.iterdir()) if e.name not in PARTIAL_ENTRIES or e.is_symlink()]
 
 
 def read_passages(path: Path) -> list[str]:
@@ -64,17 +111,16 @@ def pack_blocks(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
     return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
 
 
-def _block_order(n_blocks: int, needed: int, seed: int) -> list[int]:
-    """A deterministic sequence of block indices: one shuffled permutation per epoch."""
+def _block_order(n_blocks: int, seed: int, start: int = 0) -> Iterator[int]:
+    """An endless deterministic sequence of block indices, from position ``start`` on: one shuffled permutation per
+    epoch, each made when it is reached (so any number of steps costs one epoch's memory)."""
     import torch
 
-    order: list[int] = []
-    epoch = 0
-    while len(order) < needed:
+    epoch, offset = divmod(start, n_blocks)
+    while True:
         g = torch.Generator().manual_seed(seed * 1000 + epoch)
-        order.extend(torch.randperm(n_blocks, generator=g).tolist())
-        epoch += 1
-    return order[:needed]
+        yield from torch.randperm(n_blocks, generator=g).tolist()[offset:]
+        epoch, offset = epoch + 1, 0
 
 
 def _corpus_hash(corpus: Path, train_files: tuple[str, ...]) -> str:
@@ -176,6 +222,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
 
     from modplural.models import load_model
 
+    check_output_dir(config.adapter_dir)
     accelerator = Accelerator(gradient_accumulation_steps=config.grad_accum, cpu=config.device == "cpu")
     device = accelerator.device
     corpus = config.corpus_path
@@ -197,7 +244,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
 
-    partial = config.adapter_dir.with_name(config.adapter_dir.name + ".partial")
+    partial = partial_dir(config.adapter_dir)
     if restart and accelerator.is_main_process:
         shutil.rmtree(partial, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -206,7 +253,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
 
     world, rank = accelerator.num_processes, accelerator.process_index
     per_process = config.batch_size * config.grad_accum
-    order = _block_order(len(train_blocks), config.max_steps * per_process * world, config.seed)
+    order = _block_order(len(train_blocks), config.seed, start_step * per_process * world)
     if start_step == 0:
         base_valid = _mean_loss(model, valid_blocks, config.batch_size, device)
     started = time.time()
@@ -214,8 +261,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
     step, tokens = start_step, 0
     for step in range(start_step, config.max_steps):
         torch.manual_seed(config.seed * 100_003 + step * world + rank)  # dropout noise depends on the step only
-        first = (step * world + rank) * per_process
-        mine = order[first : first + per_process]
+        mine = list(islice(order, per_process * world))[rank * per_process : (rank + 1) * per_process]
         step_loss = 0.0
         for micro in range(config.grad_accum):
             ids = torch.tensor([train_blocks[i] for i in mine[micro * config.batch_size : (micro + 1) * config.batch_size]], device=device)
@@ -261,34 +307,47 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
             "command": " ".join(sys.argv),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
-        _write_card(config)
     accelerator.wait_for_everyone()
     return config.adapter_dir
 
 
-def _write_card(config: TrainConfig) -> None:
-    """The finished adapter's model card (README.md); a problem with the card is a notice, never a lost run."""
+def _write_card(config: TrainConfig, staged: Path) -> None:
+    """The model card (README.md) of the adapter staged in ``staged``, described as it will be at ``config.adapter_dir``;
+    a problem with the card is a notice, never a lost run."""
     from modplural.training.model_card import registry_entry, write_card
 
     try:
-        write_card(config.adapter_dir, registry_entry(config.adapter_dir))
+        write_card(staged, registry_entry(config.adapter_dir), results_dir=config.adapter_dir.parent)
     except ModPluralError as exc:
         print(f"modplural: note: no model card for {config.community}: {exc}", file=sys.stderr)
 
 
 def _finish(model, config: TrainConfig, partial: Path, manifest: dict) -> None:
-    """Write the adapter under .partial, then swap it into place and drop the checkpoint."""
+    """Write the adapter, manifest and card under .partial, then swap them into place and drop the checkpoint."""
     staged = partial / "adapter"
     shutil.rmtree(staged, ignore_errors=True)
     model.save_pretrained(str(staged), save_embedding_layers=False)
     (staged / "README.md").unlink(missing_ok=True)
     (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    _write_card(config, staged)
     final = config.adapter_dir
     final.parent.mkdir(parents=True, exist_ok=True)
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    staged.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
+    check_output_dir(final)  # again: something may have been put there while training ran
+    _swap_in(staged, final)
     shutil.rmtree(partial, ignore_errors=True)
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Rename the directory ``new`` to ``final``; a previous ``final`` is first moved into a fresh hidden directory
+    beside it, put back if the swap fails, and removed only once ``new`` is in place."""
+    if not final.exists():
+        new.rename(final)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+    final.rename(aside / final.name)
+    try:
+        new.rename(final)
+    except OSError:
+        (aside / final.name).rename(final)
+        raise
+    shutil.rmtree(aside)
