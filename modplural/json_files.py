@@ -9,15 +9,18 @@ from typing import Any
 from modplural.errors import ModPluralError
 
 
-def parse_json(text: str | bytes, where: str) -> Any:
+def parse_json(text: str | bytes, where: str, one_line: bool = False) -> Any:
     """``text`` parsed as JSON; bad UTF-8 or JSON, a number of thousands of digits or thousands of nested brackets
-    are a one-line error starting with ``where``."""
+    are a one-line error: ``{where}: not valid JSON (...)``, or ``{where} is not valid JSON (...)`` for ``one_line``
+    text (a JSON Lines line, whose own line number would mislead)."""
     try:
         return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
-    except json.JSONDecodeError as exc:
-        raise ModPluralError(f"{where}: not valid JSON (line {exc.lineno}: {exc.msg})") from exc
-    except (ValueError, RecursionError) as exc:  # bad UTF-8, a 5000-digit number, deep nesting
-        raise ModPluralError(f"{where}: not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from exc
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
+        if isinstance(exc, json.JSONDecodeError):
+            reason = exc.msg if one_line else f"line {exc.lineno}: {exc.msg}"
+        else:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModPluralError(f"{where} is not valid JSON ({reason})" if one_line else f"{where}: not valid JSON ({reason})") from exc
 
 
 def read_json(path: Path, kind: type = dict, missing: str | None = None) -> Any:

@@ -129,7 +129,7 @@ class RunDir:
 
 def _record(path: Path, number: int, raw: bytes) -> dict:
     try:
-        record = parse_json(raw, f"{path}: line {number}")
+        record = parse_json(raw, f"{path}: line {number}", one_line=True)
     except ModPluralError as exc:
         raise ModPluralError(f"{exc}; fix or remove that line, nothing after it is dropped") from exc
     if not isinstance(record, dict) or not isinstance(record.get("id"), str) or not isinstance(record.get("result"), dict):
