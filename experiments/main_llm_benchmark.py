@@ -50,6 +50,7 @@ from modplural.errors import ModPluralError  # noqa: E402
 from modplural.methods.registry import build_method  # noqa: E402
 from modplural.models import QWEN_MODEL  # noqa: E402
 from modplural.protocol import resolve_protocol  # noqa: E402
+from modplural.serving.llama_cpp import amx_workaround  # noqa: E402
 from modplural.tasks import load_task  # noqa: E402
 
 TASKS = ("vital_overton", "vital_steerable_vk", "vital_steerable_opinionqa", "vital_distributional_moralchoice", "vital_distributional_globalopinionqa")
@@ -209,6 +210,8 @@ def report(args: argparse.Namespace, rows: list[dict], rounds: list[dict[str, di
         f"{sum(r['kind'] == 'generate' for r in rows)} texts). The reference answers the first {args.reference_items} items per task.",
         f"- Command: `python experiments/main_llm_benchmark.py --items {args.items} --reference-items {args.reference_items} "
         f"--rounds {args.rounds} --slots {args.slots} --threads {args.threads}`; {minutes:.0f} minutes in all.",
+        *([f"- llama-server ran with `{' '.join(amx_workaround())}` (`modplural/serving/llama_cpp.py`: its AMX weight buffers die with SIGILL on this host), "
+           "so it used its plain CPU kernels, not its AMX or repacked layouts."] if amx_workaround() else []),
         "",
         "| engine | model as loaded | items/s | peak RSS MB |",
         "|---|---|---|---|",

@@ -92,23 +92,22 @@ def _nan_factors(backend: LocalBackend, adapter: str) -> None:
 
 
 def test_an_adapter_with_nan_factors_cannot_change_other_rows(loaded):
-    """Rows of a NaN adapter stay NaN; base and healthy rows equal a batch run without that adapter."""
+    """Rows of a NaN adapter stay NaN; the base and healthy rows are exactly what the same batch gives with that
+    adapter intact. (The same batch, not one without the row: a batch of another size sums in another order,
+    which moved these logits by 4e-5 on an AVX-512/AMX Xeon with either kernel, NaN or not.)"""
     adapters = {name: SHIPPED / name for name in ("patients", "clinicians", "public_health_agencies")}
     backend = LocalBackend(loaded=loaded, adapters=adapters)
-    _nan_factors(backend, "public_health_agencies")
     ids = backend.tokenizer("Vaccines for children are", return_tensors="pt")["input_ids"]
-    with_bad = [None, "patients", "public_health_agencies", "clinicians"]
-    without = [None, "patients", "clinicians"]
+    rows = [None, "patients", "public_health_agencies", "clinicians"]
     with torch.inference_mode():
-        with backend._rows(with_bad):
+        with backend._rows(rows):
+            intact = backend._model(input_ids=ids.repeat(4, 1)).logits[:, -1]
+        _nan_factors(backend, "public_health_agencies")
+        with backend._rows(rows):
             mixed = backend._model(input_ids=ids.repeat(4, 1)).logits[:, -1]
-        with backend._rows(without):
-            clean = backend._model(input_ids=ids.repeat(3, 1)).logits[:, -1]
-    assert mixed[2].isnan().all()  # the injected NaN really reaches its own row
-    healthy = mixed[[0, 1, 3]]
-    assert torch.isfinite(healthy).all()
-    assert (healthy - clean).abs().max() < 1e-5
-    assert (clean[1] - clean[0]).abs().max() > 1e-2 and (clean[2] - clean[1]).abs().max() > 1e-2  # the adapters do act
+    assert mixed[2].isnan().all() and torch.isfinite(intact).all()  # the injected NaN really reaches its own row
+    assert torch.equal(mixed[[0, 1, 3]], intact[[0, 1, 3]])
+    assert (intact[1] - intact[0]).abs().max() > 1e-2 and (intact[3] - intact[1]).abs().max() > 1e-2  # the adapters do act
 
 
 # ----------------------------------------------------------------------------- non-finite logits are never used or cached
@@ -220,6 +219,15 @@ def _tiny_run(tmp_path: Path) -> tuple[Path, list[str]]:
     args = ["train", "--community", "patients", "--config-dir", str(configs), "--max-steps", "3", "--corpus-dir", overrides["corpus_dir"],
             "--output-dir", overrides["output_dir"], "--device", "cpu"]
     return tmp_path / "out" / "patients.partial" / "checkpoint", args
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("state", ["{not json", "[" * 100000, '{"step": 1}'])
+def test_a_damaged_checkpoint_state_is_one_line(tmp_path, state):
+    checkpoint, args = _tiny_run(tmp_path)
+    (checkpoint / "state.json").write_text(state)
+    result = run_cli(*args)
+    assert_one_line_error(result, str(checkpoint), "--restart")
 
 
 @pytest.mark.slow

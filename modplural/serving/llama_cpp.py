@@ -136,6 +136,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU reports AMX tiles (Linux ``/proc/cpuinfo``)."""
+    try:
+        return " amx_tile" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def amx_workaround() -> list[str]:
+    """``--no-repack`` on a CPU with AMX: this llama.cpp build's AMX weight buffers die with SIGILL at the first
+    batch there (measured 2026-12-02 on a 2-core Xeon with AMX-INT8: exit 132 without the flag, answers with it).
+    The flag turns off all of llama.cpp's extra CPU weight layouts (AMX and repacking), so llama-server runs its
+    plain kernels on such hosts; a benchmark against it says so (``experiments/main_llm_benchmark.py``)."""
+    return ["--no-repack"] if cpu_has_amx() else []
+
+
 def start_server(model_gguf: Path, loras: Mapping[str, Path], port: int | None = None, alias: str = "base", threads: int = 2,
                  parallel: int = 4, context: int = 4096, log: Path | None = None, ready_timeout: float = 120.0,
                  extra: Sequence[str] = ()) -> tuple[subprocess.Popen, str]:
@@ -149,7 +165,7 @@ def start_server(model_gguf: Path, loras: Mapping[str, Path], port: int | None =
     links = llama_cpp_home() / "named" / f"{port}"
     links.mkdir(parents=True, exist_ok=True)
     command = [str(server_binary()), "-m", str(model_gguf), "--host", "127.0.0.1", "--port", str(port), "--alias", alias,
-               "-t", str(threads), "-np", str(parallel), "-c", str(context), "--lora-init-without-apply", *extra]
+               "-t", str(threads), "-np", str(parallel), "-c", str(context), "--lora-init-without-apply", *amx_workaround(), *extra]
     for name, path in loras.items():
         link = links / f"{name}.gguf"
         link.unlink(missing_ok=True)

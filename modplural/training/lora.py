@@ -33,6 +33,7 @@ from modplural.errors import ModPluralError
 from modplural.provenance import versions
 from modplural.training.config import TrainConfig
 from modplural.validation import jsonl_objects, jsonl_string
+from modplural.json_files import read_json
 
 CHECKPOINT = "checkpoint"
 MANIFEST = "training_manifest.json"
@@ -166,11 +167,16 @@ def _load_checkpoint(partial: Path, model, optimizer, scheduler, config: TrainCo
     checkpoint = partial / CHECKPOINT
     if not (checkpoint / "state.json").is_file():
         return 0, [], None
-    state = json.loads((checkpoint / "state.json").read_text())
-    if state["fingerprint"] != config.fingerprint():
+    try:
+        state = read_json(checkpoint / "state.json", dict)
+    except ModPluralError as exc:
+        raise ModPluralError(f"{exc}: the checkpoint is damaged; rerun with --restart to discard it") from exc
+    if state.get("fingerprint") != config.fingerprint():
         raise ModPluralError(
             f"{checkpoint} belongs to a run with another config; rerun with --restart to discard it"
         )
+    if type(state.get("step")) is not int or not isinstance(state.get("losses"), list):
+        raise ModPluralError(f"{checkpoint / 'state.json'}: 'step' and 'losses' are missing or of the wrong type; rerun with --restart to discard the checkpoint")
     set_peft_model_state_dict(model, load_file(str(checkpoint / "adapter.safetensors")))
     saved = _load_optimizer_state(checkpoint / "optimizer.pt")
     optimizer.load_state_dict(saved["optimizer"])
