@@ -343,7 +343,8 @@ def rows_per_batch(args: argparse.Namespace, config, tokens: int, rows: int) -> 
 def llama_server(args: argparse.Namespace, slots: int, slot_context: int, threads: int) -> dict | str:
     """The sampled message workload on the project's llama-server (per-request LoRA, ``slots`` parallel slots):
     tokens/s and the server's peak RSS; a one-line reason when it cannot run here."""
-    from modplural.models import converted_gguf_dir, default_gguf_path
+    from modplural.gguf_files import converted_gguf_dir
+    from modplural.models import default_gguf_path
     from modplural.serving import llama_cpp
 
     if not llama_cpp.buildable():

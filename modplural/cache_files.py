@@ -1,4 +1,4 @@
-"""Writing into the model cache: one process at a time per entry, and one error when the cache cannot be written."""
+"""The model cache (``MODPLURAL_CACHE``) and writing into it: one process at a time per entry, and one error when the cache cannot be written."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from modplural.errors import ModPluralError
+
+
+def cache_dir() -> Path:
+    """The directory for converted models and other caches (``MODPLURAL_CACHE``)."""
+    return Path(os.environ.get("MODPLURAL_CACHE") or Path.home() / ".cache" / "modplural").expanduser()
 
 
 def write_error(directory: Path, exc: OSError) -> ModPluralError:

@@ -14,7 +14,9 @@ import hashlib
 from pathlib import Path
 
 from modplural.backends.int8_weights import FORMAT, int8_skeleton, quantize_model
+from modplural.cache_files import cache_dir, directory_once, write_error
 from modplural.errors import ModPluralError
+from modplural.gguf_files import file_digest, read_gguf
 
 STATE_FILE = "int8_state.safetensors"
 
@@ -23,10 +25,8 @@ def int8_dir(source: Path) -> Path:
     """Where the int8 cache of ``source`` (a GGUF file or a float model directory) lives: a GGUF by its name and
     digest (as its float conversion), a directory by its path and its weight files' sizes and modification times,
     so changed weights get a new cache."""
-    from modplural.models import _file_digest, cache_dir
-
     if source.is_file():
-        return cache_dir() / "models" / f"{source.stem}-{_file_digest(source)}-{FORMAT}"
+        return cache_dir() / "models" / f"{source.stem}-{file_digest(source)}-{FORMAT}"
     key = hashlib.sha256(str(source.resolve()).encode())
     for weights in sorted(source.glob("*.safetensors")):
         st = weights.stat()
@@ -37,8 +37,6 @@ def int8_dir(source: Path) -> Path:
 def ensure_int8_cache(source: Path, progress: bool = True) -> Path:
     """The int8 cache of ``source`` (a GGUF file, read directly, or a float model directory), written once (one process
     at a time: quantizing the 1.5B takes 10 GB)."""
-    from modplural.cache_files import directory_once
-
     final = int8_dir(source)
     return directory_once(final, STATE_FILE, lambda tmp: _write(source, tmp, progress, final))
 
@@ -52,8 +50,6 @@ def _write(source: Path, tmp: Path, progress: bool, final: Path) -> None:
     if progress:
         print(f"modplural: quantizing {source.name} to int8 in {final} (once, about a minute)", flush=True)
     if source.is_file():
-        from modplural.models import read_gguf
-
         model, tokenizer = read_gguf(source)
     else:
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -67,8 +63,6 @@ def _write(source: Path, tmp: Path, progress: bool, final: Path) -> None:
         model.generation_config.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     except OSError as exc:  # a full disk
-        from modplural.cache_files import write_error
-
         raise write_error(final.parent, exc) from exc
 
 

@@ -19,7 +19,7 @@ from typing import Iterator
 
 from modplural.backends.base import Decoding, GenerateRequest
 from modplural.errors import ModPluralError
-from modplural.models import cache_dir
+from modplural.cache_files import cache_dir
 
 
 def default_cache_path() -> Path:

@@ -17,14 +17,14 @@ processes converting at the same time both end with a complete cache.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from modplural.cache_files import cache_dir
 from modplural.errors import ModPluralError
+from modplural.gguf_files import check_gguf_magic, converted_gguf_dir, file_digest, float_dir, one_line
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -35,7 +35,6 @@ SMOLLM2_MODEL = "smollm2-135m-instruct"  # the same model as ``default``, by a n
 QWEN_MODEL = "qwen2.5-coder-1.5b-instruct"
 QWEN_MODEL_ID = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 MAIN_MODEL_ENV = "MODPLURAL_MAIN_MODEL"  # overrides the main LLM a run gets when it names none
-GGUF_MAGIC = b"GGUF"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 WEIGHT_FORMATS = ("auto", "float", "int8")  # how weights are stored: as ``dtype`` says, or int8 (``backends.int8_weights``, CPU only); auto: int8 on a CPU in float32
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -52,11 +51,6 @@ class LoadedModel:
     device: str
     dtype: str
     weight_format: str = "float"  # "float" (stored in ``dtype``) or the int8 format's name
-
-
-def cache_dir() -> Path:
-    """The directory for converted models and other caches (``MODPLURAL_CACHE``)."""
-    return Path(os.environ.get("MODPLURAL_CACHE") or Path.home() / ".cache" / "modplural").expanduser()
 
 
 def default_main_model() -> str:
@@ -124,69 +118,6 @@ def dtype_name(dtype: str, device: str) -> str:
     return dtype
 
 
-def _file_digest(path: Path) -> str:
-    """A cheap stable key for a large file: size, and sha256 of its first and last MiB."""
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with path.open("rb") as f:
-        h.update(f.read(1 << 20))
-        f.seek(max(0, size - (1 << 20)))
-        h.update(f.read(1 << 20))
-    return h.hexdigest()[:16]
-
-
-def read_gguf(gguf: Path):
-    """(float32 model, tokenizer) dequantized from a GGUF file, with no trace of the quantization left in the config."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    except (OSError, ValueError, KeyError, IndexError, EOFError, NotImplementedError, struct.error) as exc:
-        raise ModPluralError(f"could not read the GGUF file {gguf}: {_one_line(exc)}") from exc
-    model.hf_quantizer = None
-    if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config
-    return model, tokenizer
-
-
-def _float_dir(gguf: Path) -> Path:
-    """Where the float32 safetensors conversion of ``gguf`` lives."""
-    return cache_dir() / "models" / f"{gguf.stem}-{_file_digest(gguf)}"
-
-
-def converted_gguf_dir(gguf: Path, progress: bool = True) -> Path:
-    """Return a safetensors copy of a GGUF model, converting it once (one process at a time; the others wait)."""
-    from modplural.cache_files import directory_once, write_error
-
-    final = _float_dir(gguf)
-
-    def fill(tmp: Path) -> None:
-        if progress:
-            print(f"modplural: converting {gguf.name} to a safetensors cache in {final} (once, about 30 s per GB of GGUF)", flush=True)
-        model, tokenizer = read_gguf(gguf)
-        try:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-        except OSError as exc:  # a full disk
-            raise write_error(final.parent, exc) from exc
-
-    return directory_once(final, "config.json", fill)
-
-
-def _check_gguf_magic(path: Path) -> None:
-    """Refuse a ``.gguf`` file that does not start with the GGUF magic bytes (e.g. a renamed text file)."""
-    with path.open("rb") as f:
-        if f.read(len(GGUF_MAGIC)) != GGUF_MAGIC:
-            raise ModPluralError(f"model file {path} is not a GGUF file: it does not start with the GGUF magic bytes")
-
-
-def _one_line(exc: Exception) -> str:
-    """An exception's message on one line (transformers' messages often span several)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith(("/", "./", "../", "~")) or spec.endswith(".gguf") or os.path.exists(spec)
 
@@ -231,8 +162,8 @@ def model_source(spec: str) -> ModelSource:
         if path.is_file():
             if path.suffix != ".gguf":
                 raise ModPluralError(f"model file {path} is not a .gguf file; give a model directory, a .gguf file or a hub id")
-            _check_gguf_magic(path)
-            return ModelSource(path, None, f"gguf:{path.name}:{_file_digest(path)}", path.stem)
+            check_gguf_magic(path)
+            return ModelSource(path, None, f"gguf:{path.name}:{file_digest(path)}", path.stem)
         if not (path / "config.json").is_file():
             raise ModPluralError(f"model directory {path} has no config.json")
         return ModelSource(None, str(path), f"dir:{path.resolve()}", str(path.resolve()))
@@ -256,12 +187,12 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
             return AutoTokenizer.from_pretrained(source.location)
         from modplural.int8_cache import int8_dir
 
-        for cached in (_float_dir(source.gguf), int8_dir(source.gguf)):
+        for cached in (float_dir(source.gguf), int8_dir(source.gguf)):
             if (cached / "tokenizer_config.json").is_file():
                 return AutoTokenizer.from_pretrained(cached)
         return AutoTokenizer.from_pretrained(source.gguf.parent, gguf_file=source.gguf.name)
     except (OSError, ValueError) as exc:
-        raise ModPluralError(f"could not load the tokenizer of {spec!r}: {_one_line(exc)}") from exc
+        raise ModPluralError(f"could not load the tokenizer of {spec!r}: {one_line(exc)}") from exc
 
 
 def resolve_weight_format(weight_format: str, device: str, dtype: str) -> str:
@@ -312,7 +243,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str = "auto", dtype: str = "au
             model = AutoModelForCausalLM.from_pretrained(location, dtype=torch_dtype)
     except (OSError, ValueError) as exc:
         offline = " (HF_HUB_OFFLINE=1 is set, so only local files are used)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
-        raise ModPluralError(f"could not load model {spec!r}{offline}: {_one_line(exc)}") from exc
+        raise ModPluralError(f"could not load model {spec!r}{offline}: {one_line(exc)}") from exc
     finally:
         hf_logging.enable_progress_bar()
     model.to(device)

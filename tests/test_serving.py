@@ -29,7 +29,8 @@ def llama(tmp_path_factory):
     """A llama-server (built once and cached) with the default GGUF model and two shipped adapters; stopped afterwards."""
     if shutil.which("cmake") is None or shutil.which("c++") is None:
         pytest.skip("this platform has no cmake / C++ compiler to build llama-server")
-    from modplural.models import converted_gguf_dir, default_gguf_path
+    from modplural.gguf_files import converted_gguf_dir
+    from modplural.models import default_gguf_path
     from modplural.serving import llama_cpp
 
     gguf = default_gguf_path()

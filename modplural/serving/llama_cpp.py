@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 from modplural.cache_files import exclusive
 from modplural.errors import ModPluralError
-from modplural.models import cache_dir
+from modplural.cache_files import cache_dir
 
 LLAMA_CPP_PYTHON = "0.3.36"  # its sdist vendors llama.cpp; bump deliberately (the server API moves)
 
