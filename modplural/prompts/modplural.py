@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from modplural.prompts import numbered, option_labels, overton_main
+from modplural.prompts.shared import numbered, option_labels, overton_main
 from modplural.types import Mode, Query
 
 ANSWER_PREFIX = "Answer:"

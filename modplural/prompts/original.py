@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from modplural.errors import ModPluralError
-from modplural.prompts import numbered, overton_main
+from modplural.prompts.shared import numbered, overton_main
 from modplural.types import Mode, Query
 
 ANSWER_PREFIX = ""
