@@ -4,8 +4,8 @@
 """
 
 from modplural.errors import ModPluralError
+from modplural.version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["ModPluralError", "__version__", "load"]
 
 

@@ -30,7 +30,7 @@ def git_commit() -> str | None:
 
 def versions(*extra: str) -> dict[str, str]:
     """Versions of modplural, torch, transformers, peft, the ``extra`` packages and Python (packages imported here, lazily)."""
-    from modplural import __version__
+    from modplural.version import __version__
 
     packages = {name: importlib.import_module(name).__version__ for name in ("torch", "transformers", "peft", *extra)}
     return {"modplural": __version__, **packages, "python": platform.python_version()}
