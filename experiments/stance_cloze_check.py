@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modplural.assembly import StackSpec, assemble  # noqa: E402
 from modplural.errors import ModPluralError  # noqa: E402
 from modplural.metrics import js_distance, paired_bootstrap  # noqa: E402
-from modplural.training.stance_questions import StanceQuestion, load_questions  # noqa: E402
-from modplural.training.stances import POLES  # noqa: E402
+from modplural.adapters.stance_questions import StanceQuestion, load_questions  # noqa: E402
+from modplural.adapters.stances import POLES  # noqa: E402
 
 REVERSED = {"malpractice_caps"}  # political questions whose first option is the right-leaning one
 END_OF_TURN = "<|im_end|>"

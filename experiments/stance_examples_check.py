@@ -26,8 +26,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modplural.assembly import StackSpec, assemble  # noqa: E402
 from modplural.metrics import js_distance  # noqa: E402
-from modplural.training.stance_questions import load_questions  # noqa: E402
-from modplural.training.stances import ADAPTERS, measure_stances  # noqa: E402
+from modplural.adapters.stance_questions import load_questions  # noqa: E402
+from modplural.adapters.stances import ADAPTERS, measure_stances  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 POLES = ("bioethics_permissive", "bioethics_protective")

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from modplural.errors import ModPluralError
-from modplural.training.distinctness import BASE, block_losses, own_margins, perplexity_matrix, spread_blocks
+from modplural.adapters.distinctness import BASE, block_losses, own_margins, perplexity_matrix, spread_blocks
 
 
 class _GenerateOnly:

@@ -20,6 +20,7 @@ import pytest
 from modplural.backends import GenerateRequest
 from modplural.backends.openai_compat import OpenAIBackend, without_userinfo
 from modplural.backends.remote_config import load_servers
+from modplural.cli.training import write_card_after_training
 from modplural.errors import ModPluralError
 from modplural.training.config import load_train_config
 from modplural.training.lora import _block_order, _swap_in, check_output_dir, train
@@ -128,12 +129,16 @@ def test_retraining_replaces_our_adapter_with_its_card(tmp_path):
     corpora = write_corpus(tmp_path / "corpora")
     config = load_train_config(REPO / "training" / "configs" / "patients.yaml", max_steps=1, seq_len=32, batch_size=2, eval_blocks=1,
                                corpus_dir=str(corpora), output_dir=str(tmp_path / "{community}"), device="cpu")
-    first = json.loads((train(config, progress=False) / "training_manifest.json").read_text())["finished"]
+    first_adapter = train(config, progress=False)
+    write_card_after_training("patients", first_adapter)  # as `modplural train` does once training returns
+    first = json.loads((first_adapter / "training_manifest.json").read_text())["finished"]
     time.sleep(1.1)
     (tmp_path / "patients.old").mkdir()
     (tmp_path / "patients.old" / "keep.txt").write_text("mine")
     adapter = train(config, progress=False)
     assert json.loads((adapter / "training_manifest.json").read_text())["finished"] != first
+    assert not (adapter / "README.md").exists()  # the first adapter's card went with it
+    write_card_after_training("patients", adapter)
     assert sorted(p.name for p in adapter.iterdir()) == sorted(["README.md", "adapter_config.json", "adapter_model.safetensors", "training_manifest.json"])
     assert "| steps | 1 |" in (adapter / "README.md").read_text()
     assert (tmp_path / "patients.old" / "keep.txt").read_text() == "mine"

@@ -12,7 +12,7 @@ import yaml
 
 from modplural.communities import default_registry_path, load_registry
 from modplural.errors import ModPluralError
-from modplural.training.model_card import (
+from modplural.adapters.model_card import (
     CARD, DIGESTS, build_card, card_text, hub_licence, licence_metadata, read_manifest,
 )
 from tests.helpers import assert_one_line_error, run_cli

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import stance_cloze_check as cloze
-from modplural.training.stance_questions import StanceQuestion, load_questions
+from modplural.adapters.stance_questions import StanceQuestion, load_questions
 
 
 def test_every_option_block_extends_the_question_prompt(loaded):

@@ -13,10 +13,10 @@ import yaml
 
 from modplural.communities import default_registry_path, load_registry
 from modplural.errors import ModPluralError
-from modplural.training.distinctness import BASE
-from modplural.training.stance_questions import AXES, QUESTIONS_FILE, load_questions
-from modplural.training.stance_report import HEATMAP, JS_MAX
-from modplural.training.stances import ADAPTERS, ARMS, PERSONAS, js_matrix, measure_stances, rotations, summarise, voices
+from modplural.adapters.distinctness import BASE
+from modplural.adapters.stance_questions import AXES, QUESTIONS_FILE, load_questions
+from modplural.adapters.stance_report import HEATMAP, JS_MAX
+from modplural.adapters.stances import ADAPTERS, ARMS, PERSONAS, js_matrix, measure_stances, rotations, summarise, voices
 from tests.helpers import assert_one_line_error, run_cli
 
 SHIPPED = load_registry(default_registry_path())

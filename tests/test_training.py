@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from modplural.cli.training import write_card_after_training
 from modplural.errors import ModPluralError
 from modplural.training.config import load_train_config
 from modplural.training.corpora import COMMUNITY_BUILDER, build_corpora, passages
@@ -150,6 +151,8 @@ def test_short_training_run_saves_reloads_and_changes_output(corpora, tmp_path):
 
     out, _ = corpora
     adapter = train(_tiny_config(out, tmp_path, max_steps=3), progress=False)
+    assert not (adapter / "README.md").exists()  # training only trains; `modplural train` writes the card after it returns
+    write_card_after_training("patients", adapter)
     manifest = json.loads((adapter / "training_manifest.json").read_text())
     assert manifest["steps"] == 3 and len(manifest["train_losses"]) == 3
     assert manifest["corpus"]["sha256_16"] and manifest["versions"]["peft"] and manifest["machine"]["cpu_count"]
@@ -166,13 +169,15 @@ def test_short_training_run_saves_reloads_and_changes_output(corpora, tmp_path):
 
 
 def test_training_on_conversation_rows_renders_them_with_the_chat_template(corpora, tmp_path):
-    from modplural.training.lora import read_training_rows, train
+    from modplural.training.blocks import read_training_rows
+    from modplural.training.lora import train
 
     out, _ = corpora
     config = load_train_config(REPO / "training" / "configs" / "bioethics_permissive.yaml", max_steps=2, seq_len=32, batch_size=2,
                                checkpoint_every=1, eval_blocks=2, corpus_dir=str(out), output_dir=str(tmp_path / "{community}"),
                                device="cpu", train_files=["stance_train.jsonl"])
     adapter = train(config, progress=False)
+    write_card_after_training(PERMISSIVE, adapter)
     manifest = json.loads((adapter / "training_manifest.json").read_text())
     examples = read_training_rows(out / PERMISSIVE / "stance_train.jsonl")
     assert manifest["corpus"]["train_files"] == ["stance_train.jsonl"] and manifest["corpus"]["train_passages"] == len(examples)

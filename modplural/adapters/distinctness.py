@@ -14,7 +14,7 @@ from modplural.backends.base import TokenScorer
 from modplural.communities import Community
 from modplural.errors import ModPluralError
 from modplural.metrics import paired_bootstrap
-from modplural.training.lora import read_passages, pack_blocks
+from modplural.training.blocks import pack_blocks, read_passages
 
 BASE = "base"
 SPREAD = "evenly spaced"  # settings["blocks"]: how the validation blocks were sampled

@@ -18,12 +18,13 @@ from typing import Iterable
 
 import yaml
 
+from modplural.atomic_files import write_atomic
 from modplural.backends.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.models import dtype_name, hub_id
 from modplural.provenance import file_sha256
-from modplural.training.distinctness import BASE, SPREAD
+from modplural.adapters.distinctness import BASE, SPREAD
 from modplural.training.lora import MANIFEST
 from modplural.json_files import read_json
 
@@ -271,7 +272,7 @@ def _evaluation(name: str, distinctness: Distinctness | None, stance: dict[str, 
         return lines + ["Not measured yet."]
     return lines + [
         "Mean Jensen-Shannon distance between answer distributions on the contested health questions of "
-        "`modplural/training/stance_questions.yaml` (exact option probabilities, averaged over option rotations): "
+        "`modplural/adapters/stance_questions.yaml` (exact option probabilities, averaged over option rotations): "
         "`adapter_vs_base` this adapter vs the base model, `persona_vs_base` the base model prompted with this community's "
         "description vs the base model, `adapter_vs_persona` the two; `*_label_mass`: probability on the option letters. "
         "All pairs in `../distinctness.md`.", "",
@@ -377,10 +378,8 @@ def card_text(adapter_dir: Path, community: Community | None, results_dir: Path 
 
 
 def write_card(adapter_dir: Path, community: Community | None, results_dir: Path | None = None) -> Path:
-    """Write the card into ``adapter_dir`` as ``README.md``."""
-    text = card_text(adapter_dir, community, results_dir)
-    (adapter_dir / CARD).write_text(text, encoding="utf-8")
-    return adapter_dir / CARD
+    """Write the card into ``adapter_dir`` as ``README.md`` (a fresh file renamed into place)."""
+    return write_atomic(adapter_dir / CARD, card_text(adapter_dir, community, results_dir))
 
 
 def write_cards(communities: Iterable[Community], results_dir: Path | None = None) -> tuple[list[Path], list[str]]:

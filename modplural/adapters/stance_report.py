@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 from modplural.communities import DESCRIPTION_PERSONA
-from modplural.training.distinctness import BASE
-from modplural.training.stances import ADAPTERS, ARMS, PERSONAS, StanceResult, js_matrix
+from modplural.adapters.distinctness import BASE
+from modplural.adapters.stances import ADAPTERS, ARMS, PERSONAS, StanceResult, js_matrix
 
 HEATMAP = "distinctness_stances.png"
 JS_MAX = math.sqrt(math.log(2))  # the largest JS distance (natural log)

@@ -27,8 +27,8 @@ from modplural.errors import ModPluralError
 from modplural.metrics import js_distance, paired_bootstrap
 from modplural.prompts import option_labels
 from modplural.prompts.modplural import ANSWER_PREFIX
-from modplural.training.distinctness import BASE
-from modplural.training.stance_questions import QuestionSet, StanceQuestion
+from modplural.adapters.distinctness import BASE
+from modplural.adapters.stance_questions import QuestionSet, StanceQuestion
 
 ADAPTERS, PERSONAS = "adapters", "personas"
 ARMS = (ADAPTERS, PERSONAS)

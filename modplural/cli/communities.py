@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--out", default=None, help="output directory (default: next to the adapters)")
     evaluate.add_argument("--stances", action=argparse.BooleanOptionalAction, default=True,
                           help="also ask every adapter, and the base model persona-prompted with each description, the contested questions")
-    evaluate.add_argument("--questions", default=None, help="stance question file (default: the shipped modplural/training/stance_questions.yaml)")
+    evaluate.add_argument("--questions", default=None, help="stance question file (default: the shipped modplural/adapters/stance_questions.yaml)")
     options.add_device(evaluate)
     evaluate.set_defaults(func=evaluate_distinctness)
     cards = communities.add_parser("cards", help="regenerate each adapter's model card (README.md) from the files on disk")
@@ -85,9 +85,9 @@ def _with_adapters(communities: list[Community], purpose: str) -> list[Community
 
 
 def evaluate_distinctness(args: argparse.Namespace) -> int:
-    from modplural.training.distinctness import SPREAD, block_losses, write_report
-    from modplural.training.model_card import DIGESTS, adapter_digest, write_cards
-    from modplural.training.stance_questions import load_questions
+    from modplural.adapters.distinctness import SPREAD, block_losses, write_report
+    from modplural.adapters.model_card import DIGESTS, adapter_digest, write_cards
+    from modplural.adapters.stance_questions import load_questions
 
     questions = load_questions(args.questions) if args.stances else None
     pool = _local_pool(args, args.batch_size)
@@ -102,13 +102,13 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
               f"{args.max_blocks} blocks of {args.seq_len} tokens per community, evenly spaced through its validation text. Command: `{command}`.")
     settings = {"base_model": pool.backend.adapter_identity(None), "corpus_dir": args.corpus_dir, "max_blocks": args.max_blocks,
                 "seq_len": args.seq_len, "blocks": SPREAD, DIGESTS: {c.name: adapter_digest(c.adapter) for c in communities}}
-    from modplural.training.stance_report import HEATMAP, stance_heatmap, stance_json, stance_markdown
+    from modplural.adapters.stance_report import HEATMAP, stance_heatmap, stance_json, stance_markdown
 
     if questions is None:
         result = write_report(losses, out, header, settings)
         (out / HEATMAP).unlink(missing_ok=True)  # an older run's stances would not match this report
     else:
-        from modplural.training.stances import measure_stances, summarise
+        from modplural.adapters.stances import measure_stances, summarise
 
         stances = measure_stances(pool.backend, communities, questions)
         summary = summarise(stances)
@@ -124,7 +124,7 @@ def evaluate_distinctness(args: argparse.Namespace) -> int:
 
 def write_model_cards(args: argparse.Namespace) -> int:
     from modplural.communities import load_registry
-    from modplural.training.model_card import write_cards
+    from modplural.adapters.model_card import write_cards
 
     written, errors = write_cards(_with_adapters(load_registry(args.registry).select(options.names(args.communities)), "model card"))
     _report_cards(written, errors, "error")

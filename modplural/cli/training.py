@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,8 +73,20 @@ def train(args: argparse.Namespace) -> int:
         if args.skip_finished and (config.adapter_dir / "training_manifest.json").is_file():
             print(f"{config.community}: finished adapter at {config.adapter_dir}, skipped")
             continue
-        print(f"{config.community}: adapter at {train_adapter(config, restart=args.restart)}")
+        adapter_dir = train_adapter(config, restart=args.restart)
+        write_card_after_training(config.community, adapter_dir)
+        print(f"{config.community}: adapter at {adapter_dir}")
     return 0
+
+
+def write_card_after_training(community: str, adapter_dir: Path) -> None:
+    """The model card (README.md) of a freshly trained adapter; a problem with the card is a notice, never a lost run."""
+    from modplural.adapters.model_card import registry_entry, write_card
+
+    try:
+        write_card(adapter_dir, registry_entry(adapter_dir), results_dir=adapter_dir.parent)
+    except ModPluralError as exc:
+        print(f"modplural: note: no model card for {community}: {exc}", file=sys.stderr)
 
 
 def _check_output_dirs(configs: list[TrainConfig]) -> None:

@@ -1,1 +1,2 @@
-"""Training community LMs: corpus builders and the LoRA training recipe."""
+"""Training community LMs: corpus builders, their token blocks, the LoRA training recipe and its config (evaluating
+and publishing adapters is ``modplural.adapters``)."""

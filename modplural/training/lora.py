@@ -4,10 +4,11 @@ Runs as a plain process on CPU or one GPU, and unchanged under ``accelerate laun
 (each process takes its slice of every global batch; gradients are averaged by accelerate).
 
 Layout while training: ``<adapter_dir>.partial/checkpoint/`` (latest checkpoint: adapter weights,
-optimizer, scheduler, step, config fingerprint). When training finishes, the adapter, its
-``training_manifest.json`` and its model card ``README.md`` (``model_card.py``) are written under ``.partial``
-and renamed into ``<adapter_dir>``, so an interrupted run never leaves a half-written adapter where a finished
-one is expected. A previous adapter there is moved aside first and removed only once the new one is in place.
+optimizer, scheduler, step, config fingerprint). When training finishes, the adapter and its
+``training_manifest.json`` are written under ``.partial`` and renamed into ``<adapter_dir>``, so an interrupted run
+never leaves a half-written adapter where a finished one is expected. A previous adapter there is moved aside first
+and removed only once the new one is in place. Training only trains: ``modplural train`` writes the model card
+(``modplural.adapters.model_card``) once this returns.
 
 Nothing modplural did not write is ever replaced or removed: before anything is loaded, ``check_output_dir``
 refuses an ``<adapter_dir>`` that is a file, a link, or a directory holding anything but an adapter trained here
@@ -32,7 +33,7 @@ from typing import Callable, Iterator
 from modplural.errors import ModPluralError
 from modplural.provenance import versions
 from modplural.training.config import TrainConfig
-from modplural.validation import jsonl_objects, jsonl_string
+from modplural.training.blocks import pack_blocks, read_passages, read_training_rows
 from modplural.json_files import read_json
 
 CHECKPOINT = "checkpoint"
@@ -76,40 +77,6 @@ def _foreign_adapter_entries(path: Path) -> list[str]:
 
 def _foreign_partial_entries(path: Path) -> list[str]:
     return [e.name for e in sorted(path.iterdir()) if e.name not in PARTIAL_ENTRIES or e.is_symlink()]
-
-
-def read_passages(path: Path) -> list[str]:
-    """The ``text`` of every row of a corpus JSONL file; errors name the file and line."""
-    return [jsonl_string(path, line, row, "text") for line, row in _rows(path)]
-
-
-def read_training_rows(path: Path) -> list[str | list[dict]]:
-    """Every row of a training file: its ``text``, or its ``messages`` (a conversation of ``role`` / ``content``
-    strings, to be rendered with the model's chat template); errors name the file and line."""
-    return [_messages(path, line, row) if "messages" in row else jsonl_string(path, line, row, "text") for line, row in _rows(path)]
-
-
-def _rows(path: Path):
-    if not path.is_file():
-        raise ModPluralError(f"corpus file missing: {path} (build it with `modplural corpus build`)")
-    return jsonl_objects(path)
-
-
-def _messages(path: Path, line: int, row: dict) -> list[dict]:
-    """A row's ``messages``: a non-empty list of ``{"role": str, "content": str}``; else an error naming file and line."""
-    messages = row["messages"]
-    if not isinstance(messages, list) or not messages or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages):
-        raise ModPluralError(f"{path}: line {line}: field 'messages' must be a non-empty list of {{\"role\": string, \"content\": string}}")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
-
-
-def pack_blocks(texts: list[str], tokenizer, seq_len: int) -> list[list[int]]:
-    """Concatenate tokenized passages (each followed by EOS) and cut them into full blocks of ``seq_len``."""
-    stream: list[int] = []
-    for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []:
-        stream.extend(ids + [tokenizer.eos_token_id])
-    return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
 
 
 def _block_order(n_blocks: int, seed: int, start: int = 0) -> Iterator[int]:
@@ -317,25 +284,13 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
     return config.adapter_dir
 
 
-def _write_card(config: TrainConfig, staged: Path) -> None:
-    """The model card (README.md) of the adapter staged in ``staged``, described as it will be at ``config.adapter_dir``;
-    a problem with the card is a notice, never a lost run."""
-    from modplural.training.model_card import registry_entry, write_card
-
-    try:
-        write_card(staged, registry_entry(config.adapter_dir), results_dir=config.adapter_dir.parent)
-    except ModPluralError as exc:
-        print(f"modplural: note: no model card for {config.community}: {exc}", file=sys.stderr)
-
-
 def _finish(model, config: TrainConfig, partial: Path, manifest: dict) -> None:
-    """Write the adapter, manifest and card under .partial, then swap them into place and drop the checkpoint."""
+    """Write the adapter and its manifest under .partial, then swap them into place and drop the checkpoint."""
     staged = partial / "adapter"
     shutil.rmtree(staged, ignore_errors=True)
     model.save_pretrained(str(staged), save_embedding_layers=False)
     (staged / "README.md").unlink(missing_ok=True)
     (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    _write_card(config, staged)
     final = config.adapter_dir
     final.parent.mkdir(parents=True, exist_ok=True)
     check_output_dir(final)  # again: something may have been put there while training ran
