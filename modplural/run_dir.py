@@ -10,7 +10,8 @@ Layout::
     calibration.json                   calibration split: per task and method, the calibration items and their priors
     weights.json                       weights learned: per task and method, the fitted community weights and temperature
     scores.json                        per-item metrics behind metrics.json (task -> method -> item id -> numbers)
-    report.md, plots/                  ``modplural report``
+    report.md, plots/                  ``modplural report`` (and a tracked run, at its end)
+    tracking.json                      a tracked run (``track: mlflow``): its MLflow store, experiment and run id
     .lock                              held by a running ``modplural run`` (its pid inside)
 """
 
@@ -54,6 +55,10 @@ class RunDir:
     @property
     def weights_path(self) -> Path:
         return self.path / "weights.json"
+
+    @property
+    def tracking_path(self) -> Path:
+        return self.path / "tracking.json"
 
     def metrics_path(self, scorer_suffix: str | None = None) -> Path:
         return self.path / (f"metrics.{scorer_suffix}.json" if scorer_suffix else "metrics.json")

@@ -5,7 +5,8 @@ then calls ``Experiment.score``, which ``modplural score RUN`` also calls on a f
 loading the generator. ``RunDir`` (``modplural/run_dir.py``) owns the directory's paths and reading.
 
 Killing a run and starting the same command again continues where it stopped: finished items are read
-back and never recomputed; a line cut off by the kill is dropped and its item recomputed.
+back and never recomputed; a line cut off by the kill is dropped and its item recomputed. With ``track`` set, the run
+is also tracked in MLflow (``modplural/tracking.py``), a resumed run in the same MLflow run.
 """
 
 from __future__ import annotations
@@ -41,12 +42,13 @@ from modplural.scorers import SCORERS
 from modplural.tasks import TASKS, Item, Task, load_task
 from modplural.validation import check_choice, check_count, check_distribution, finite_float
 from modplural.seeds import seeded_key
+from modplural.tracking import open_tracker, parse_tracking
 
 PRIMARY = "modular"
-# Config fields that change how items are grouped into calls and batches, or which kernel multiplies, not what is
-# computed (every sampled request has its own seed; only the order of float summation moves), so a run may be resumed
-# with other values, and a manifest written before one of them existed still matches.
-HOW_FIELDS = ("chunk_size", "batch_size", "packed_weights")
+# Config fields that change how items are grouped into calls and batches, which kernel multiplies, or where the run is
+# also tracked, not what is computed (every sampled request has its own seed; only the order of float summation moves),
+# so a run may be resumed with other values, and a manifest written before one of them existed still matches.
+HOW_FIELDS = ("chunk_size", "batch_size", "packed_weights", "track")
 COMMUNITY_FORMS = ("adapters", "personas")
 FALLBACK_CHUNK = 8  # items per call where no batch size says better (the sequential engine, servers)
 
@@ -83,6 +85,7 @@ class ExperimentConfig:
     calibration_items: int = 20  # calibration split / weights learned: items per task, outside the evaluated ones, to fit priors / weights on
     packed_weights: bool = True  # batched engine on a CPU in float32: oneDNN-prepacked linear weights (false: the plain kernel)
     communities_as: str = "adapters"  # or "personas": every community as its persona on the main LLM, no adapters loaded
+    track: str | dict | None = None  # mlflow, or {kind: mlflow, uri: URI, experiment: NAME}: the run tracked in MLflow (modplural/tracking.py)
 
     def __post_init__(self) -> None:
         if not self.tasks or not self.methods:
@@ -121,6 +124,7 @@ class ExperimentConfig:
         check_choice(self.communities_as, COMMUNITY_FORMS, "communities_as")
         check_perspectives(self.ethos_perspectives)
         check_count(self.calibration_items, "calibration_items")
+        parse_tracking(self.track)
         protocol = self.resolved_protocol()
         for method in self.methods:
             check_method(method, protocol)
@@ -283,6 +287,7 @@ class Experiment:
         with self.run_dir.lock():
             previous = self._check_manifest()
             try:
+                tracker = open_tracker(self.config.track, self.run_dir, HOW_FIELDS)  # its store reached before any model loads
                 methods, main_identity, pool = self._build()
             except BaseException:
                 if created:  # nothing was run: leave no directory behind
@@ -305,12 +310,22 @@ class Experiment:
                 "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
             }
             self.run_dir.write_json("manifest.json", manifest)
-            chunk = self.config.chunk_size if self.config.chunk_size != "auto" else auto_chunk(pool)
-            for task_name, (task, _, items, _) in self.tasks.items():
-                for method_name, method in methods.items():
-                    self._run_pair(task_name, task, items, method_name, method, chunk, progress)
-            manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            self.run_dir.write_json("manifest.json", manifest)
+            if tracker is None:
+                return self._generate(manifest, methods, pool, progress)
+            tracker.start(manifest)
+            with tracker.watch():
+                metrics = self._generate(manifest, methods, pool, progress)
+            tracker.finish(metrics)
+            return metrics
+
+    def _generate(self, manifest: dict, methods: dict, pool, progress: bool) -> dict:
+        """Run every pending item, mark the manifest finished, and score."""
+        chunk = self.config.chunk_size if self.config.chunk_size != "auto" else auto_chunk(pool)
+        for task_name, (task, _, items, _) in self.tasks.items():
+            for method_name, method in methods.items():
+                self._run_pair(task_name, task, items, method_name, method, chunk, progress)
+        manifest["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        self.run_dir.write_json("manifest.json", manifest)
         return self.score()
 
     def _build(self):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from modplural.cli import options
@@ -14,10 +15,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     runner.add_argument("config", help="experiment YAML (see experiments/configs/)")
     options.add_data_dir(runner)
     runner.add_argument("--limit", type=int, default=None, help="items per task (overrides the config)")
+    runner.add_argument("--tasks", type=_names, default=None, help="comma-separated tasks of the config to run (overrides its tasks), "
+                        "e.g. to split a long study into runs that each finish in one sitting")
+    runner.add_argument("--methods", type=_names, default=None, help="comma-separated methods to run (overrides the config's)")
     runner.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
     options.add_engine(runner, default=None)
     options.add_protocol(runner, None, "overrides the config's protocol")
     options.add_switches(runner)
+    runner.add_argument("--track", choices=("mlflow",), default=None,
+                        help="track the run in MLflow (the config's track settings, else MLFLOW_TRACKING_URI or MLflow's default store)")
     runner.add_argument("--no-progress", action="store_true")
     runner.set_defaults(func=run)
 
@@ -51,15 +57,27 @@ def run(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
     from modplural.runner import Experiment, load_config
 
-    config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=args.protocol)
+    overrides = {"limit": args.limit, "engine": args.engine, "tasks": args.tasks, "methods": args.methods}
+    config = load_config(Path(args.config), protocol=args.protocol, **overrides)
     if args.switch:
-        config = load_config(Path(args.config), limit=args.limit, engine=args.engine, protocol=options.protocol_spec(config.protocol, args.switch))
-    suffix = "".join(f"_{part}" for part in [args.protocol, *args.switch] if part).replace("=", "-")
+        config = load_config(Path(args.config), protocol=options.protocol_spec(config.protocol, args.switch), **overrides)
+    if args.track and config.track is None:  # a config's own track settings (uri, experiment) are kept
+        config = dataclasses.replace(config, track=args.track)
+    parts = [args.protocol, *args.switch, *(args.tasks or ()), *(args.methods or ())]
+    suffix = "".join(f"_{part}" for part in parts if part).replace("=", "-")
     out = Path(args.out) if args.out else Path("runs") / (config.name + suffix)
     metrics = Experiment(config, data_dir(args.data_dir), out).run(progress=not args.no_progress)
     print_metrics(metrics)
     print(f"predictions, manifest and metrics in {out}; `modplural report {out}` writes the report")
     return 0
+
+
+def _names(value: str) -> list[str]:
+    """A comma-separated list of names (tasks, methods); checked against the known ones with the config."""
+    names = [name.strip() for name in value.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated names, got {value!r}")
+    return names
 
 
 def score(args: argparse.Namespace) -> int:
