@@ -40,6 +40,7 @@ from modplural.backends.caching import CachingBackend
 from modplural.backends.remote_config import Servers, load_servers
 from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
+from modplural.hub_adapters import fetch_missing
 from modplural.message_cache import MessageCache
 from modplural.methods.base import Method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
@@ -184,6 +185,7 @@ def _community_backend(communities: list[Community], servers: Servers | None, cl
     on_site = [c for c in communities if c not in remote]
     local = None
     if on_site:
+        fetch_missing(on_site)
         base = spec.community_base or _common_base(on_site) or spec.model or "default"
         adapters = {c.name: c.adapter for c in on_site if c.adapter is not None}
         local = (base, local_backend(base, adapters, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,

@@ -3,7 +3,8 @@
 ``community_models/registry.yaml`` lists each community with a one-line description, the perspective axis it
 sits on, and how it speaks: a LoRA ``adapter`` (a directory relative to the registry file, with the
 ``base_model`` it was trained on and its training ``corpus``), a ``persona`` (a system prompt, so a community
-needs no training), or both. Each entry also has a default population weight.
+needs no training), or both. Each entry also has a default population weight. An adapter may name the ``hub``
+repository it is published in; assembly fetches it into its directory when that is empty (``hub_adapters.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from modplural.validation import finite_float
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
 DESCRIPTION_PERSONA = "You speak for this community: {description}"  # the persona made from a description
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class Community:
     corpus: Corpus | None = None  # the adapter's training text (required with an adapter)
     weight: float = 1.0
     persona: str | None = None  # sent as the system message before every request
+    hub: str | None = None  # the hub repository (owner/name) the adapter is fetched from into ``adapter`` when that is empty
 
     @property
     def adapter_present(self) -> bool:
@@ -123,6 +126,8 @@ def _parse_community(where: str, data: Any, root: Path) -> Community:
     adapter = community.adapter
     if adapter is None and persona is None:
         raise ModPluralError(f"{named}: needs an adapter, a persona, or both")
+    if community.hub is not None and (adapter is None or not _HUB_ID.fullmatch(community.hub)):
+        raise ModPluralError(f"{named}: hub must be a hub repository id (owner/name) beside an adapter directory to fetch it into, got {community.hub!r}")
     if adapter is not None:
         for field in ("base_model", "corpus"):
             if getattr(community, field) is None:

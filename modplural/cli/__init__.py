@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import NoReturn, Sequence
 
-from modplural.cli import ask, communities, model, runs, training
+from modplural.cli import ask, communities, compare, model, runs, training
 from modplural.text import terminal_safe
 from modplural.errors import ModPluralError
 
@@ -26,7 +26,7 @@ class OneLineErrors(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrors(prog="modplural", description="Pluralistic alignment in health through multi-LLM collaboration.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (ask, model, training, runs, communities):
+    for group in (ask, model, training, runs, compare, communities):
         group.register(sub)
     return parser
 
