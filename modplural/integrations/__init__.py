@@ -1,1 +1,1 @@
-"""Adapters to other frameworks (LangChain)."""
+"""Adapters to other frameworks (LangChain; inspect_ai: VITAL as inspect tasks)."""
