@@ -142,8 +142,8 @@ def test_compare_prints_the_side_by_side_table_on_a_committed_run():
     metrics = json.loads(PLURALISM.with_name("pluralism.metrics.json").read_text())["tasks"]
     for method in ("vanilla", "prompting", "moe", "modular"):  # Overton: both definitions, from the committed metrics
         mean, share = metrics["vital_overton"][method]["coverage"]["value"], metrics["vital_overton"][method]["share_above_0.33"]["value"]
-        assert any(f"vital_overton" in l and f" {method} " in l and "coverage: mean" in l and f"{mean:.3f} [" in l for l in lines)
-        assert any(f"vital_overton" in l and f" {method} " in l and "coverage: share > 0.33" in l and f"{share:.3f} [" in l for l in lines)
+        assert any("vital_overton" in l and f" {method} " in l and "coverage: mean" in l and f"{mean:.3f} [" in l for l in lines)
+        assert any("vital_overton" in l and f" {method} " in l and "coverage: share > 0.33" in l and f"{share:.3f} [" in l for l in lines)
     js = metrics["vital_distributional_moralchoice"]["modular"]["js_distance"]["value"]
     assert any("vital_distributional_moralchoice" in l and "JS distance" in l and f"{js:.3f} [" in l for l in lines)
     notes = result.stdout.split("Notes:")[1]
