@@ -9,6 +9,12 @@ learned community weights of runs made with ``weights: learned`` (their ``weight
     python experiments/pluralism_report.py [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
 
 Without ``--variant`` the planned runs are compared (a variant whose run directory is missing is listed as not run).
+A label may name several runs holding different tasks (``modplural run CONFIG --tasks ...``). Run directories do
+not outlive a sitting on a small machine, so each finished run is exported without its text and committed:
+
+    python experiments/pluralism_report.py --export runs/NAME experiments/results/pluralism/runs/NAME
+
+and an exported directory is read as a run (its item_notes.json stands for the predictions).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from experiments.fidelity import cell, effect, headline  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
+from modplural.atomic_files import own_directory  # noqa: E402
 from modplural.errors import ModPluralError  # noqa: E402
 from modplural.learned_weights import TEMPERATURE_RANGE, check_learned  # noqa: E402
 from modplural.metrics import Estimate, bootstrap  # noqa: E402
@@ -51,6 +58,8 @@ DEFAULT_VARIANTS = (
 BASELINES = ("vanilla", "prompting", "moe")
 REFERENCE = "modular"
 GENERATED = "(generated perspective)"
+NOTES = "item_notes.json"  # an exported run's per-item labels and flags (item_notes)
+EXPORTED = ("manifest.json", "metrics.json", "scores.json", "weights.json")  # what --export copies of a run, besides the notes
 WANTED_ITEMS = 40  # issue 14: at least this many items per task
 
 Effect = tuple[float, float, float, int]  # (difference, 2.5%, 97.5%, n), as fidelity.paired_effect gives it
@@ -176,13 +185,36 @@ def estimates(task: str, records: list[dict], protocol: Protocol) -> dict[str, E
     return {metric: bootstrap(records, lambda rs, m=metric: headline(task, list(rs), protocol)[m]) for metric in headline(task, records, protocol)}
 
 
+def item_notes(run: RunDir, task: str, method: str) -> dict[str, dict]:
+    """item id -> what the report reads of a prediction besides its scores: ``chosen`` (the steerable selection's
+    label, ``chosen_label``) and ``refusal`` (Overton, ``is_refusal``). From the predictions, or, for a run exported
+    without them (``--export``), from its ``item_notes.json``."""
+    if run.predictions_path(task, method).is_file():
+        return {r["id"]: notes_of(task, r["result"]) for r in run.read_predictions(task, method)}
+    if not (run.path / NOTES).is_file():
+        raise ModPluralError(f"{run.path} has neither predictions nor {NOTES} for {task} / {method}")
+    notes = run.read_json(NOTES).get(task, {}).get(method)
+    if not isinstance(notes, dict) or not all(isinstance(n, dict) for n in notes.values()):
+        raise ModPluralError(f"{run.path / NOTES}: no notes for {task} / {method}")
+    return notes
+
+
+def notes_of(task: str, result: dict) -> dict:
+    """The notes of one prediction (labels and flags only: never model text, which may quote the item)."""
+    notes = {}
+    if result.get("chosen_community"):
+        notes["chosen"] = chosen_label(result)
+    if task == "vital_overton":
+        notes["refusal"] = is_refusal(result.get("response"))
+    return notes
+
+
 def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
     """How often each community is the steerable selection's choice over ``ids``. A perspective the main LLM
     generated for the item (ethos) counts as ``(generated perspective)``: its name is model output about the item,
     which may quote the item's text, so it is never written into a report."""
-    wanted = set(ids)
-    records = loaded.runs[task].run_dir.read_predictions(task, loaded.variant.method)
-    return Counter(chosen_label(r["result"]) for r in records if r["id"] in wanted and r["result"].get("chosen_community"))
+    notes = item_notes(loaded.runs[task].run_dir, task, loaded.variant.method)
+    return Counter(notes[i]["chosen"] for i in ids if "chosen" in notes.get(i, {}))
 
 
 def chosen_label(result: dict) -> str:
@@ -209,8 +241,9 @@ def refusal_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> di
     out = {}
     for label, run in loaded.items():
         if task in run.scores:
-            responses = [r["result"].get("response") for r in run.runs[task].run_dir.read_predictions(task, run.variant.method) if r["id"] in wanted]
-            out[label] = {"refusals": sum(map(is_refusal, responses)), "answers": len(responses)}
+            notes = item_notes(run.runs[task].run_dir, task, run.variant.method)
+            flags = [bool(notes[i].get("refusal")) for i in wanted if i in notes]
+            out[label] = {"refusals": sum(flags), "answers": len(flags)}
     return out
 
 
@@ -426,13 +459,38 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
     return out / "report.md"
 
 
+def export(run: Path, dest: Path) -> Path:
+    """Copy what the report reads of a finished, scored run into ``dest`` without any text: its manifest, metrics,
+    per-item scores (ids and numbers), learned weights, and per prediction the notes ``item_notes`` reads. ``dest``
+    can be committed and read back as a run directory, so runs made in different sittings combine in one report."""
+    source = RunDir(run)
+    manifest = source.manifest()
+    if not manifest.get("finished") or not (source.path / "scores.json").is_file():
+        raise ModPluralError(f"{run} is not a finished, scored run (run it to the end, or `modplural score {run}`)")
+    notes: dict[str, dict] = {}
+    for path in sorted(source.predictions_dir.glob("*.jsonl")):
+        task, _, method = path.stem.partition("__")
+        notes.setdefault(task, {})[method] = {r["id"]: notes_of(task, r["result"]) for r in source.read_predictions(task, method)}
+    own_directory(dest)
+    target = RunDir(dest)
+    for name in EXPORTED:
+        if (source.path / name).is_file():
+            target.write_json(name, source.read_json(name))
+    target.write_json(NOTES, notes)
+    return dest
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", action="append", metavar="LABEL=RUNDIR:METHOD", help="a method of a finished run, repeatable (default: the planned runs)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="experiments/results/pluralism")
+    parser.add_argument("--export", nargs=2, metavar=("RUN_DIR", "DEST"), help="instead of a report: copy a finished run without its text into DEST (to commit)")
     args = parser.parse_args()
     try:
+        if args.export:
+            print(f"exported {args.export[0]} to {export(Path(args.export[0]), Path(args.export[1]))}")
+            return
         path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out))
     except ModPluralError as exc:
         sys.exit(f"pluralism_report: error: {exc}")
