@@ -247,6 +247,9 @@ class Experiment:
         self.calibration_items: dict[str, list[Item]] = {}
         for name in config.tasks:  # every item is validated before any model loads
             task, path, items, skipped = load_task(name, data_dir, self.protocol)
+            if not items:
+                why = f"all {len(skipped)} of its items are skipped under this protocol" if skipped else "it holds no items"
+                raise ModPluralError(f"{path}: nothing to run for {name}: {why}")
             self.tasks[name] = (task, path, select_items(items, config), skipped)
             if needs_calibration_items(self.protocol, task):
                 self.calibration_items[name] = select_calibration_items(items, self.tasks[name][2], config)

@@ -161,6 +161,17 @@ def test_task_file_not_utf8_names_the_file_before_the_run_directory(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("items, why", [([], "it holds no items"), ([{**SURVEY, "options": ["Yes"], "gold_distribution": [1.0]}], "all 1 of its items are skipped")])
+def test_a_task_file_with_nothing_to_run_is_refused_before_any_model_loads(tmp_path, items, why):
+    task_file = tmp_path / "data" / "vital" / "vital_distributional_moralchoice.json"
+    task_file.parent.mkdir(parents=True)
+    task_file.write_text(json.dumps(items))
+    out = tmp_path / "out"
+    result = run_cli("run", str(_yaml(tmp_path / "c.yaml", CONFIG)), "--data-dir", str(tmp_path / "data"), "--out", str(out))
+    assert_one_line_error(result, str(task_file), "nothing to run for vital_distributional_moralchoice", why)
+    assert not out.exists() and "Loading weights" not in result.stderr
+
+
 def test_a_utf8_byte_order_mark_is_fine(tmp_path):
     path = tmp_path / "task.json"
     path.write_bytes(json.dumps([SURVEY]).encode("utf-8-sig"))
