@@ -9,7 +9,7 @@ from modplural.atomic_files import own_directory, write_atomic
 from modplural.errors import ModPluralError
 from modplural.protocol import ORIGINAL, SWITCHES
 from modplural.run_dir import RunDir
-from modplural.tasks import get_task
+from modplural.tasks import TASKS, get_task
 
 
 def _fmt(estimate: dict) -> str:
@@ -45,6 +45,10 @@ def write_report(run_dir: Path) -> Path:
                               ("metrics.json: paired", metrics.get("paired", {}), dict)):
         if not isinstance(value, kind) or (name.endswith("tasks") and not value):
             raise ModPluralError(f"{run.path / name.split(':')[0]}: '{name.split(': ')[1]}' is missing or not an object; run `modplural score {run.path}` again")
+    unknown = [name for name in metrics["tasks"] if name not in TASKS]
+    if unknown:
+        raise ModPluralError(f"{run.path / 'metrics.json'}: unknown task {unknown[0]!r} in 'tasks' (modplural knows {', '.join(TASKS)}); "
+                             f"run `modplural score {run.path}` again")
     try:
         return _write_report(run, manifest, metrics)
     except (KeyError, TypeError, AttributeError, IndexError, ValueError, StopIteration) as exc:

@@ -157,6 +157,7 @@ def test_a_damaged_predictions_line_is_one_line_error(run, command, line, fragme
     ("metrics.json", {}, "report", "metrics.json: 'tasks' is missing or not an object"),
     ("metrics.json", {"tasks": {"vital_distributional_moralchoice": {"vanilla": {"js_distance": "bad"}}}}, "report", "is not what modplural writes"),
     ("metrics.json", {"tasks": {"vital_distributional_moralchoice": {}}, "paired": {}}, "report", "is not what modplural writes"),
+    ("metrics.json", {"tasks": {"vital_unknown": {"vanilla": {}}}, "paired": {}}, "report", "metrics.json: unknown task 'vital_unknown' in 'tasks'"),
     ("scores.json", {"vital_distributional_moralchoice": ["wrong"]}, "view", "scores.json: vital_distributional_moralchoice / vanilla: expected an object"),
     ("scores.json", {"vital_distributional_moralchoice": {"vanilla": {"x": "bad"}}}, "view", None),
 ])
