@@ -42,6 +42,7 @@ from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.hub_adapters import fetch_missing
 from modplural.message_cache import MessageCache
+from modplural.names import ENGINES
 from modplural.methods.base import Method
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
 from modplural.models import DEFAULT_MODEL, default_main_model, is_named
@@ -50,7 +51,6 @@ from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.validation import check_count
 
-ENGINES = ("batched", "sequential")  # ours, and the original's one-prompt-at-a-time pattern (for measurement)
 
 
 def check_engine(engine: str) -> str:

@@ -90,3 +90,20 @@ def test_a_planted_lazy_import_is_seen(tmp_path):
     graph = {name: imported(name, path, modules) for name, path in modules.items()}
     assert graph == {"pkg": {"pkg.one"}, "pkg.one": {"pkg.two"}, "pkg.two": {"pkg.one"}}
     assert cycles(graph) == [["pkg.one", "pkg.two"]]
+
+
+GENERATION = ("torch", "transformers", "peft", "modplural.assembly", "modplural.methods", "modplural.pool", "modplural.backends", "modplural.runner")
+
+
+def test_report_of_a_finished_run_imports_nothing_that_generates(tmp_path):
+    """``modplural report`` on a committed run (python -X importtime lists every module imported)."""
+    import shutil
+    import subprocess
+    import sys
+
+    run = shutil.copytree(PACKAGE.parent / "experiments" / "results" / "vital_protocols" / "original", tmp_path / "run")
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "modplural", "report", str(run)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:") and "|" in line}
+    assert "modplural.report" in imported
+    assert not [name for name in imported if name.split(".")[0] in GENERATION or name in GENERATION or name.startswith(tuple(g + "." for g in GENERATION))]

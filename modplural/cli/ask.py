@@ -7,7 +7,7 @@ import json
 
 from modplural.cli import options
 from modplural.errors import ModPluralError
-from modplural.methods.ethos import DEFAULT_PERSPECTIVES
+from modplural.names import ETHOS_PERSPECTIVES as DEFAULT_PERSPECTIVES
 from modplural.text import terminal_safe
 from modplural.validation import check_count, check_weights
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from modplural.assembly import ENGINES
 from modplural.errors import ModPluralError
-from modplural.methods import METHODS
+from modplural.names import ENGINES, METHOD_NAMES
 from modplural.models import DEVICES, DTYPES, WEIGHT_FORMATS
 from modplural.protocol import PROTOCOLS
 from modplural.scorers import SCORERS
@@ -90,7 +89,7 @@ def _number(text: str) -> int | float | str:
 
 
 def add_method(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=list(METHODS), default="modular")
+    parser.add_argument("--method", choices=list(METHOD_NAMES), default="modular")
 
 
 def add_mode(parser: argparse.ArgumentParser) -> None:

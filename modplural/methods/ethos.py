@@ -32,11 +32,12 @@ from modplural.errors import ModPluralError
 from modplural.seeds import derived_seed
 from modplural.methods.modular import Collaboration, Panel
 from modplural.pool import MESSAGE_DECODING, CommunityPool
+from modplural.names import ETHOS_PERSPECTIVES
 from modplural.prompts import ethos_released as released
 from modplural.protocol import Protocol
 from modplural.types import Mode, Query
 
-DEFAULT_PERSPECTIVES = 4
+DEFAULT_PERSPECTIVES = ETHOS_PERSPECTIVES
 MIN_PERSPECTIVES = 2  # a steerable selection needs two messages to choose from
 MAX_PERSPECTIVES = 9  # the selection reads the numbers 1..K as one-character labels
 NAME_CHARS = 60

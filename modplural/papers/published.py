@@ -13,7 +13,7 @@ from typing import Any
 
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
-from modplural.methods import METHODS
+from modplural.names import METHOD_NAMES
 from modplural.papers.definitions import Definition, convert, definition
 from modplural.tasks import TASKS, get_task
 from modplural.validation import finite_float
@@ -110,8 +110,8 @@ def _number(paper: _PaperFile, entry: Any, where: str) -> Published:
     number = from_mapping(Number, entry, where)
     if number.task not in paper.tasks:
         raise ModPluralError(f"{where}: task {number.task!r} is not one of the paper's tasks ({', '.join(paper.tasks)})")
-    if number.method not in METHODS:
-        raise ModPluralError(f"{where}: unknown method {number.method!r} (choose from {', '.join(METHODS)})")
+    if number.method not in METHOD_NAMES:
+        raise ModPluralError(f"{where}: unknown method {number.method!r} (choose from {', '.join(METHOD_NAMES)})")
     found = definition(number.metric, get_task(number.task)[0].name, where)
     value = convert(finite_float(number.value, f"{where}: value"), number.unit, where)
     if not 0 <= value <= 1:
