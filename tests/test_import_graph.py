@@ -107,3 +107,11 @@ def test_report_of_a_finished_run_imports_nothing_that_generates(tmp_path):
     imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:") and "|" in line}
     assert "modplural.report" in imported
     assert not [name for name in imported if name.split(".")[0] in GENERATION or name in GENERATION or name.startswith(tuple(g + "." for g in GENERATION))]
+
+
+def test_the_light_names_are_the_registry_s():
+    from modplural.methods import METHODS
+    from modplural.methods.ethos import DEFAULT_PERSPECTIVES
+    from modplural.names import ETHOS_PERSPECTIVES, METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES and DEFAULT_PERSPECTIVES == ETHOS_PERSPECTIVES
