@@ -303,6 +303,8 @@ def test_cli_with_a_dripping_server_is_one_line_within_the_timeout(tmp_path):
     ("backoff", ".nan", "a number of seconds in [0, 60]"),
     ("backoff", "1000", "a number of seconds in [0, 60]"),
     ("retries", "1000000", "an integer in [0, 20]"),
+    ("top_logprobs", "0", "must be at least 1"),
+    ("top_logprobs", "-3", "must be at least 1"),
 ])
 def test_servers_file_numbers_out_of_bounds_name_the_file_and_field(field, value, expected, tmp_path):
     path = tmp_path / "servers.yaml"
