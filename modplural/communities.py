@@ -21,6 +21,8 @@ from modplural.errors import ModPluralError
 from modplural.validation import finite_float
 
 REGISTRY_ENV = "MODPLURAL_REGISTRY"
+MAX_DESCRIPTION_CHARS = 1000  # the shipped ones are at most 142
+MAX_PERSONA_CHARS = 8000  # about 2,000 tokens: a persona rides on every request, within every model's context
 DESCRIPTION_PERSONA = "You speak for this community: {description}"  # the persona made from a description
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -123,6 +125,12 @@ def _parse_community(where: str, data: Any, root: Path) -> Community:
     persona = community.persona.strip() if community.persona is not None else None
     if persona == "":
         raise ModPluralError(f"{named}: persona is empty")
+    if len(community.description) > MAX_DESCRIPTION_CHARS:
+        raise ModPluralError(f"{named}: description is {len(community.description):,} characters, at most {MAX_DESCRIPTION_CHARS:,} "
+                             "(one line: it names the community in selection prompts and makes its persona)")
+    if persona is not None and len(persona) > MAX_PERSONA_CHARS:
+        raise ModPluralError(f"{named}: persona is {len(persona):,} characters, at most {MAX_PERSONA_CHARS:,}: it is sent before every request "
+                             "and must leave the model room for the question and its answer")
     adapter = community.adapter
     if adapter is None and persona is None:
         raise ModPluralError(f"{named}: needs an adapter, a persona, or both")

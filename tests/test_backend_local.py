@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.backends.base import NextTokenRequest
 from modplural.backends.local import LocalBackend
 from modplural.errors import ModPluralError
 
@@ -212,3 +213,8 @@ def test_adapter_records_the_canonical_base_name(adapter_dirs):
 def test_prompt_too_long_is_refused(backend):
     with pytest.raises(ModPluralError, match="exceeds the model"):
         backend.generate([GenerateRequest(prompt="word " * 9000, decoding=Decoding(max_new_tokens=4))])
+    persona = [{"role": "system", "content": "word " * 9000}, {"role": "user", "content": "Yes or no?"}]
+    for call, request in [(backend.option_probs, OptionRequest(labels=("A", "B"), messages=persona)),
+                          (backend.next_tokens, NextTokenRequest(messages=persona, k=2))]:  # reads too, before any forward pass
+        with pytest.raises(ModPluralError, match=r"a prompt of \d+ tokens plus 0 new tokens exceeds the model's 8192 positions: shorten"):
+            call([request])

@@ -88,6 +88,8 @@ def test_persona_entries_need_no_adapter(tmp_path):
     [
         ({k: v for k, v in _persona_entry("nurses").items() if k != "persona"}, r"community 0 \(nurses\): needs an adapter, a persona, or both"),
         (_persona_entry("nurses", persona=" \n "), r"community 0 \(nurses\): persona is empty"),
+        (_persona_entry("nurses", persona="x" * (1 << 20)), r"community 0 \(nurses\): persona is 1,048,576 characters, at most 8,000"),
+        ({**_persona_entry("nurses"), "description": "d" * (1 << 20)}, r"community 0 \(nurses\): description is 1,048,576 characters, at most 1,000"),
         (_persona_entry("nurses", persona=["a", "b"]), r"field 'persona' has a bad value \['a', 'b'\] \(expected a string or null\)"),
         (_persona_entry("nurses", adapter="a/nurses"), r"community 0 \(nurses\): an adapter needs its base_model \(missing field 'base_model'\)"),
         (_persona_entry("nurses", adapter="a/nurses", base_model="default"), "an adapter needs its corpus"),

@@ -116,7 +116,9 @@ class LoadedModelBackend(ABC):
             raise ModPluralError(f"unknown adapter {adapter!r} (loaded adapters: {loaded})")
 
     # ----------------------------------------------------------------- encoding
-    def _encode(self, messages: Sequence[dict] | None, prompt: str | None, suffix: str = "") -> list[int]:
+    def _encode(self, messages: Sequence[dict] | None, prompt: str | None, suffix: str = "", new_tokens: int = 0) -> list[int]:
+        """A request's token ids; a prompt that with ``new_tokens`` more does not fit the model is a one-line error
+        (a request that reads options or next tokens adds none; a persona or passage may be what is too long)."""
         if messages is not None:
             if getattr(self.tokenizer, "chat_template", None):
                 text = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
@@ -127,19 +129,16 @@ class LoadedModelBackend(ABC):
             ids = self.tokenizer(prompt + suffix)["input_ids"]
         if not ids:
             raise ModPluralError("a request's prompt is empty")
+        if len(ids) + new_tokens > self._max_positions():
+            raise ModPluralError(f"a prompt of {len(ids)} tokens plus {new_tokens} new tokens exceeds the model's {self._max_positions()} positions: "
+                                 "shorten the question, the persona, the passages or the token limits")
         return ids
 
     def _encode_checked(self, requests: Sequence[GenerateRequest]) -> list[list[int]]:
         """Token ids of each request's prompt, after checking its adapter and that prompt + new tokens fit the model."""
         for r in requests:
             self._check_adapter(r.adapter)
-        encoded = [self._encode(r.messages, r.prompt) for r in requests]
-        for i, (ids, r) in enumerate(zip(encoded, requests)):
-            if len(ids) + r.decoding.max_new_tokens > self._max_positions():
-                raise ModPluralError(
-                    f"request {i}: prompt of {len(ids)} tokens plus {r.decoding.max_new_tokens} new tokens exceeds the model's {self._max_positions()} positions"
-                )
-        return encoded
+        return [self._encode(r.messages, r.prompt, new_tokens=r.decoding.max_new_tokens) for r in requests]
 
     def _collect_eos_ids(self) -> set[int]:
         ids = {self.tokenizer.eos_token_id}

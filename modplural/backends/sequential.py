@@ -142,7 +142,7 @@ class SequentialBackend(LoadedModelBackend):
             self._check_adapter(r.adapter)
         results = []
         for r in requests:
-            ids = self._encode(r.messages, r.prompt, r.answer_prefix)
+            ids = self._encode(r.messages, r.prompt, r.answer_prefix, new_tokens=ANSWER_SAMPLE_TOKENS)
             with self._use_adapter(r.adapter):
                 self._hf_generate(ids, r.adapter, ANSWER_SAMPLE_TOKENS, ANSWER_SAMPLE_TEMPERATURE, 1.0, seed=0)
                 top = self._top_tokens(ids, r.adapter, TOP_K_READ)
