@@ -206,7 +206,45 @@ def notes_of(task: str, result: dict) -> dict:
         notes["chosen"] = chosen_label(result)
     if task == "vital_overton":
         notes["refusal"] = is_refusal(result.get("response"))
+    perspectives = result.get("perspectives")
+    if perspectives:  # ethos: how its list came out (count, asks, registry fill-ins)
+        notes["perspectives"] = len(perspectives)
+        notes["attempts"] = max(int(p.get("attempts") or 1) for p in perspectives)
+        notes["registry"] = sum(p.get("source") == "registry" for p in perspectives)
     return notes
+
+
+def perspective_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> dict[str, dict]:
+    """label -> task -> how its generated perspective lists came out over the task's items: items by number of
+    perspectives kept, by asks needed (``ethos: released`` re-asks up to three times), and registry fill-ins."""
+    out: dict[str, dict] = {}
+    for label, run in loaded.items():
+        for task, ids in items.items():
+            if task not in run.scores:
+                continue
+            notes = item_notes(run.runs[task].run_dir, task, run.variant.method)
+            lists = [notes[i] for i in ids if "perspectives" in notes.get(i, {})]
+            if lists:
+                out.setdefault(label, {})[task] = {
+                    "perspectives": dict(sorted(Counter(n["perspectives"] for n in lists).items())),
+                    "attempts": dict(sorted(Counter(n["attempts"] for n in lists).items())),
+                    "registry_fill_ins": sum(n["registry"] for n in lists), "items": len(lists)}
+    return out
+
+
+def perspective_lines(counts: dict[str, dict]) -> list[str]:
+    if not counts:
+        return []
+    lines = ["", "## Generated perspectives (ethos)", "", "Per item: how many perspectives the main LLM's list gave (kept: at most 9), how many "
+             "asks it took (`ethos: released` asks again while fewer than six parse, three asks at most; the best list is kept), and "
+             "registry communities filled in (only below two).", "",
+             "| variant | task | items | perspectives kept: items | asks: items | registry fill-ins |", "|---|---|---|---|---|---|"]
+    for label, per_task in counts.items():
+        for task, c in per_task.items():
+            kept = ", ".join(f"{k}: {v}" for k, v in c["perspectives"].items())
+            asks = ", ".join(f"{k}: {v}" for k, v in c["attempts"].items())
+            lines.append(f"| {label} | {task} | {c['items']} | {kept} | {asks} | {c['registry_fill_ins']} |")
+    return lines
 
 
 def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
@@ -449,12 +487,14 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
     chosen, counts = selection_lines(items, loaded)
     learned, weights = weight_lines(items, loaded)
     refusals = refusal_counts(items, loaded)
-    lines += chosen + learned + refusal_lines(refusals)
+    perspectives = perspective_counts(items, loaded)
+    lines += chosen + learned + refusal_lines(refusals) + perspective_lines(perspectives)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
     runs = [{"label": v.label, "run_dir": str(v.run_dir), "method": v.method, "run": v.run_dir.resolve() in ran} for v in variants]
-    payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals}
+    payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals,
+               "perspectives": perspectives}
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     return out / "report.md"
 

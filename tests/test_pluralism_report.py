@@ -183,7 +183,7 @@ def test_a_study_split_by_tasks_is_exported_without_text_and_reported_as_one_var
             predictions = RunDir(out).read_predictions(task, method)
             assert sorted(notes[method]) == sorted(r["id"] for r in predictions)
             for r in predictions:  # labels and flags only, no model text
-                assert set(notes[method][r["id"]]) <= {"chosen", "refusal"}
+                assert set(notes[method][r["id"]]) <= {"chosen", "refusal", "perspectives", "attempts", "registry"}
                 if task == "vital_steerable_vk" and method == "modular":
                     assert notes[method][r["id"]]["chosen"] == r["result"]["chosen_community"] in ("health_news_left", "clinicians")
     variants = [f"{m}={exported[t]}:{m}" for m in ("vanilla", "modular") for t in exported]
