@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections import Counter
@@ -230,6 +231,44 @@ def perspective_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -
                     "attempts": dict(sorted(Counter(n["attempts"] for n in lists).items())),
                     "registry_fill_ins": sum(n["registry"] for n in lists), "items": len(lists)}
     return out
+
+
+def length_check(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> dict[str, dict]:
+    """label -> Overton sentences per response, the within-variant correlation of sentences and coverage, and the
+    coverage at the same response length: an analysis of covariance with one common slope of coverage on
+    ln(sentences), estimated within variants, each variant's mean coverage moved along it to the mean length of all.
+    Descriptive: how much of a coverage difference response length accounts for (the proxy scores each value by its
+    best sentence, so more sentences are more chances)."""
+    import numpy as np
+
+    task = "vital_overton"
+    ids = items.get(task, [])
+    per = {label: (np.log(np.maximum([run.scores[task][i]["sentences"] for i in ids], 1)), np.asarray([run.scores[task][i]["coverage"] for i in ids], float))
+           for label, run in loaded.items() if task in run.scores}
+    if len(per) < 2 or not ids:
+        return {}
+    within = sum(float(((x - x.mean()) ** 2).sum()) for x, _ in per.values())
+    slope = sum(float(((x - x.mean()) * (y - y.mean())).sum()) for x, y in per.values()) / within if within else 0.0
+    grand = float(np.mean([x.mean() for x, _ in per.values()]))
+    out = {}
+    for label, (x, y) in per.items():
+        corr = float(np.corrcoef(x, y)[0, 1]) if x.std() > 0 and y.std() > 0 else float("nan")
+        out[label] = {"sentences": float(np.exp(x).mean()), "correlation": corr, "coverage": float(y.mean()),
+                      "coverage_at_mean_length": float(y.mean() - slope * (x.mean() - grand))}
+    return {"slope": slope, "mean_log_sentences": grand, "variants": out}
+
+
+def length_lines(check: dict) -> list[str]:
+    if not check:
+        return []
+    lines = ["", "## Overton coverage and response length", "",
+             f"Descriptive (an analysis of covariance): coverage rises {check['slope']:.3f} per unit of ln(sentences) within variants; "
+             f"*at mean length* moves each variant's mean coverage along that slope to the same length ({math.exp(check['mean_log_sentences']):.1f} "
+             "sentences, geometric mean): what is left of a difference once response length is accounted for.", "",
+             "| variant | sentences per response | corr(ln sentences, coverage) | coverage | at mean length |", "|---|---|---|---|---|"]
+    lines += [f"| {label} | {v['sentences']:.2f} | {v['correlation']:+.2f} | {v['coverage']:.3f} | {v['coverage_at_mean_length']:.3f} |"
+              for label, v in check["variants"].items()]
+    return lines
 
 
 def perspective_lines(counts: dict[str, dict]) -> list[str]:
@@ -488,13 +527,14 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
     learned, weights = weight_lines(items, loaded)
     refusals = refusal_counts(items, loaded)
     perspectives = perspective_counts(items, loaded)
-    lines += chosen + learned + refusal_lines(refusals) + perspective_lines(perspectives)
+    lengths = length_check(items, loaded)
+    lines += chosen + learned + refusal_lines(refusals) + length_lines(lengths) + perspective_lines(perspectives)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
     runs = [{"label": v.label, "run_dir": str(v.run_dir), "method": v.method, "run": v.run_dir.resolve() in ran} for v in variants]
     payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals,
-               "perspectives": perspectives}
+               "perspectives": perspectives, "overton_length": lengths}
     (out / "report.json").write_text(json.dumps(payload, indent=1) + "\n")
     return out / "report.md"
 

@@ -204,3 +204,22 @@ def test_a_study_split_by_tasks_is_exported_without_text_and_reported_as_one_var
     assert unfinished.returncode == 0  # an exported run exports again (it is finished and scored)
     missing = run_script("--export", str(tmp_path / "nowhere"), str(tmp_path / "x"))
     assert_one_line(missing)
+
+
+def test_the_length_check_finds_coverage_that_length_alone_predicts():
+    import math
+
+    from experiments.pluralism_report import Loaded, length_check
+
+    def scores(pairs):
+        return {"vital_overton": {str(i): {"sentences": n, "coverage": c} for i, (n, c) in enumerate(pairs)}}
+
+    line = lambda n: 0.3 + 0.1 * math.log(n)  # noqa: E731
+    short = Loaded(Variant("short", Path("a"), "vanilla"), {}, scores([(n, line(n)) for n in (1, 2, 3)]))
+    long = Loaded(Variant("long", Path("b"), "modular"), {}, scores([(n, line(n) + 0.05) for n in (6, 8, 9)]))
+    check = length_check({"vital_overton": ["0", "1", "2"]}, {"short": short, "long": long})
+    assert check["variants"]["long"]["sentences"] == pytest.approx(23 / 3)
+    at_length = {label: v["coverage_at_mean_length"] for label, v in check["variants"].items()}
+    assert check["slope"] == pytest.approx(0.1) and at_length["long"] - at_length["short"] == pytest.approx(0.05)  # the offset, not the length
+    assert check["variants"]["short"]["correlation"] > 0.9
+    assert length_check({"vital_overton": ["0"]}, {"short": short}) == {}  # one variant: nothing to compare
