@@ -393,6 +393,11 @@ def reference_rows(task: str, ids: list[str], holders: dict[str, Loaded]) -> dic
     return out
 
 
+def ran_dirs(loaded: dict[str, Loaded]) -> set[Path]:
+    """The resolved run directories the loaded variants were read from."""
+    return {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+
+
 def run_lines(loaded: Loaded, items: dict[str, list[str]]) -> list[str]:
     """The rows of the what-was-run table: one per run of the variant."""
     lines = []
@@ -429,7 +434,7 @@ def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, 
         "| variant | run | method | protocol | main model | git commit | items per task | command |", "|---|---|---|---|---|---|---|---|",
         *[line for run in loaded.values() for line in run_lines(run, items)],
     ]
-    ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+    ran = ran_dirs(loaded)
     lines += [f"| {v.label} | `{v.run_dir}` | {v.method} | (not run) | | | | |" for v in variants if v.run_dir.resolve() not in ran]
     lines += ["", "Items: every variant scored the same item ids per task (checked on scores.json): "
               + ", ".join(f"{task} {len(ids)}" for task, ids in items.items()) + "."]
@@ -531,7 +536,7 @@ def report(variants: list[Variant], data: Path, out: Path) -> Path:
     lines += chosen + learned + refusal_lines(refusals) + length_lines(lengths) + perspective_lines(perspectives)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    ran = {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+    ran = ran_dirs(loaded)
     runs = [{"label": v.label, "run_dir": str(v.run_dir), "method": v.method, "run": v.run_dir.resolve() in ran} for v in variants]
     payload = {"variants": runs, "items": items, "tasks": as_json(tasks), "selection": counts, "learned_weights": weights, "overton_refusals": refusals,
                "perspectives": perspectives, "overton_length": lengths}
