@@ -36,7 +36,7 @@ QWEN_MODEL = "qwen2.5-coder-1.5b-instruct"
 QWEN_MODEL_ID = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 MAIN_MODEL_ENV = "MODPLURAL_MAIN_MODEL"  # overrides the main LLM a run gets when it names none
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-WEIGHT_FORMATS = ("auto", "float", "int8")  # how weights are stored: as ``dtype`` says, or int8 (``backends.int8_weights``, CPU only); auto: int8 on a CPU in float32
+WEIGHT_FORMATS = ("auto", "float", "int8")  # how weights are stored: as ``dtype`` says, or int8 (``backends.int8_weights``, CPU only); auto: int8 on a CPU in float32 with fast int8 products
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -196,15 +196,16 @@ def load_tokenizer(spec: str = DEFAULT_MODEL):
 
 
 def resolve_weight_format(weight_format: str, device: str, dtype: str) -> str:
-    """``float`` or ``int8``: ``auto`` is int8 on a CPU computing in float32 (where torch has the int8 product), else float;
+    """``float`` or ``int8``: ``auto`` is int8 on a CPU computing in float32 whose int8 products beat float32 ones (VNNI:
+    ``int8_fast``), else float;
     an explicit choice this device and dtype cannot run is a one-line error (int8 needs a CPU and computes in float32)."""
     if weight_format not in WEIGHT_FORMATS:
         raise ModPluralError(f"unknown weight format {weight_format!r}: choose one of {', '.join(WEIGHT_FORMATS)}")
     device = resolve_device(device)
     if weight_format == "auto":
-        from modplural.backends.int8_weights import int8_available
+        from modplural.backends.int8_weights import int8_fast
 
-        return "int8" if dtype_name(dtype, device) == "float32" and int8_available(device) else "float"
+        return "int8" if dtype_name(dtype, device) == "float32" and int8_fast(device) else "float"
     if weight_format == "int8":
         if device != "cpu":
             raise ModPluralError(f"int8 weights run on a CPU, not on {device!r}: on a GPU use the weight format 'float' with dtype bfloat16")

@@ -86,13 +86,15 @@ def test_persona_communities_run_on_the_local_base_or_their_server(tmp_path, ada
 
 
 def test_the_main_llm_a_user_gets_is_the_offline_1_5b(monkeypatch):
+    from modplural.backends.int8_weights import int8_fast
     from modplural.models import QWEN_MODEL, default_main_model, resolve_weight_format
 
     monkeypatch.delenv("MODPLURAL_MAIN_MODEL")
     assert default_main_model() == QWEN_MODEL == "qwen2.5-coder-1.5b-instruct"
     monkeypatch.setenv("MODPLURAL_MAIN_MODEL", "  ")
     assert default_main_model() == QWEN_MODEL
-    assert resolve_weight_format("auto", "cpu", "auto") == "int8" and resolve_weight_format("auto", "cpu", "bfloat16") == "float"
+    assert resolve_weight_format("auto", "cpu", "auto") == ("int8" if int8_fast("cpu") else "float")  # int8 only where it is faster
+    assert resolve_weight_format("auto", "cpu", "bfloat16") == "float" and resolve_weight_format("int8", "cpu", "auto") == "int8"
     with pytest.raises(ModPluralError, match="int8 weights compute in float32"):
         resolve_weight_format("int8", "cpu", "bfloat16")
     with pytest.raises(ModPluralError, match="unknown weight format 'int4'"):

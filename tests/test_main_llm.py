@@ -13,12 +13,13 @@ import os
 
 import pytest
 
+from modplural.backends.int8_weights import int8_fast
 from tests.helpers import run_cli
 from tests.test_model_parts import needs_qwen
 
 pytestmark = [pytest.mark.slow, needs_qwen]
 COMMUNITIES = ["clinicians", "patients", "public_health_agencies"]
-QWEN_IDENTITY = "Qwen/Qwen2.5-Coder-1.5B-Instruct@Qwen2.5-Coder-1.5B-Instruct.gguf#int8-rowwise-v1"
+QWEN_INT8 = "Qwen/Qwen2.5-Coder-1.5B-Instruct@Qwen2.5-Coder-1.5B-Instruct.gguf#int8-rowwise-v1"
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_overton_from_the_command_line_names_the_1_5b(tmp_path):
                      "--max-new-tokens", "48", "--device", "cpu", "--json", "--cache", str(tmp_path / "c.sqlite"), env=env)
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["main_model"] == QWEN_IDENTITY
+    assert answer["main_model"] == (QWEN_INT8 if int8_fast("cpu") else QWEN_INT8.split("#")[0])  # auto: int8 where its products are fast
     assert set(answer["community_messages"]) == set(COMMUNITIES)
     assert len(answer["response"].split()) >= 10
 
@@ -71,7 +72,7 @@ def test_int8_agrees_with_float32_on_the_1_5b():
     options = [OptionRequest(labels=("A", "B", "C")[: 3 - i], messages=({"role": "user", "content": p},), answer_prefix="Answer:") for i, p in enumerate(prompts)]
     greedy = [GenerateRequest(messages=({"role": "user", "content": "Name one argument for a sugar tax."},), decoding=Decoding(max_new_tokens=12))]
     int8 = LocalBackend("qwen2.5-coder-1.5b-instruct", device="cpu", weight_format="int8", batch_size=4)
-    assert int8.kernels == "int8-rowwise-v1" and int8.adapter_identity(None) == QWEN_IDENTITY
+    assert int8.kernels == "int8-rowwise-v1" and int8.adapter_identity(None) == QWEN_INT8
     together = int8.option_probs(options)
     alone = [int8.option_probs([o])[0] for o in options]
     assert max(abs(a - b) for x, y in zip(together, alone) for a, b in zip(x.probs, y.probs)) < 1e-3

@@ -54,6 +54,13 @@ def int8_available(device: str) -> bool:
     return bool(torch.equal(out, torch.full((1, 8), 8, dtype=torch.int32)))
 
 
+def int8_fast(device: str) -> bool:
+    """Whether int8 weights run here faster than float32 ones: on oneDNN's u8s8 kernel, which needs a CPU that sums
+    exactly (VNNI). Without it ``torch._int_mm`` is the product, about 20x slower than a float32 one on an AVX2 CPU
+    (``experiments/int8_kernels.py``), so ``main_weight_format: auto`` keeps float weights there."""
+    return int8_available(device) and _onednn_exact()
+
+
 _SCRATCH = threading.local()  # one reusable float buffer per thread: fresh large tensors cost a page fault per 4 KiB
 
 
