@@ -6,7 +6,7 @@ our improved protocol. A config may name a protocol or start from one and flip s
     protocol: original
     protocol: {base: original, answer_reading: exact}
 
-``SWITCHES`` documents each switch (what the original does, in which file, what we do and why); README's
+``SWITCHES`` documents each switch (what the original does, in which file, what we do and why); docs/protocols.md's
 fidelity table is written from it and ``experiments/results/fidelity.md`` holds the measured effects.
 """
 

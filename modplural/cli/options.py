@@ -63,7 +63,7 @@ def add_protocol(parser: argparse.ArgumentParser, default: str | None, help_text
 
 def add_switches(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--switch", action="append", default=[], metavar="NAME=VALUE",
-                        help="flip one protocol switch (repeat), e.g. --switch repetition=none (README, Protocols)")
+                        help="flip one protocol switch (repeat), e.g. --switch repetition=none (docs/protocols.md)")
 
 
 def protocol_spec(base: str | dict, switches: list[str]) -> str | dict:
