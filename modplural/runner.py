@@ -349,9 +349,9 @@ class Experiment:
         if not pending:
             return
         if self.protocol.calibration == "split":
-            method.priors = self._split_priors(task_name, task, method_name, method)
+            method = method.with_priors(self._split_priors(task_name, task, method_name, method))
         if self.protocol.weights == "learned" and task.mode == "distributional" and hasattr(method, "fit_weights"):
-            method.learned = self._learned_weights(task_name, method_name, method)
+            method = method.with_weights(self._learned_weights(task_name, method_name, method))
         bar = tqdm(total=len(items), initial=len(items) - len(pending), desc=f"{task_name}/{method_name}", disable=not progress, dynamic_ncols=True)
         with open_own(path, "a") as out:
             for start in range(0, len(pending), chunk_size):

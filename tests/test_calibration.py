@@ -150,7 +150,8 @@ def test_a_constant_predictor_with_a_matching_prior_stops_being_constant(backend
     queries = [i.query for i in items[:12]]
     method = build_method("vanilla", backend, None, protocol)
     priors = method.fit_priors("steerable", queries)
-    results = method.run("steerable", queries)
+    assert method.priors is None  # fitting returns the priors; the method is left as it was
+    results = method.with_priors(priors).run("steerable", queries)
     raw_picks = {max(range(3), key=r.raw_distribution.__getitem__) for r in results}
     picks = {max(range(3), key=r.distribution.__getitem__) for r in results}
     assert priors["answer:3"] == pytest.approx([sum(c) / 12 for c in zip(*(r.raw_distribution for r in results))], abs=1e-6)
@@ -167,7 +168,7 @@ def test_split_without_priors_is_a_one_line_error(backend):
 def test_a_zero_prior_from_top10_reading_is_a_one_line_error(backend):
     """The original's top-10 reading gives 0 to a label outside the top 10: calibrating it is refused, never NaN."""
     method = build_method("vanilla", backend, None, {"base": "modplural", "answer_reading": "top10", "calibration": "split"})
-    method.priors = {"answer:3": [0.5, 0.5, 0.0]}
+    method = method.with_priors({"answer:3": [0.5, 0.5, 0.0]})
     with pytest.raises(ModPluralError, match="prior entry 3 is 0.0"):
         method.distributional(*QUESTIONS[0])
 

@@ -152,6 +152,9 @@ def test_learned_weights_on_the_real_model(backend, pools):
     learned = method.fit_weights(queries, targets, ["q1", "q2", "q3"])
     assert list(learned.weights) == pools[0].names and learned.items == ["q1", "q2", "q3"]
     assert learned.calibration_js["learned"] <= learned.calibration_js["uniform"]
+    with pytest.raises(ModPluralError, match="weights learned needs weights fitted"):
+        method.run("distributional", queries[:1])  # fitting returns the weights; the method is left as it was
+    method = method.with_weights(learned)
     results = method.run("distributional", queries)
     for r in results:
         assert r.weights == pytest.approx(learned.weights) and r.temperature == learned.temperature
@@ -207,7 +210,9 @@ def test_pointwise_selection_is_read_uncalibrated_and_fits_no_selection_prior(ba
     for calibration in ("content_free", "split"):
         method = build_method("modular", backend, pools[0], {"base": "modplural", "main_tokens": 6, "selection": "pointwise", "calibration": calibration})
         if calibration == "split":
-            assert not [k for k in method.fit_priors("steerable", queries) if k.startswith("selection:")]
+            priors = method.fit_priors("steerable", queries)
+            assert not [k for k in priors if k.startswith("selection:")]
+            method = method.with_priors(priors)
         for a, b in zip(plain, method.run("steerable", queries)):
             assert a.selection_scores == pytest.approx(b.selection_scores, abs=1e-6) and b.selection_prior is None
     moe = build_method("moe", backend, pools[0], {"base": "modplural", "main_tokens": 6, "selection": "pointwise", "calibration": "split"})

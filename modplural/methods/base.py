@@ -7,6 +7,7 @@ template), ``answer_reading`` (top-10 or exact), ``selection_reading`` (sampled 
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence, TypeVar
@@ -71,9 +72,8 @@ class Method:
         self.protocol = self.check_protocol(resolve_protocol(protocol))
         self.prompts = for_protocol(self.protocol.prompts)
         self.seed = seed
-        self.priors: dict[str, list[float]] | None = None  # calibration split: from fit_priors (or a run's calibration file)
+        self.priors: dict[str, list[float]] | None = None  # calibration split: given by with_priors (fitted by fit_priors)
         self._content_free_priors: dict[tuple[str, tuple[str, ...]], list[float]] = {}
-        self._uncalibrated = False  # fit_priors reads raw distributions
 
     @classmethod
     def check_protocol(cls, protocol: Protocol) -> Protocol:
@@ -162,7 +162,7 @@ class Method:
         query with every text of the row blanked (``N/A``); texts that are not the item's (MoE's descriptions) go
         into ``build`` itself."""
         prompts = [build(q, *row) for q, *row in zip(queries, *columns)]
-        if self.protocol.calibration != "content_free" or self._uncalibrated:
+        if self.protocol.calibration != "content_free":
             return prompts, None
         return prompts, [build(content_free(q), *(blank(x) for x in row)) for q, *row in zip(queries, *columns)]
 
@@ -182,8 +182,8 @@ class Method:
         the split priors of its label count (None where the calibration items had no such count)."""
         if self.protocol.calibration == "split":
             if self.priors is None:
-                raise ModPluralError("calibration split needs priors from calibration items: call fit_priors(mode, queries) on items "
-                                     "outside the evaluated ones (modplural run does, with the config's calibration_items)")
+                raise ModPluralError("calibration split needs priors from calibration items: method.with_priors(method.fit_priors(mode, queries)) "
+                                     "on items outside the evaluated ones (modplural run does, with the config's calibration_items)")
             return [self.priors.get(prior_key(kind, len(l))) for l in labels]
         if neutral is None:
             raise ModPluralError(f"calibration content_free: no content-free prompts were built for this {kind}")
@@ -196,7 +196,7 @@ class Method:
 
     def _calibrated(self, kind: str, raw: list[list[float]], labels: Sequence[Sequence[str]], prefix: str, neutral: Sequence[str] | None, read) -> list[Reading]:
         """Raw distributions -> readings, divided by their priors when calibration is on."""
-        if self.protocol.calibration == "none" or self._uncalibrated:
+        if self.protocol.calibration == "none":
             return [Reading(probs) for probs in raw]
         priors = self._priors(kind, labels, prefix, neutral, read)
         return [Reading(calibrate(probs, prior, f"{kind} over {', '.join(l)}") if prior is not None else probs, probs, prior)
@@ -251,12 +251,20 @@ class Method:
 
     # calibration priors from calibration items -----------------------------------------------------------------
     def fit_priors(self, mode: str, queries: Sequence[Query]) -> dict[str, list[float]]:
-        """Split calibration: run ``mode`` uncalibrated on ``queries`` (items outside the evaluated ones) and keep the
-        mean distributions as this method's priors; returns them."""
-        self._uncalibrated = True
-        try:
-            results = self.run(mode, queries)
-        finally:
-            self._uncalibrated = False
-        self.priors = mean_priors(results)
-        return self.priors
+        """Split calibration: the mean distributions of ``mode`` run uncalibrated on ``queries`` (items outside the
+        evaluated ones); ``with_priors`` gives them to a method. This method is left as it was."""
+        return mean_priors(self.under(calibration="none").run(mode, queries))
+
+    def with_priors(self, priors: dict[str, list[float]]) -> "Method":
+        """A copy of this method that calibrates with ``priors`` (calibration split)."""
+        return self._copy(priors=priors)
+
+    def under(self, **switches) -> "Method":
+        """A copy of this method under its protocol with ``switches`` flipped (same models, pool and seed)."""
+        protocol = self.check_protocol(resolve_protocol({"base": self.protocol, **switches}))
+        return self._copy(protocol=protocol, prompts=for_protocol(protocol.prompts))
+
+    def _copy(self, **attributes) -> "Method":
+        twin = copy.copy(self)
+        twin.__dict__.update(attributes)
+        return twin

@@ -44,8 +44,7 @@ class Collaboration(Method):
       ``weights: learned``: fitted weights and temperature, see ``ModularPluralism.fit_weights``).
     """
 
-    learned: LearnedWeights | None = None  # weights: learned (ModularPluralism.fit_weights, or a run's weights.json)
-    _fitting = False  # fit_weights runs the mixture uniform
+    learned: LearnedWeights | None = None  # weights: learned, given by with_weights (fitted by fit_weights)
 
     @classmethod
     def check_protocol(cls, protocol: Protocol) -> Protocol:
@@ -65,8 +64,8 @@ class Collaboration(Method):
         message's P(Yes), read uncalibrated)."""
         priors = super().fit_priors(mode, queries)
         if self.protocol.selection == "pointwise":
-            self.priors = {key: prior for key, prior in priors.items() if not key.startswith("selection:")}
-        return self.priors
+            return {key: prior for key, prior in priors.items() if not key.startswith("selection:")}
+        return priors
 
     def _result(self, mode: Mode, q: Query, panel: Panel, **fields) -> PluralResult:
         prompts = [*panel.prompts, *fields.pop("main_prompts", [])]
@@ -126,7 +125,7 @@ class Collaboration(Method):
                 "distributional", q, p, options=list(q.options), distribution=mixture(weights, [per[n] for n in names], temperature),
                 option_mass=sum(w * mine[n][1] for w, n in zip(weights, names)), community_distributions=per, weights=dict(zip(names, weights)),
                 main_prompts=[prompt for prompt, (k, _) in zip(answer_prompts, jobs) if k == i],
-                temperature=temperature if self.learned is not None and q.weights is None else None,
+                temperature=temperature if self.protocol.weights == "learned" and q.weights is None else None,
             )
             first = mine[names[0]][0]
             if first.raw is not None:  # calibrated: every voice's prompt has the same content-free form, so one prior
@@ -137,11 +136,11 @@ class Collaboration(Method):
     def _weights(self, pool: CommunityPool, q: Query) -> tuple[list[float], float]:
         """The weights and temperature of one query's mixture: the query's own weights if it gives any, else under
         ``weights: learned`` the fitted ones, else the pool's (uniform unless the registry gives weights)."""
-        if q.weights is not None or self.protocol.weights == "uniform" or self._fitting:
+        if q.weights is not None or self.protocol.weights == "uniform":
             return pool.resolve_weights(q.weights), 1.0
         if self.learned is None:
-            raise ModPluralError("weights learned needs weights fitted on calibration items: call fit_weights(queries, targets) on items outside "
-                                 "the evaluated ones (modplural run does, with the config's calibration_items), or use weights uniform")
+            raise ModPluralError("weights learned needs weights fitted on calibration items: method.with_weights(method.fit_weights(queries, targets, "
+                                 "items)) on items outside the evaluated ones (modplural run does, with the config's calibration_items), or use weights uniform")
         return [self.learned.weights[n] for n in pool.names], self.learned.temperature
 
 
@@ -161,12 +160,11 @@ class ModularPluralism(Collaboration):
     def fit_weights(self, queries: Sequence[Query], targets: Sequence[Sequence[float]], items: Sequence[str]) -> LearnedWeights:
         """``weights: learned``: run distributional with uniform weights on ``queries`` (calibration items outside the
         evaluated ones, ids ``items``), fit each community's weight and a temperature to their gold ``targets`` and
-        keep them (``self.learned``); returns them."""
-        self._fitting = True
-        try:
-            results = self.run("distributional", list(queries))
-        finally:
-            self._fitting = False
+        return them; ``with_weights`` gives them to a method. This method is left as it was."""
+        results = self.under(weights="uniform").run("distributional", list(queries))
         per_item = [[r.community_distributions[n] for n in self.pool.names] for r in results]
-        self.learned = fit_weights(self.pool.names, per_item, targets, items)
-        return self.learned
+        return fit_weights(self.pool.names, per_item, targets, items)
+
+    def with_weights(self, learned: LearnedWeights) -> "ModularPluralism":
+        """A copy of this method that mixes its communities with ``learned`` (weights learned)."""
+        return self._copy(learned=learned)
