@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from experiments.fidelity import cell, compare, headline  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.prompts import option_labels  # noqa: E402
-from modplural.runner import Experiment  # noqa: E402
+from modplural.runs.plan import RunPlan, read_plan  # noqa: E402
 
 READINGS = ("none", "content_free", "split")
 METHODS = ("vanilla", "prompting", "moe", "modular")
@@ -31,10 +31,10 @@ def argmax_letter(distribution: list[float]) -> str:
     return option_labels(len(distribution))[max(range(len(distribution)), key=distribution.__getitem__)]
 
 
-def histogram(run: Experiment, task: str, method: str, raw: bool = False) -> Counter:
+def histogram(run: RunPlan, task: str, method: str, raw: bool = False) -> Counter:
     """How often each option letter is the prediction (the argmax), over the run's items of ``task``."""
     ids = {i.id for i in run.tasks[task][2] if i.fixed is None}
-    results = [r["result"] for r in run.run_dir.read_predictions(task, method) if r["id"] in ids]
+    results = [r["result"] for r in run.directory.read_predictions(task, method) if r["id"] in ids]
     key = "raw_distribution" if raw else "distribution"
     return Counter(argmax_letter(r[key] if r.get(key) is not None else r["distribution"]) for r in results if r.get("distribution"))
 
@@ -50,10 +50,10 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/results/calibration")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
-    runs = {name: Experiment.from_run_dir(Path(args.runs) / f"calibration_{name}", data) for name in READINGS
+    runs = {name: read_plan(Path(args.runs) / f"calibration_{name}", data) for name in READINGS
             if name != "split" or (Path(args.runs) / "calibration_split").is_dir()}  # split is optional
-    scores = {name: json.loads(run.run_dir.scores_path().read_text()) for name, run in runs.items()}
-    raw = json.loads(runs["content_free"].run_dir.scores_path("raw").read_text())
+    scores = {name: json.loads(run.directory.scores_path().read_text()) for name, run in runs.items()}
+    raw = json.loads(runs["content_free"].directory.scores_path("raw").read_text())
     base = runs["none"]
     lines = [
         "# Calibrated option reading: raw vs calibrated, every method on the same items",
@@ -61,7 +61,7 @@ def main() -> None:
         f"- Runs: `{args.runs}/calibration_none`, `calibration_content_free` of `experiments/configs/calibration.yaml` and `calibration_split` of "
         "`calibration_split.yaml` (protocol modplural with the `calibration` switch flipped; everything else equal: items, seed, 64-token community "
         "messages, 128-token answers; the split run leaves Overton out: it has no option answer, and only MoE's selection would move).",
-        f"- Model: {base.run_dir.manifest()['main_model']} (main LLM and the base of the nine shipped communities). "
+        f"- Model: {base.directory.manifest()['main_model']} (main LLM and the base of the nine shipped communities). "
         f"Items: {', '.join(f'{t} {len(i)}' for t, (_, _, i, _) in base.tasks.items())} (VITAL dev split, seeded sample; split calibration: "
         f"{base.config.calibration_items} other items per task, listed in the run's manifest and calibration.json). Overton scorer: embedding proxy.",
         "- Cells: the headline metric; under content_free and split, the paired difference from `none` over the same items with its "
@@ -98,8 +98,8 @@ def main() -> None:
     (out / "report.md").write_text("\n".join(lines) + "\n")
     for name, run in runs.items():
         for file in ("metrics.json", "metrics.raw.json", "calibration.json", "manifest.json"):
-            if (run.run_dir.path / file).is_file():
-                (out / f"{name}.{file}").write_bytes((run.run_dir.path / file).read_bytes())
+            if (run.directory.path / file).is_file():
+                (out / f"{name}.{file}").write_bytes((run.directory.path / file).read_bytes())
     print(f"wrote {out / 'report.md'}")
 
 

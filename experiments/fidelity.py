@@ -27,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.metrics import accuracy, macro_f1  # noqa: E402
 from modplural.protocol import MODPLURAL, SWITCHES, Protocol  # noqa: E402
-from modplural.runner import Experiment  # noqa: E402
+from modplural.runs.generation import Experiment  # noqa: E402
+from modplural.runs.plan import RunPlan, read_plan  # noqa: E402
+from modplural.runs.scoring import compute_metrics  # noqa: E402
 from modplural.text import ends_a_sentence  # noqa: E402
 
 ALL_METHODS = ("vanilla", "prompting", "moe", "modular")
@@ -92,12 +94,12 @@ def compare(task: str, scores_a: dict, protocol_a: Protocol, scores_b: dict, pro
     return {method: effect(task, scores_a[method], protocol_a, scores_b[method], protocol_b) for method in scores_a if method in scores_b}
 
 
-def stored_scores(run: Experiment, scorer) -> dict:
+def stored_scores(run: RunPlan, scorer) -> dict:
     """task -> method -> item id -> per-item metrics of the predictions a run holds (finished or not)."""
     out: dict = {}
     for task_name, (task, _, items, _) in run.tasks.items():
         for method in run.config.methods:
-            results = {r["id"]: r["result"] for r in run.run_dir.read_predictions(task_name, method)}
+            results = {r["id"]: r["result"] for r in run.directory.read_predictions(task_name, method)}
             out.setdefault(task_name, {})[method] = {i.id: task.item_metrics(i, results[i.id], run.protocol, scorer) for i in items if i.id in results}
     return out
 
@@ -108,11 +110,11 @@ def repeats(text: str, n: int = 4) -> int:
     return max(Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1)).values(), default=0)
 
 
-def readability(run: Experiment) -> dict[str, tuple[int, int, int, int]]:
+def readability(run: RunPlan) -> dict[str, tuple[int, int, int, int]]:
     """method -> (Overton answers with a word 4-gram said 3+ times, answers, community messages not ending a sentence, messages)."""
     out = {}
     for method in run.config.methods:
-        results = [r["result"] for r in run.run_dir.read_predictions(OVERTON, method)]
+        results = [r["result"] for r in run.directory.read_predictions(OVERTON, method)]
         messages = [m for r in results for m in (r.get("community_messages") or {}).values()]
         looping = sum(repeats(r.get("response") or "") >= 3 for r in results)
         cut = sum(bool(m.strip()) and not ends_a_sentence(m) for m in messages)
@@ -156,16 +158,16 @@ def main() -> int:
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
 
-    base = Experiment.from_run_dir(Path(args.original), data)
+    base = read_plan(Path(args.original), data)
     from modplural.scorers import build_scorer
 
     scorer = build_scorer(base.config.scorer, base.config.nli_model)
-    base_metrics, base_scores = base.compute_metrics(base.protocol, scorer)
+    base_metrics, base_scores = compute_metrics(base, base.protocol, scorer)
     sections: list[tuple] = []  # (name, how measured, effects[, extra table rows])
 
     for name in SCORING:
         flipped = dataclasses.replace(base.protocol, **{name: getattr(MODPLURAL, name)})
-        _, scores = base.compute_metrics(flipped, scorer)
+        _, scores = compute_metrics(base, flipped, scorer)
         sections.append((name, "re-scored from the original run's predictions", {t: compare(t, base_scores[t], base.protocol, scores[t], flipped) for t in base_scores}))
 
     for name in [s for s in args.switches.split(",") if s]:
@@ -177,15 +179,15 @@ def main() -> int:
         print(f"ablation {name}: protocol {run.protocol.name}", file=sys.stderr, flush=True)
         if not args.no_generate:
             run.run(progress=True)
-        scores = stored_scores(run, scorer)
+        scores = stored_scores(run.plan, scorer)
         sections.append((name, f"a new run of {', '.join(tasks)} x {', '.join(methods)}", {t: compare(t, base_scores[t], base.protocol, scores[t], run.protocol) for t in tasks}))
 
-    ours = Experiment.from_run_dir(Path(args.modplural), data)
-    _, ours_scores = ours.compute_metrics(ours.protocol, scorer)
+    ours = read_plan(Path(args.modplural), data)
+    _, ours_scores = compute_metrics(ours, ours.protocol, scorer)
     sections.insert(0, ("all switches (protocol modplural vs original)", "both full runs", {t: compare(t, base_scores[t], base.protocol, ours_scores[t], ours.protocol) for t in base_scores if t in ours_scores}))
     if Path(args.readability).is_dir():
-        readable = Experiment.from_run_dir(Path(args.readability), data)
-        _, readable_scores = readable.compute_metrics(readable.protocol, scorer)
+        readable = read_plan(Path(args.readability), data)
+        _, readable_scores = compute_metrics(readable, readable.protocol, scorer)
         how = (f"a new run of every task x method under `{readable.protocol.name}` with repetition {readable.protocol.repetition} and message_trim "
                f"{readable.protocol.message_trim} (`{args.readability}`), against `{args.modplural}` (both none); the cells are with − without")
         counts = {"without": readability(ours), "with": readability(readable)}
@@ -198,13 +200,13 @@ def main() -> int:
     return 0
 
 
-def write(path: Path, base: Experiment, ours: Experiment, sections: list[tuple], scorer: str) -> None:
-    manifest = base.run_dir.manifest()
+def write(path: Path, base: RunPlan, ours: RunPlan, sections: list[tuple], scorer: str) -> None:
+    manifest = base.directory.manifest()
     items = {t: len(i) for t, (_, _, i, _) in base.tasks.items()}
     lines = [
         "# Fidelity: what each protocol switch does to the numbers", "",
-        f"Produced by `python experiments/fidelity.py` on the 2-core reference CPU machine from `{base.out_dir}` "
-        f"(`{manifest['command']}`) and `{ours.out_dir}`; git commit `{manifest.get('git_commit')}`.", "",
+        f"Produced by `python experiments/fidelity.py` on the 2-core reference CPU machine from `{base.directory.path}` "
+        f"(`{manifest['command']}`) and `{ours.directory.path}`; git commit `{manifest.get('git_commit')}`.", "",
         f"- Model: `{manifest['main_model']}` as main LLM and base of the {len(manifest['communities'])} shipped communities (these are our numbers for a 135M model, never the papers').",
         f"- Data: VITAL development split, the same seeded sample in every run: {', '.join(f'{t} {n}' for t, n in items.items())} items.",
         f"- Base protocol: `{base.protocol.name}`; comparison protocol `{ours.protocol.name}` (run before the repetition and message_trim switches existed: "

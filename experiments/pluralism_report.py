@@ -38,8 +38,8 @@ from modplural.learned_weights import TEMPERATURE_RANGE, check_learned  # noqa: 
 from modplural.metrics import Estimate, bootstrap  # noqa: E402
 from modplural.protocol import Protocol  # noqa: E402
 from modplural.references import PRIOR, reference_scores  # noqa: E402
-from modplural.run_dir import RunDir  # noqa: E402
-from modplural.runner import Experiment  # noqa: E402
+from modplural.runs.directory import RunDir  # noqa: E402
+from modplural.runs.plan import RunPlan, read_plan  # noqa: E402
 from modplural.tasks import get_task, load_task  # noqa: E402
 
 DEFAULT_VARIANTS = (
@@ -80,10 +80,10 @@ class Loaded:
     one sitting: ``modplural run CONFIG --tasks ...``)."""
 
     variant: Variant
-    runs: dict[str, Experiment]  # task -> the experiment that ran it
+    runs: dict[str, RunPlan]  # task -> the run that ran it
     scores: dict[str, dict[str, dict]]  # task -> item id -> per-item metrics
 
-    def experiments(self) -> list[Experiment]:
+    def experiments(self) -> list[RunPlan]:
         """The variant's runs, each once, in task order."""
         return list({id(e): e for e in self.runs.values()}.values())
 
@@ -119,7 +119,7 @@ def method_scores(variant: Variant, scores: dict) -> dict[str, dict[str, dict]]:
 def load(variants: list[Variant], data: Path) -> dict[str, Loaded]:
     """label -> Loaded, for the variants whose run directory exists (each run read once); a label's runs must hold
     different tasks."""
-    runs: dict[Path, tuple[Experiment, dict]] = {}
+    runs: dict[Path, tuple[RunPlan, dict]] = {}
     out: dict[str, Loaded] = {}
     for variant in variants:
         if not variant.run_dir.is_dir():
@@ -127,13 +127,13 @@ def load(variants: list[Variant], data: Path) -> dict[str, Loaded]:
         key = variant.run_dir.resolve()
         if key not in runs:
             scores = RunDir(variant.run_dir).read_json("scores.json")  # first: a run without scores is the error to name
-            runs[key] = (Experiment.from_run_dir(variant.run_dir, data), scores)
+            runs[key] = (read_plan(variant.run_dir, data), scores)
         experiment, scores = runs[key]
         found = method_scores(variant, scores)
         loaded = out.setdefault(variant.label, Loaded(variant, {}, {}))
         for task, records in found.items():
             if task in loaded.runs:
-                raise ModPluralError(f"variant {variant.label}: {task} is in both {loaded.runs[task].out_dir} and {variant.run_dir}; give each task one run")
+                raise ModPluralError(f"variant {variant.label}: {task} is in both {loaded.runs[task].directory.path} and {variant.run_dir}; give each task one run")
             loaded.runs[task], loaded.scores[task] = experiment, records
     return out
 
@@ -223,7 +223,7 @@ def perspective_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -
         for task, ids in items.items():
             if task not in run.scores:
                 continue
-            notes = item_notes(run.runs[task].run_dir, task, run.variant.method)
+            notes = item_notes(run.runs[task].directory, task, run.variant.method)
             lists = [notes[i] for i in ids if "perspectives" in notes.get(i, {})]
             if lists:
                 out.setdefault(label, {})[task] = {
@@ -290,7 +290,7 @@ def selection_counts(loaded: Loaded, task: str, ids: list[str]) -> Counter:
     """How often each community is the steerable selection's choice over ``ids``. A perspective the main LLM
     generated for the item (ethos) counts as ``(generated perspective)``: its name is model output about the item,
     which may quote the item's text, so it is never written into a report."""
-    notes = item_notes(loaded.runs[task].run_dir, task, loaded.variant.method)
+    notes = item_notes(loaded.runs[task].directory, task, loaded.variant.method)
     return Counter(notes[i]["chosen"] for i in ids if "chosen" in notes.get(i, {}))
 
 
@@ -318,7 +318,7 @@ def refusal_counts(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> di
     out = {}
     for label, run in loaded.items():
         if task in run.scores:
-            notes = item_notes(run.runs[task].run_dir, task, run.variant.method)
+            notes = item_notes(run.runs[task].directory, task, run.variant.method)
             flags = [bool(notes[i].get("refusal")) for i in wanted if i in notes]
             out[label] = {"refusals": sum(flags), "answers": len(flags)}
     return out
@@ -395,30 +395,30 @@ def reference_rows(task: str, ids: list[str], holders: dict[str, Loaded]) -> dic
 
 def ran_dirs(loaded: dict[str, Loaded]) -> set[Path]:
     """The resolved run directories the loaded variants were read from."""
-    return {e.out_dir.resolve() for run in loaded.values() for e in run.experiments()}
+    return {e.directory.path.resolve() for run in loaded.values() for e in run.experiments()}
 
 
 def run_lines(loaded: Loaded, items: dict[str, list[str]]) -> list[str]:
     """The rows of the what-was-run table: one per run of the variant."""
     lines = []
     for experiment in loaded.experiments():
-        manifest = experiment.run_dir.manifest()
-        protocol = manifest.get("protocol", {}).get("name") or experiment.run_dir.read_json("metrics.json").get("protocol")
+        manifest = experiment.directory.manifest()
+        protocol = manifest.get("protocol", {}).get("name") or experiment.directory.read_json("metrics.json").get("protocol")
         counts = ", ".join(f"{task} {len(items[task])}" for task, run in loaded.runs.items() if run is experiment)
-        lines.append(f"| {loaded.variant.label} | `{experiment.out_dir}` | {loaded.variant.method} | `{protocol}` | `{manifest.get('main_model')}` | "
+        lines.append(f"| {loaded.variant.label} | `{experiment.directory.path}` | {loaded.variant.method} | `{protocol}` | `{manifest.get('main_model')}` | "
                      f"`{str(manifest.get('git_commit'))[:12]}` | {counts} | `{manifest.get('command')}` |")
     return lines
 
 
-def scorer_identity(experiment: Experiment) -> str:
-    scorer = experiment.run_dir.read_json("metrics.json").get("scorer") or {}
+def scorer_identity(experiment: RunPlan) -> str:
+    scorer = experiment.directory.read_json("metrics.json").get("scorer") or {}
     return f"`{scorer.get('identity', 'none')}`" + (" (a proxy)" if scorer.get("proxy") else "")
 
 
 def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]]) -> list[str]:
     experiments = [e for run in loaded.values() for e in run.experiments()]
-    models = sorted({str(e.run_dir.manifest().get("main_model")) for e in experiments})
-    bases = sorted({str(identity).split("+")[0] for e in experiments for identity in (e.run_dir.manifest().get("communities") or {}).values()})
+    models = sorted({str(e.directory.manifest().get("main_model")) for e in experiments})
+    bases = sorted({str(identity).split("+")[0] for e in experiments for identity in (e.directory.manifest().get("communities") or {}).values()})
     scorers = sorted({scorer_identity(e) for e in experiments})
     few = [f"{task} {len(ids)}" for task, ids in items.items() if len(ids) < WANTED_ITEMS]
     lines = [
@@ -492,7 +492,7 @@ def selection_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> t
 
 def weight_lines(items: dict[str, list[str]], loaded: dict[str, Loaded]) -> tuple[list[str], dict]:
     learned = {label: entries for label, run in loaded.items()
-               if (entries := {task: entry for e in run.experiments() for task, entry in learned_weights(e.run_dir, run.variant.method).items()})}
+               if (entries := {task: entry for e in run.experiments() for task, entry in learned_weights(e.directory, run.variant.method).items()})}
     lines = ["## Learned community weights", ""]
     if not learned:
         return lines + ["No variant was run with `weights: learned` (no weights.json in its run)."], {}

@@ -42,22 +42,16 @@ from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
 from modplural.hub_adapters import fetch_missing
 from modplural.message_cache import MessageCache
-from modplural.names import ENGINES
+from modplural.names import check_engine
 from modplural.methods.base import Method
-from modplural.methods.ethos import DEFAULT_PERSPECTIVES, check_perspectives
+from modplural.method_protocols import NEEDS_POOL, USES_POOL, check_method, check_perspectives
+from modplural.methods.ethos import DEFAULT_PERSPECTIVES
 from modplural.models import DEFAULT_MODEL, default_main_model, is_named
-from modplural.methods.registry import NEEDS_POOL, USES_POOL, build_method, check_method
+from modplural.methods.registry import build_method
 from modplural.pool import MESSAGE_DECODING, CommunityPool
 from modplural.protocol import Protocol, resolve_protocol
 from modplural.validation import check_count
 
-
-
-def check_engine(engine: str) -> str:
-    """``engine`` if it is a local engine's name, else a one-line error."""
-    if engine not in ENGINES:
-        raise ModPluralError(f"unknown engine {engine!r}: choose {' or '.join(ENGINES)}")
-    return engine
 
 
 @dataclass(frozen=True)

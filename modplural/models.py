@@ -25,6 +25,7 @@ from pathlib import Path
 from modplural.cache_files import cache_dir
 from modplural.errors import ModPluralError
 from modplural.gguf_files import check_gguf_magic, converted_gguf_dir, file_digest, float_dir, one_line
+from modplural.names import DEVICES, DTYPES, WEIGHT_FORMATS
 
 DEFAULT_MODEL = "default"
 DEFAULT_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
@@ -35,9 +36,6 @@ SMOLLM2_MODEL = "smollm2-135m-instruct"  # the same model as ``default``, by a n
 QWEN_MODEL = "qwen2.5-coder-1.5b-instruct"
 QWEN_MODEL_ID = "Qwen/Qwen2.5-Coder-1.5B-Instruct"
 MAIN_MODEL_ENV = "MODPLURAL_MAIN_MODEL"  # overrides the main LLM a run gets when it names none
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-WEIGHT_FORMATS = ("auto", "float", "int8")  # how weights are stored: as ``dtype`` says, or int8 (``backends.int8_weights``, CPU only); auto: int8 on a CPU in float32 with fast int8 products
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)

@@ -164,3 +164,16 @@ def check_choice(value: str, choices: Sequence[str], what: str) -> str:
     if value not in choices:
         raise ModPluralError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def parse_batch_size(value: int | str) -> int | str:
+    """An int >= 1 or ``"auto"``."""
+    if value == "auto":
+        return value
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ModPluralError(f"batch_size must be a positive integer or 'auto', got {value!r}") from None
+    if size < 1 or str(size) != str(value).strip():
+        raise ModPluralError(f"batch_size must be a positive integer or 'auto', got {value!r}")
+    return size

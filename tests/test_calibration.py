@@ -192,7 +192,8 @@ def test_ask_calibration(tmp_path):
 def test_a_damaged_calibration_file_is_a_one_line_error(tmp_path, stored, fragment):
     """Priors read back on resume are checked before any model is asked (no method is needed to fail)."""
     from modplural.data_paths import data_dir
-    from modplural.runner import Experiment, ExperimentConfig
+    from modplural.runs.config import ExperimentConfig
+    from modplural.runs.generation import Experiment
 
     config = ExperimentConfig(name="c", tasks=("vital_steerable_vk",), methods=("vanilla",), limit=2, protocol={"base": "modplural", "calibration": "split"})
     experiment = Experiment(config, data_dir(None), tmp_path / "run")
@@ -208,7 +209,7 @@ def test_a_damaged_calibration_file_is_a_one_line_error(tmp_path, stored, fragme
 def test_a_split_run_fits_stores_and_reuses_its_priors_and_scores_raw_too(adapter_dirs, tmp_path):
     import yaml
 
-    from modplural.run_dir import RunDir
+    from modplural.runs.directory import RunDir
 
     config = {"name": "cal", "tasks": ["vital_steerable_vk"], "methods": ["vanilla", "moe"],
               "registry": str(write_registry(tmp_path / "registry.yaml", adapter_dirs)), "limit": 3, "sample": True, "calibration_items": 4,
@@ -245,7 +246,7 @@ def test_a_run_recorded_before_the_switch_existed_is_read_as_calibration_none():
     """An older manifest has no 'calibration' (nor 'repetition', 'message_trim'): those runs had the original's
     behaviour, so an original run stays comparable with the papers and a flipped switch is still named."""
     from modplural.protocol import ORIGINAL
-    from modplural.report import _comparability
+    from modplural.runs.report import _comparability
 
     old = {k: v for k, v in ORIGINAL.as_dict().items() if k not in ("calibration", "repetition", "message_trim")}
     assert _comparability(old, None).startswith("the papers' protocol")

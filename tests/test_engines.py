@@ -348,7 +348,7 @@ def test_auto_chunks_fill_one_batch_of_community_messages(loaded):
     """``chunk_size: auto``: items per call = the engine's batch rows // communities (one message each); 8 elsewhere."""
     from modplural.communities import Community
     from modplural.pool import CommunityPool
-    from modplural.runner import FALLBACK_CHUNK, auto_chunk
+    from modplural.runs.generation import FALLBACK_CHUNK, auto_chunk
 
     communities = [Community(name=n, description=n, axis="test", persona=f"You speak for {n}.") for n in ("a", "b", "c")]
     assert auto_chunk(CommunityPool(LocalBackend(loaded=loaded, batch_size=20), communities)) == 20 // len(communities)

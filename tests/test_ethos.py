@@ -129,7 +129,7 @@ def test_too_few_voices_is_one_line_error():
 
 def test_own_steps_under_original_prompts_are_refused_before_any_model_loads(tmp_path):
     import modplural
-    from modplural.runner import load_config
+    from modplural.runs.config import load_config
 
     own = {"base": "original", "ethos": "modplural"}
     refusal = "method 'ethos' has its own perspective step in modplural prompts only"
@@ -230,7 +230,7 @@ def test_released_lists_keep_every_line_up_to_nine_and_refusals_are_six_empty_pe
 
 def test_runs_recorded_before_the_switch_read_back_with_the_steps_they_ran():
     from modplural.protocol import MODPLURAL, ORIGINAL
-    from modplural.runner import _recorded_protocol
+    from modplural.runs.config import recorded_protocol as _recorded_protocol
 
     for base in (ORIGINAL, MODPLURAL):
         old = {k: v for k, v in base.as_dict().items() if k != "ethos"}

@@ -15,8 +15,9 @@ import yaml
 
 from modplural.errors import ModPluralError
 from modplural.protocol import MODPLURAL
-from modplural.run_dir import RunDir
-from modplural.runner import Experiment, load_config
+from modplural.runs.directory import RunDir
+from modplural.runs.config import load_config
+from modplural.runs.generation import Experiment
 from modplural.tasks import TASKS, load_task
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask

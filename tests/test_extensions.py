@@ -94,7 +94,8 @@ def test_extensions_refuse_what_they_cannot_do(protocol, method, fragment):
 
 def test_a_damaged_weights_file_is_a_one_line_error(tmp_path):
     from modplural.data_paths import data_dir
-    from modplural.runner import Experiment, ExperimentConfig
+    from modplural.runs.config import ExperimentConfig
+    from modplural.runs.generation import Experiment
 
     config = ExperimentConfig(name="w", tasks=("vital_distributional_moralchoice",), methods=("modular",), limit=2, protocol={"base": "modplural", "weights": "learned"})
     experiment = Experiment(config, data_dir(None), tmp_path / "run")
@@ -171,7 +172,7 @@ def test_learned_weights_on_the_real_model(backend, pools):
 def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_path):
     import yaml
 
-    from modplural.run_dir import RunDir
+    from modplural.runs.directory import RunDir
 
     config = {"name": "ext", "tasks": ["vital_distributional_moralchoice", "vital_steerable_vk"], "methods": ["modular"],
               "registry": str(write_registry(tmp_path / "registry.yaml", adapter_dirs)), "limit": 2, "sample": True, "calibration_items": 3,

@@ -17,7 +17,7 @@ from modplural.protocol import MODPLURAL
 from modplural.methods import Method
 from modplural.types import Query
 from modplural.pool import CommunityPool
-from modplural.runner import load_config
+from modplural.runs.config import load_config
 from modplural.tasks.distributional import DistributionalTask
 from modplural.tasks.overton import OvertonTask
 from tests.helpers import assert_one_line_error, run_cli

@@ -24,7 +24,7 @@ from modplural.backends.base import Decoding
 from modplural.communities import load_registry
 from modplural.errors import ModPluralError
 from modplural.protocol import MODPLURAL, ORIGINAL
-from modplural.runner import ExperimentConfig, load_config
+from modplural.runs.config import ExperimentConfig, load_config
 from modplural.tasks import TASKS
 
 SETTINGS = settings(max_examples=60, deadline=None)

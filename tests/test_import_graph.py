@@ -7,6 +7,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "modplural"
 
 
@@ -69,7 +71,7 @@ def import_graph() -> dict[str, set[str]]:
 
 def test_no_import_cycle_in_modplural():
     graph = import_graph()
-    assert len(graph) > 50 and "modplural.runner" in graph["modplural.cli.runs"]  # the walk sees lazy imports too
+    assert len(graph) > 50 and "modplural.runs.generation" in graph["modplural.cli.runs"]  # the walk sees lazy imports too
     found = cycles(graph)
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
@@ -92,21 +94,34 @@ def test_a_planted_lazy_import_is_seen(tmp_path):
     assert cycles(graph) == [["pkg.one", "pkg.two"]]
 
 
-GENERATION = ("torch", "transformers", "peft", "modplural.assembly", "modplural.methods", "modplural.pool", "modplural.backends", "modplural.runner")
+GENERATION = ("torch", "transformers", "peft", "accelerate", "modplural.assembly", "modplural.methods", "modplural.pool", "modplural.backends",
+              "modplural.runs.generation", "modplural.models", "modplural.message_cache")
 
 
-def test_report_of_a_finished_run_imports_nothing_that_generates(tmp_path):
-    """``modplural report`` on a committed run (python -X importtime lists every module imported)."""
-    import shutil
+def imported_by(tmp_path: Path, *command: str) -> set[str]:
+    """Every module ``python -m modplural COMMAND`` imports on a committed run (python -X importtime lists them)."""
     import subprocess
     import sys
 
-    run = shutil.copytree(PACKAGE.parent / "experiments" / "results" / "vital_protocols" / "original", tmp_path / "run")
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "modplural", "report", str(run)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "modplural", *command], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:") and "|" in line}
-    assert "modplural.report" in imported
-    assert not [name for name in imported if name.split(".")[0] in GENERATION or name in GENERATION or name.startswith(tuple(g + "." for g in GENERATION))]
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:") and "|" in line}
+
+
+def generating(imported: set[str]) -> list[str]:
+    return sorted(name for name in imported if name in GENERATION or name.split(".")[0] in GENERATION or name.startswith(tuple(g + "." for g in GENERATION)))
+
+
+@pytest.fixture
+def committed_run(tmp_path: Path) -> Path:
+    import shutil
+
+    return shutil.copytree(PACKAGE.parent / "experiments" / "results" / "vital_protocols" / "original", tmp_path / "run")
+
+
+def test_report_of_a_finished_run_imports_nothing_that_generates(committed_run, tmp_path):
+    imported = imported_by(tmp_path, "report", str(committed_run))
+    assert "modplural.runs.report" in imported and generating(imported) == []
 
 
 def test_the_light_names_are_the_registry_s():

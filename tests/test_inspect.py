@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from modplural.errors import ModPluralError
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 from tests.helpers import SHARED_DATA
 
 DATA = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))

@@ -20,7 +20,8 @@ from modplural.hub_adapters import fetch_missing
 from modplural.papers.definitions import DEFINITIONS
 from modplural.papers.published import PAPERS, load_paper
 from modplural.protocol import ORIGINAL
-from modplural.runner import Experiment, load_config
+from modplural.runs.config import load_config
+from modplural.runs.plan import plan_run
 from tests.helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,8 +61,8 @@ def test_pack_config_validates_and_resolves_without_download(path, monkeypatch):
     assert config.main_model.count("/") == 1 and Path(config.registry).resolve() == PACK
     communities = load_registry(config.registry).select(config.communities)
     assert {c.base_model for c in communities} == {BASE} and all(c.hub for c in communities)
-    experiment = Experiment(config, data_dir(), REPO / "runs" / "never_created")  # every item validated, nothing written
-    assert all(items for _, _, items, _ in experiment.tasks.values())
+    plan = plan_run(config, data_dir(), REPO / "runs" / "never_created")  # every item validated, nothing written
+    assert all(items for _, _, items, _ in plan.tasks.values())
     assert not (REPO / "runs" / "never_created").exists()
     expected = "vital_" if path.stem.startswith("vital") else "general_"
     assert all(t.startswith(expected) for t in config.tasks)

@@ -14,7 +14,7 @@ from experiments.pluralism_report import (
     shared_items, significantly_better, weight_rows,
 )
 from modplural.errors import ModPluralError
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "pluralism_report.py"
 

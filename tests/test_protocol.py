@@ -216,7 +216,7 @@ def test_original_run_is_the_original_protocol_and_rescoring_reproduces_it(origi
     import json
     import os
 
-    from modplural.run_dir import RunDir
+    from modplural.runs.directory import RunDir
     from tests.helpers import run_cli
 
     _, out = original_run
@@ -250,7 +250,7 @@ def test_scoring_and_reading_run_directories_fail_in_one_line(original_run, tmp_
     import json
     import shutil
 
-    from modplural.run_dir import RunDir
+    from modplural.runs.directory import RunDir
     from tests.helpers import assert_one_line_error, run_cli
 
     config, out = original_run

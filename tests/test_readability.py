@@ -112,8 +112,9 @@ def test_a_run_does_not_resume_under_another_protocol(tmp_path):
     import dataclasses
     import os
 
-    from modplural.run_dir import RunDir
-    from modplural.runner import Experiment, ExperimentConfig
+    from modplural.runs.directory import RunDir
+    from modplural.runs.config import ExperimentConfig
+    from modplural.runs.generation import Experiment
     from tests.helpers import SHARED_DATA
 
     config = ExperimentConfig(name="r", tasks=("vital_distributional_moralchoice",), methods=("vanilla",), limit=1)

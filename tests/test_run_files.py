@@ -73,6 +73,17 @@ def run(finished, tmp_path) -> Path:
     return copy
 
 
+def test_score_and_view_of_a_finished_run_import_nothing_that_generates(run, tmp_path):
+    """Scoring from stored predictions needs the tasks and metrics, viewing needs the scores: neither imports the
+    generation stack nor torch (an Overton scorer would load only where a task needs it; this run has none)."""
+    from tests.test_import_graph import generating, imported_by
+
+    scored = imported_by(tmp_path, "score", str(run))
+    assert "modplural.runs.scoring" in scored and generating(scored) == []
+    viewed = imported_by(tmp_path, "view", str(run))
+    assert "modplural.runs.view" in viewed and generating(viewed) == [] and (run / "view.html").is_file()
+
+
 @pytest.mark.parametrize("command, name", [("view", "view.html"), ("report", "report.md"), ("score", "metrics.json"), ("score", "scores.json")])
 def test_a_link_where_a_run_file_belongs_is_refused_and_its_target_kept(run, tmp_path, command, name):
     outside = tmp_path / "outside.txt"

@@ -15,7 +15,7 @@ import pytest
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.openai_compat import OpenAIBackend
 from modplural.errors import ModPluralError
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 from tests.helpers import assert_one_line_error, run_cli
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 from tests.helpers import SHARED_DATA, assert_one_line_error
 
 DATA = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))

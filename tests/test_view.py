@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modplural.runner import Experiment
-from modplural.view import render
+from modplural.runs.plan import read_plan
+from modplural.runs.view import render
 from tests.helpers import SHARED_DATA, assert_one_line_error, run_cli, write_registry
 
 DATA = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
@@ -75,7 +75,7 @@ def test_page_renders_items_and_filters_from_the_link(run, tmp_path):
     page = Path(result.stdout.strip())
     assert page == run / "view.html"
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page.read_text())  # nothing fetched: no CDN
-    items = {name: items for name, (_, _, items, _) in Experiment.from_run_dir(run, DATA).tasks.items()}
+    items = {name: items for name, (_, _, items, _) in read_plan(run, DATA).tasks.items()}
 
     shown = dump(page)  # no fragment: the first task, every method
     assert all(i.query.text in shown.text for i in items[MORAL])

@@ -7,7 +7,9 @@ a cap past which bigger batches stop paying: on the reference 2-core CPU, 128 ro
 
 from __future__ import annotations
 
-from modplural.errors import ModPluralError
+from modplural.validation import parse_batch_size
+
+__all__ = ["CAPS", "auto_rows", "bytes_per_row", "forward_tokens", "parse_batch_size"]
 
 CAPS = {"cpu": 128, "cuda": 512}
 # A single forward pass slows down past this many tokens on a CPU, where its activations stop fitting the
@@ -21,19 +23,6 @@ def forward_tokens(device: str) -> int:
     """The most tokens one forward pass should carry on ``device``."""
     return SCORING_TOKENS["cuda" if device.startswith("cuda") else "cpu"]
 MEMORY_SHARE = {"cpu": 0.2, "cuda": 0.6}  # of the memory available when the batch is planned
-
-
-def parse_batch_size(value: int | str) -> int | str:
-    """An int >= 1 or ``"auto"``."""
-    if value == "auto":
-        return value
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        raise ModPluralError(f"batch_size must be a positive integer or 'auto', got {value!r}") from None
-    if size < 1 or str(size) != str(value).strip():
-        raise ModPluralError(f"batch_size must be a positive integer or 'auto', got {value!r}")
-    return size
 
 
 def bytes_per_row(config, tokens: int, element_size: int, logit_positions: int = 1) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from modplural.cli import options
-from modplural.models import WEIGHT_FORMATS
+from modplural.names import WEIGHT_FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 
 from modplural.errors import ModPluralError
 from modplural.names import ENGINES, METHOD_NAMES
-from modplural.models import DEVICES, DTYPES, WEIGHT_FORMATS
+from modplural.names import DEVICES, DTYPES, WEIGHT_FORMATS
 from modplural.protocol import PROTOCOLS
 from modplural.scorers import SCORERS
 from modplural.types import MODE_ALIASES, MODES

@@ -55,7 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
-    from modplural.runner import Experiment, load_config
+    from modplural.runs.config import load_config
+    from modplural.runs.generation import Experiment
 
     overrides = {"limit": args.limit, "engine": args.engine, "tasks": args.tasks, "methods": args.methods}
     config = load_config(Path(args.config), protocol=args.protocol, **overrides)
@@ -82,15 +83,16 @@ def _names(value: str) -> list[str]:
 
 def score(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
-    from modplural.runner import Experiment
+    from modplural.runs.plan import read_plan
+    from modplural.runs.scoring import score as score_run
 
-    experiment = Experiment.from_run_dir(Path(args.run_dir), data_dir(args.data_dir))
-    metrics = experiment.score(args.scorer, args.nli_model)
+    plan = read_plan(Path(args.run_dir), data_dir(args.data_dir))
+    metrics = score_run(plan, args.scorer, args.nli_model)
     print_metrics(metrics)
-    suffix = "" if args.scorer in (None, experiment.config.scorer) else f".{args.scorer}"
+    suffix = "" if args.scorer in (None, plan.config.scorer) else f".{args.scorer}"
     print(f"wrote {Path(args.run_dir) / f'metrics{suffix}.json'} (protocol {metrics['protocol']})")
-    if experiment.protocol.calibration != "none" and not suffix:
-        print(f"wrote {experiment.run_dir.metrics_path('raw')} (the option tasks on the raw, uncalibrated distributions)")
+    if plan.protocol.calibration != "none" and not suffix:
+        print(f"wrote {plan.directory.metrics_path('raw')} (the option tasks on the raw, uncalibrated distributions)")
     return 0
 
 
@@ -102,7 +104,7 @@ def print_metrics(metrics: dict) -> None:
 
 
 def write_report(args: argparse.Namespace) -> int:
-    from modplural.report import write_report as write
+    from modplural.runs.report import write_report as write
 
     print(f"wrote {write(Path(args.run_dir))}")
     return 0
@@ -110,7 +112,7 @@ def write_report(args: argparse.Namespace) -> int:
 
 def view(args: argparse.Namespace) -> int:
     from modplural.data_paths import data_dir
-    from modplural.view import write_view
+    from modplural.runs.view import write_view
 
     print(write_view(Path(args.run_dir), data_dir(args.data_dir), Path(args.out) if args.out else None))
     return 0

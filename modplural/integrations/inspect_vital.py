@@ -29,8 +29,9 @@ from typing import Any
 from modplural.config_files import from_mapping, read_yaml
 from modplural.errors import ModPluralError
 from modplural.protocol import Protocol
-from modplural.run_dir import RunDir
-from modplural.runner import Experiment, ExperimentConfig
+from modplural.runs.directory import RunDir
+from modplural.runs.config import ExperimentConfig
+from modplural.runs.generation import Experiment
 from modplural.tasks import Item, get_task
 from modplural.types import PluralResult
 

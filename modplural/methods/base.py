@@ -16,6 +16,7 @@ from modplural.backends.base import Backend, Decoding, GenerateRequest, NextToke
 from modplural.backends.label_tokens import read_top_tokens_original
 from modplural.calibration import blank, calibrate, content_free, mean_priors, prior_key
 from modplural.errors import ModPluralError
+from modplural.method_protocols import check_method_protocol
 from modplural.pool import CommunityPool
 from modplural.prompts import for_protocol, option_labels
 from modplural.protocol import SAMPLING_TOP_K, Protocol, resolve_protocol
@@ -77,8 +78,8 @@ class Method:
 
     @classmethod
     def check_protocol(cls, protocol: Protocol) -> Protocol:
-        """``protocol``, or a one-line error where this method has no version of it (here: every protocol)."""
-        return protocol
+        """``protocol``, or a one-line error where this method has no version of it (``method_protocols.py``)."""
+        return check_method_protocol(cls.name, protocol)
 
     # single-item API ------------------------------------------------------------------------------
     def overton(self, query: str) -> PluralResult:

@@ -46,16 +46,6 @@ class Collaboration(Method):
 
     learned: LearnedWeights | None = None  # weights: learned, given by with_weights (fitted by fit_weights)
 
-    @classmethod
-    def check_protocol(cls, protocol: Protocol) -> Protocol:
-        if protocol.selection == "pointwise" and protocol.prompts != "modplural":
-            raise ModPluralError("selection pointwise has no original wording (the released scripts select listwise): use prompts modplural")
-        if protocol.calibration == "split" and protocol.weights == "learned":
-            raise ModPluralError("calibration split and weights learned cannot be combined for Modular Pluralism (each is fitted on the "
-                                 "calibration items through the other: the priors on the weighted mixture, the weights on calibrated answers); "
-                                 "use one of them, or calibration content_free with weights learned")
-        return protocol
-
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         raise NotImplementedError
 

@@ -6,25 +6,16 @@ from typing import Mapping
 
 from modplural.backends.base import Backend
 from modplural.errors import ModPluralError
+from modplural.method_protocols import NEEDS_POOL, USES_POOL, check_method
 from modplural.methods.base import Method
 from modplural.methods.baselines import MixtureOfExperts, Prompting, Vanilla
 from modplural.methods.ethos import DEFAULT_PERSPECTIVES, Ethos
 from modplural.methods.modular import ModularPluralism
 from modplural.pool import CommunityPool
-from modplural.protocol import Protocol, resolve_protocol
+from modplural.protocol import Protocol
 
 METHODS: dict[str, type[Method]] = {"modular": ModularPluralism, "vanilla": Vanilla, "prompting": Prompting, "moe": MixtureOfExperts, "ethos": Ethos}
-NEEDS_POOL = frozenset({"modular", "moe"})
-USES_POOL = NEEDS_POOL | {"ethos"}  # ethos: the pool's communities are its fallback personas (no adapters needed)
-
-
-def check_method(name: str, protocol: Protocol | str | Mapping | None = None) -> str:
-    """``name`` if it is a method (with a version for ``protocol``, when given), else a one-line error."""
-    if name not in METHODS:
-        raise ModPluralError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}")
-    if protocol is not None:
-        METHODS[name].check_protocol(resolve_protocol(protocol))
-    return name
+__all__ = ["METHODS", "NEEDS_POOL", "USES_POOL", "build_method", "check_method"]
 
 
 def build_method(name: str, main: Backend, pool: CommunityPool | None = None, protocol: Protocol | str | Mapping | None = None, seed: int = 0,

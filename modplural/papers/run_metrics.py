@@ -12,7 +12,7 @@ from modplural.errors import ModPluralError
 from modplural.json_files import read_json
 from modplural.metrics import OVERTON_THRESHOLD, bootstrap
 from modplural.papers.definitions import SHARE_KEY
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 
 MANIFEST_SUFFIX = ".manifest.json"
 

@@ -1,4 +1,5 @@
-"""One object owns a run directory: its paths, reading it (strictly), writing JSON atomically, and its lock.
+"""One object owns a run directory: its paths, reading it (strictly), writing it (JSON atomically, predictions
+appended line by line), and its lock.
 
 Layout::
 
@@ -23,9 +24,9 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
-from modplural.atomic_files import open_own, write_atomic
+from modplural.atomic_files import open_own, own_directory, write_atomic
 from modplural.errors import ModPluralError
 from modplural.json_files import parse_json, read_json
 
@@ -106,6 +107,19 @@ class RunDir:
         except ValueError as exc:  # NaN or an infinity: never written into a file we produce
             raise ModPluralError(f"{self.path / name}: refusing to write a non-finite number ({exc}); a prediction or setting upstream is not a number") from exc
         return write_atomic(self.path / name, text + "\n")
+
+    @contextlib.contextmanager
+    def appending_predictions(self, task: str, method: str) -> Iterator[Callable[[dict], None]]:
+        """A writer of finished records of one task and method: each is appended as one line, flushed and fsynced
+        before the next (so a kill loses at most the line being written, which ``read_predictions`` repairs)."""
+        own_directory(self.predictions_dir)
+        with open_own(self.predictions_path(task, method), "a") as out:
+            def append(record: dict) -> None:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+
+            yield append
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 from modplural.atomic_files import own_directory, write_atomic
 from modplural.errors import ModPluralError
 from modplural.protocol import ORIGINAL, SWITCHES
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 from modplural.tasks import TASKS, get_task
 
 

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from modplural.config_files import from_mapping
 from modplural.errors import ModPluralError
-from modplural.run_dir import RunDir
+from modplural.runs.directory import RunDir
 
 KINDS = ("mlflow",)
 DEFAULT_EXPERIMENT = "modplural"
@@ -168,7 +168,7 @@ class MlflowTracker:
 
     def finish(self, metrics: dict) -> None:
         """Log the metrics, write the report and log it with the run's files, and mark the MLflow run finished."""
-        from modplural.report import write_report
+        from modplural.runs.report import write_report
 
         try:
             write_report(self.run_dir.path)
@@ -229,7 +229,7 @@ def run_tags(manifest: dict, run_dir: RunDir, tag_fields: tuple[str, ...]) -> di
     """What may change when a run resumes: ``tag_fields`` of the config, where the run lives, the code and library versions."""
     how = {f"config.{k}": _text(manifest["config"][k]) for k in tag_fields if k in manifest["config"]}
     versions = {_key(f"version.{name}"): _text(v) for name, v in (manifest.get("versions") or {}).items()}
-    return {**how, "modplural.run_dir": str(run_dir.path.resolve()), "modplural.git_commit": _text(manifest.get("git_commit")), **versions}
+    return {**how, "modplural.runs.directory": str(run_dir.path.resolve()), "modplural.git_commit": _text(manifest.get("git_commit")), **versions}
 
 
 def _number(value: Any) -> bool:
