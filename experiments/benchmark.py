@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ sys.path.insert(0, str(REPO / "experiments"))
 
 from benchmark_items import ITEMS  # noqa: E402
 
+from modplural.provenance import describe_machine, machine as provenance_machine  # noqa: E402
 from modplural.assembly import StackSpec, assemble, message_decoding  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest  # noqa: E402
 from modplural.communities import load_registry  # noqa: E402
@@ -413,13 +413,7 @@ def server_peak_rss_mb(pid: int) -> float:
 def machine(args: argparse.Namespace) -> str:
     import torch
 
-    if args.device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name()} ({platform.machine()}), torch {torch.__version__}"
-    info = Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), platform.processor())
-    flags = set(next((line.split(":", 1)[1].split() for line in info if line.startswith("flags")), []))
-    vectors = next((name for flag, name in (("avx512_bf16", "AVX-512 with BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "no AVX2")
-    return f"{cpu} ({vectors}), {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
+    return f"{describe_machine(provenance_machine(args.device))}, torch {torch.__version__}"
 
 
 def fmt(value: float | None, spec: str = ".3f") -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.benchmark import machine  # noqa: E402
+from modplural.provenance import describe_machine, machine  # noqa: E402
 from modplural.backends.int8_weights import _onednn_exact, int8_fast  # noqa: E402
 
 
@@ -49,7 +49,7 @@ def main() -> None:
         kernels["oneDNN u8s8 prepacked (int8)"] = lambda: torch.ops.onednn.qlinear_pointwise(qu, 1.0, 128, packed, ones, zeros, None, 1.0, 0, torch.float32, "none", [], "")
     seconds = {name: timed(run, args.repeats) for name, run in kernels.items()}
     reference = seconds["float32 matmul"]
-    print(f"machine: {machine(argparse.Namespace(device='cpu'))}")
+    print(f"machine: {describe_machine(machine('cpu'))}")
     print(f"a {rows} x {inner} input times a {inner} x {outer} weight, median of {args.repeats}")
     for name, value in seconds.items():
         print(f"  {name:<32} {value:8.4f} s   {value / reference:6.2f}x float32's time")

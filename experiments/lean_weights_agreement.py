@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -26,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from modplural.provenance import describe_machine, machine  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
 from modplural.errors import ModPluralError  # noqa: E402
@@ -130,14 +130,13 @@ def summarize(tasks: list[str], float_run: dict, int8_run: dict) -> dict:
 
 
 def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> str:
-    cpu = platform.processor() or platform.machine()
-    flags = vector_extensions()
+    cpu = describe_machine(machine())
     lines = [
         "# int8 weights vs float32: agreement of the main LLM's answers",
         "",
         f"Model: {runs['float']['identity']} (float32, oneDNN-prepacked) vs {runs['int8']['identity']}. Split: VITAL dev "
         f"(`../shared/data/vital`), items evenly spaced through each file; prompts: the vanilla method's main-LLM requests "
-        f"under protocol `modplural`; no scorer (the two runs are compared with each other). Machine: {cpu}, {flags}; "
+        f"under protocol `modplural`; no scorer (the two runs are compared with each other). Machine: {cpu}; "
         f"torch threads {args.threads}. Command: `python experiments/lean_weights_agreement.py --items {args.items} "
         f"--overton-items {args.overton_items} --tokens {args.tokens}`.",
         "",
@@ -165,15 +164,6 @@ def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> st
               + (f" The {', '.join(built)} process built its int8 cache first (quantizing from the GGUF: its load time and peak include"
                  " that one-time step)." if built else "")]
     return "\n".join(lines) + "\n"
-
-
-def vector_extensions() -> str:
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split("flags", 2)[1].split("\n", 1)[0].split())
-    except (OSError, IndexError):
-        return "vector extensions unknown"
-    named = [f for f in ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile") if f in flags]
-    return "vector extensions " + ", ".join(named) if named else "no AVX2"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -41,8 +39,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "experiments"))
 
 from benchmark import server_peak_rss_mb  # noqa: E402
-from lean_weights_agreement import evenly_spaced, vector_extensions  # noqa: E402
+from lean_weights_agreement import evenly_spaced  # noqa: E402
 
+from modplural.provenance import describe_machine, machine  # noqa: E402
 from modplural.assembly import StackSpec, assemble, local_backend  # noqa: E402
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest  # noqa: E402
 from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
@@ -203,7 +202,7 @@ def report(args: argparse.Namespace, rows: list[dict], rounds: list[dict[str, di
     lines = [
         "# The main LLM on the VITAL workload: Qwen2.5-Coder-1.5B-Instruct, ours vs the original's pattern vs llama-server",
         "",
-        f"- Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {vector_extensions()}; torch threads {args.threads}.",
+        f"- Machine: {describe_machine(machine())}; torch threads {args.threads}.",
         f"- Workload: `modular` (protocol `modplural` with `repetition: none`, which a server can run; seed 0) on {args.items} evenly spaced VITAL dev items per task "
         f"({', '.join(TASKS)}); community messages by the nine shipped SmolLM2-135M adapters (recorded once, not timed); "
         f"{len(rows)} main-LLM requests ({sum(r['kind'] == 'options' for r in rows)} option readings, "

@@ -73,6 +73,20 @@ def run(finished, tmp_path) -> Path:
     return copy
 
 
+def test_the_manifest_names_the_machine_s_vector_extensions(run):
+    """Int8 products are fast only with VNNI, so runs on different hosts can differ in their main LLM: the manifest
+    and the report say which extensions the machine had (the same description training and benchmarks use)."""
+    from modplural.provenance import VECTOR_FLAGS, describe_machine
+
+    machine = json.loads((run / "manifest.json").read_text())["machine"]
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    flags = set(next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split(":", 1)[1].split())
+    assert machine["vector_extensions"] == [f for f in VECTOR_FLAGS if f in flags] and machine["cpu_count"] == os.cpu_count()
+    assert ", ".join(machine["vector_extensions"]) in describe_machine(machine)
+    assert run_cli("report", str(run)).returncode == 0
+    assert f"vector extensions {', '.join(machine['vector_extensions'])}" in (run / "report.md").read_text()
+
+
 def test_score_and_view_of_a_finished_run_import_nothing_that_generates(run, tmp_path):
     """Scoring from stored predictions needs the tasks and metrics, viewing needs the scores: neither imports the
     generation stack nor torch (an Overton scorer would load only where a task needs it; this run has none)."""

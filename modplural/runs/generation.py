@@ -10,8 +10,6 @@ community weights are stored in the run directory and given to the method explic
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import sys
 import time
@@ -27,7 +25,7 @@ from modplural.learned_weights import check_learned
 from modplural.method_protocols import NEEDS_POOL, USES_POOL
 from modplural.methods import build_method
 from modplural.protocol import Protocol
-from modplural.provenance import file_sha256, git_commit, versions
+from modplural.provenance import file_sha256, git_commit, machine, versions
 from modplural.runs.config import HOW_FIELDS, ExperimentConfig, recorded_protocol, same_config
 from modplural.runs.plan import plan_run
 from modplural.runs.scoring import score
@@ -94,7 +92,7 @@ class Experiment:
                 "main_model": main_identity,
                 "communities": {n: pool.identity(n) for n in pool.names} if pool else {},
                 "versions": versions(),
-                "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
+                "machine": machine(),
             }
             self.run_dir.write_json("manifest.json", manifest)
             if tracker is None:

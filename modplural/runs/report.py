@@ -70,7 +70,7 @@ def _write_report(run: RunDir, manifest: dict, metrics: dict) -> Path:
              f"- Community messages: {protocol.get('message_tokens')} new tokens, temperature {config['message_temperature']}, top-p {config['message_top_p']}, top-k 50, seed {config['seed']}; "
              f"main LLM: temperature {protocol.get('main_temperature')}, {protocol.get('main_tokens')} new tokens (free-text steerable answers {protocol.get('steer_tokens')})",
              f"- Git commit: `{manifest.get('git_commit')}`; started {manifest['started']}, finished {manifest.get('finished', 'not finished')}",
-             f"- Machine: {manifest['machine']['processor']}, {manifest['machine']['cpu_count']} CPUs; torch {manifest['versions']['torch']}, transformers {manifest['versions']['transformers']}",
+             f"- Machine: {manifest['machine']['processor']}, {manifest['machine']['cpu_count']} CPUs{_vectors(manifest['machine'])}; torch {manifest['versions']['torch']}, transformers {manifest['versions']['transformers']}",
              ]
     scorer = metrics.get("scorer")
     if scorer:
@@ -163,3 +163,9 @@ def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
         fig.tight_layout()
         _save(fig, plots / f"{task}_js.png")
         plt.close(fig)
+
+
+def _vectors(machine: dict) -> str:
+    """``, vector extensions avx2, avx512f`` where the manifest records them (runs since they were recorded)."""
+    vectors = machine.get("vector_extensions")
+    return f", vector extensions {', '.join(vectors) or 'below AVX2'}" if isinstance(vectors, list) else ""

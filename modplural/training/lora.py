@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from modplural.errors import ModPluralError
-from modplural.provenance import versions
+from modplural.provenance import machine, versions
 from modplural.training.config import TrainConfig
 from modplural.training.blocks import pack_blocks, read_passages, read_training_rows
 from modplural.json_files import read_json
@@ -96,15 +94,6 @@ def _corpus_hash(corpus: Path, train_files: tuple[str, ...]) -> str:
     for name in (*train_files, "valid.jsonl"):
         h.update((corpus / name).read_bytes())
     return h.hexdigest()[:16]
-
-
-def _machine(device) -> dict:
-    import torch
-
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "device": str(device), "torch_threads": torch.get_num_threads()}
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def _save_checkpoint(partial: Path, model, optimizer, scheduler, step: int, config: TrainConfig, losses: list[float], base_valid: float | None) -> None:
@@ -276,7 +265,7 @@ def train(config: TrainConfig, restart: bool = False, progress: bool = True, sto
             "valid_loss_base": base_valid,
             "duration_s_this_run": round(time.time() - started, 1),
             "versions": versions("accelerate"),
-            "machine": _machine(device),
+            "machine": machine(device),
             "command": " ".join(sys.argv),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         })
