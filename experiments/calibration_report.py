@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.fidelity import cell, compare, headline  # noqa: E402
-from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
-from modplural.prompts import option_labels  # noqa: E402
-from modplural.runs.plan import RunPlan, read_plan  # noqa: E402
+from modplural.runs.comparison import cell, compare, headline
+from modplural.data_paths import data_dir as default_data_dir
+from modplural.prompts import option_labels
+from modplural.runs.plan import RunPlan, read_plan
 
 READINGS = ("none", "content_free", "split")
 METHODS = ("vanilla", "prompting", "moe", "modular")

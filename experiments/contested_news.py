@@ -20,9 +20,8 @@ import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modplural.errors import ModPluralError  # noqa: E402
-from modplural.validation import jsonl_objects, jsonl_string  # noqa: E402
+from modplural.errors import ModPluralError
+from modplural.validation import jsonl_objects, jsonl_string
 
 TERMS = (
     "abortion", "planned parenthood", "pro-life", "pro-choice", "roe v", "obamacare", "affordable care act", "individual mandate",

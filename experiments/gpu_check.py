@@ -8,7 +8,6 @@ option-probability difference, and a smoke run of the three collaboration modes.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
@@ -18,10 +17,9 @@ from peft import LoraConfig, get_peft_model
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modplural.assembly import StackSpec, assemble  # noqa: E402
-from modplural.backends import Decoding, GenerateRequest, OptionRequest  # noqa: E402
-from modplural.methods import ModularPluralism  # noqa: E402
+from modplural.assembly import StackSpec, assemble
+from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.methods import ModularPluralism
 
 QUESTIONS = ["Is it safe?", "Should vaccines be mandatory for every child in school?", "Hi", "What about sugar taxes in low income countries?"]
 ADAPTERS = [None, "alpha", "beta"]

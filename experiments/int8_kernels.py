@@ -8,14 +8,11 @@ of rows, each kernel timed in the same run on the same machine; ratios only, nev
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modplural.provenance import describe_machine, machine  # noqa: E402
-from modplural.backends.int8_weights import _onednn_exact, int8_fast  # noqa: E402
+from modplural.provenance import describe_machine, machine
+from modplural.backends.int8_weights import _onednn_exact, int8_fast
 
 
 def timed(run, repeats: int) -> float:

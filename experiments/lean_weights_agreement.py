@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modplural.provenance import describe_machine, machine  # noqa: E402
-from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult  # noqa: E402
-from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
-from modplural.errors import ModPluralError  # noqa: E402
-from modplural.methods.registry import build_method  # noqa: E402
-from modplural.models import QWEN_MODEL  # noqa: E402
-from modplural.protocol import resolve_protocol  # noqa: E402
-from modplural.tasks import load_task  # noqa: E402
+from modplural.provenance import describe_machine, machine
+from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
+from modplural.data_paths import data_dir as default_data_dir
+from modplural.errors import ModPluralError
+from modplural.methods.registry import build_method
+from modplural.models import QWEN_MODEL
+from modplural.protocol import resolve_protocol
+from modplural.tasks import load_task
 
 OPTION_TASKS = ("vital_steerable_vk", "vital_steerable_opinionqa", "vital_distributional_moralchoice", "vital_distributional_globalopinionqa")
 OVERTON = "vital_overton"

@@ -20,7 +20,7 @@ and against llama-server, the same prompts, one run: experiments/results/main_ll
 Items/s is the number of items over the summed seconds of each task's requests (per item for the reference);
 a timing round runs ours, reference, llama-server, and ``--rounds 2`` repeats it in the reverse order.
 
-    python experiments/main_llm_benchmark.py --items 8 --reference-items 2     # about 40 minutes on 2 CPU cores
+    python -m experiments.main_llm_benchmark --items 8 --reference-items 2     # about 40 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -34,23 +34,19 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "experiments"))
+from experiments.benchmark import server_peak_rss_mb
+from experiments.lean_weights_agreement import evenly_spaced
 
-from benchmark import server_peak_rss_mb  # noqa: E402
-from lean_weights_agreement import evenly_spaced  # noqa: E402
-
-from modplural.provenance import describe_machine, machine  # noqa: E402
-from modplural.assembly import StackSpec, assemble, local_backend  # noqa: E402
-from modplural.backends.base import Decoding, GenerateRequest, OptionRequest  # noqa: E402
-from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
-from modplural.errors import ModPluralError  # noqa: E402
-from modplural.methods.registry import build_method  # noqa: E402
-from modplural.models import QWEN_MODEL  # noqa: E402
-from modplural.protocol import resolve_protocol  # noqa: E402
-from modplural.serving.llama_cpp import amx_workaround  # noqa: E402
-from modplural.tasks import load_task  # noqa: E402
+from modplural.provenance import describe_machine, machine
+from modplural.assembly import StackSpec, assemble, local_backend
+from modplural.backends.base import Decoding, GenerateRequest, OptionRequest
+from modplural.data_paths import data_dir as default_data_dir
+from modplural.errors import ModPluralError
+from modplural.methods.registry import build_method
+from modplural.models import QWEN_MODEL
+from modplural.protocol import resolve_protocol
+from modplural.serving.llama_cpp import amx_workaround
+from modplural.tasks import load_task
 
 TASKS = ("vital_overton", "vital_steerable_vk", "vital_steerable_opinionqa", "vital_distributional_moralchoice", "vital_distributional_globalopinionqa")
 ENGINES = ("ours", "reference", "llama-server")
@@ -207,7 +203,7 @@ def report(args: argparse.Namespace, rows: list[dict], rounds: list[dict[str, di
         f"({', '.join(TASKS)}); community messages by the nine shipped SmolLM2-135M adapters (recorded once, not timed); "
         f"{len(rows)} main-LLM requests ({sum(r['kind'] == 'options' for r in rows)} option readings, "
         f"{sum(r['kind'] == 'generate' for r in rows)} texts). The reference answers the first {args.reference_items} items per task.",
-        f"- Command: `python experiments/main_llm_benchmark.py --items {args.items} --reference-items {args.reference_items} "
+        f"- Command: `python -m experiments.main_llm_benchmark --items {args.items} --reference-items {args.reference_items} "
         f"--rounds {args.rounds} --slots {args.slots} --threads {args.threads}`; {minutes:.0f} minutes in all.",
         *([f"- llama-server ran with `{' '.join(amx_workaround())}` (`modplural/serving/llama_cpp.py`: its AMX weight buffers die with SIGILL on this host), "
            "so it used its plain CPU kernels, not its AMX or repacked layouts."] if amx_workaround() else []),
@@ -278,9 +274,9 @@ def _run(args: argparse.Namespace) -> int:
             runs = {}
             for engine in order:
                 out = Path(tmp) / f"{engine}-{index}.json"
-                command = [sys.executable, __file__, "--replay", engine, "--requests", str(requests), "--out", str(out),
+                command = [sys.executable, "-m", "experiments.main_llm_benchmark", "--replay", engine, "--requests", str(requests), "--out", str(out),
                            "--reference-items", str(args.reference_items), "--slots", str(args.slots), "--threads", str(args.threads)]
-                subprocess.run(command, check=True)
+                subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
                 runs[engine] = json.loads(out.read_text())
                 print(f"round {index + 1}: {engine} {sum(runs[engine]['seconds'].values()):.0f} s", file=sys.stderr, flush=True)
             rounds.append(runs)

@@ -28,19 +28,18 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.fidelity import cell, effect, headline  # noqa: E402
-from modplural.data_paths import data_dir as default_data_dir  # noqa: E402
-from modplural.atomic_files import own_directory  # noqa: E402
-from modplural.errors import ModPluralError  # noqa: E402
-from modplural.learned_weights import TEMPERATURE_RANGE, check_learned  # noqa: E402
-from modplural.metrics import Estimate, bootstrap  # noqa: E402
-from modplural.protocol import Protocol  # noqa: E402
-from modplural.references import PRIOR, reference_scores  # noqa: E402
-from modplural.runs.directory import RunDir  # noqa: E402
-from modplural.runs.plan import RunPlan, read_plan  # noqa: E402
-from modplural.tasks import get_task, load_task  # noqa: E402
+from modplural.runs.comparison import Effect, cell, effect, headline
+from modplural.data_paths import data_dir as default_data_dir
+from modplural.atomic_files import own_directory
+from modplural.errors import ModPluralError
+from modplural.learned_weights import TEMPERATURE_RANGE, check_learned
+from modplural.metrics import Estimate, bootstrap
+from modplural.protocol import Protocol
+from modplural.references import PRIOR, reference_scores
+from modplural.runs.directory import RunDir
+from modplural.runs.plan import RunPlan, read_plan
+from modplural.tasks import get_task, load_task
 
 DEFAULT_VARIANTS = (
     "vanilla=runs/pluralism:vanilla",
@@ -63,7 +62,6 @@ NOTES = "item_notes.json"  # an exported run's per-item labels and flags (item_n
 EXPORTED = ("manifest.json", "metrics.json", "scores.json", "weights.json")  # what --export copies of a run, besides the notes
 WANTED_ITEMS = 40  # issue 14: at least this many items per task
 
-Effect = tuple[float, float, float, int]  # (difference, 2.5%, 97.5%, n), as fidelity.paired_effect gives it
 
 
 @dataclass(frozen=True)

@@ -23,19 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modplural.assembly import StackSpec, assemble  # noqa: E402
-from modplural.errors import ModPluralError  # noqa: E402
-from modplural.metrics import js_distance, paired_bootstrap  # noqa: E402
-from modplural.adapters.stance_questions import StanceQuestion, load_questions  # noqa: E402
-from modplural.adapters.stances import POLES  # noqa: E402
+from modplural.assembly import StackSpec, assemble
+from modplural.errors import ModPluralError
+from modplural.metrics import js_distance, paired_bootstrap
+from modplural.adapters.stance_questions import StanceQuestion, load_questions
+from modplural.adapters.stances import POLES
 
 REVERSED = {"malpractice_caps"}  # political questions whose first option is the right-leaning one
 END_OF_TURN = "<|im_end|>"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from itertools import combinations
 from pathlib import Path
@@ -23,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modplural.assembly import StackSpec, assemble  # noqa: E402
-from modplural.metrics import js_distance  # noqa: E402
-from modplural.adapters.stance_questions import load_questions  # noqa: E402
-from modplural.adapters.stances import ADAPTERS, measure_stances  # noqa: E402
+from modplural.assembly import StackSpec, assemble
+from modplural.metrics import js_distance
+from modplural.adapters.stance_questions import load_questions
+from modplural.adapters.stances import ADAPTERS, measure_stances
 
 REPO = Path(__file__).resolve().parents[1]
 POLES = ("bioethics_permissive", "bioethics_protective")

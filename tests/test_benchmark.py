@@ -17,9 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_a_tiny_run_writes_every_row(tmp_path):
     out = tmp_path / "benchmark.md"
-    command = [sys.executable, str(REPO / "experiments" / "benchmark.py"), "--items", "2", "--communities", "2", "--message-tokens", "3",
+    command = [sys.executable, "-m", "experiments.benchmark", "--items", "2", "--communities", "2", "--message-tokens", "3",
                "--greedy-tokens", "2", "--main-tokens", "3", "--skip-memory", "--out", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     text = out.read_text()
     for row in ("community messages, sampled as the protocol does, tokens/s", "community messages, greedy (identity check), tokens/s",

@@ -99,7 +99,7 @@ def test_readme_layout_matches_the_package():
     present |= {p.name + "/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     assert sorted(present - named) == [], "modules missing from README's layout"
     # a package's line may name some of its own modules
-    inner = {p.name for p in package.rglob("*.py")}
+    inner = {p.name for p in package.rglob("*.py")} | {p.name + "/" for p in package.rglob("*") if p.is_dir()}
     stray = {name for name in named - present if name not in inner}
     assert sorted(stray) == [], "README's layout names what the tree does not hold"
 
