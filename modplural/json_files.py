@@ -10,17 +10,24 @@ from modplural.errors import ModPluralError
 
 
 def parse_json(text: str | bytes, where: str, one_line: bool = False) -> Any:
-    """``text`` parsed as JSON; bad UTF-8 or JSON, a number of thousands of digits or thousands of nested brackets
+    """``text`` parsed as JSON; bad UTF-8 or JSON, an integer too large for a float or thousands of nested brackets
     are a one-line error: ``{where}: not valid JSON (...)``, or ``{where} is not valid JSON (...)`` for ``one_line``
     text (a JSON Lines line, whose own line number would mislead)."""
     try:
-        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
-    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a 5000-digit number, deep nesting
+        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_int=_bounded_int)
+    except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number beyond a float, deep nesting
         if isinstance(exc, json.JSONDecodeError):
             reason = exc.msg if one_line else f"line {exc.lineno}: {exc.msg}"
         else:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModPluralError(f"{where} is not valid JSON ({reason})" if one_line else f"{where}: not valid JSON ({reason})") from exc
+
+
+def _bounded_int(digits: str) -> int:
+    """A JSON integer, refused where no float can hold it (every reader compares numbers as floats)."""
+    if len(digits.lstrip("-")) > 308:
+        raise ValueError(f"a number of {len(digits.lstrip('-'))} digits, beyond any float")
+    return int(digits)
 
 
 def read_json(path: Path, kind: type = dict, missing: str | None = None) -> Any:

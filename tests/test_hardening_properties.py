@@ -190,3 +190,137 @@ def test_registry_reader_every_single_nasty_value(tmp_path):
 def test_registry_reader_random_files(tmp_path_factory):
     path = tmp_path_factory.mktemp("registry") / "registry.yaml"
     _check_random_files(random_files(REGISTRY, yaml.safe_dump), lambda content: _load_registry(path, content))
+
+
+# ----------------------------------------------------------------------------- run files and the servers file
+MC = "vital_distributional_moralchoice"
+RUN_ROWS = [{**SURVEY, "id": 1, "options": ["a", "b", "c"], "gold_distribution": [0.2, 0.3, 0.5]}, {**SURVEY, "id": 2}]
+RESULT = {"mode": "distributional", "method": "vanilla", "options": ["a", "b", "c"], "distribution": [0.1, 0.6, 0.3], "option_mass": 0.9}
+SERVERS = {"servers": {"gpu": {"base_url": "http://127.0.0.1:8000/v1", "model": "m", "timeout": 30, "retries": 2, "backoff": 0.5, "max_concurrency": 4}},
+           "communities": {"left": {"server": "gpu"}}, "main": "gpu"}
+
+
+def finished_run(root: Path) -> tuple[Path, Path]:
+    """A finished run of vanilla on a two-item MoralChoice file, written as ``modplural run`` writes one (no model):
+    (run directory, data directory)."""
+    from modplural.provenance import file_sha256
+    from modplural.tasks import get_task, load_task
+
+    data = root / "data"
+    task_file = data / get_task(MC)[1]
+    task_file.parent.mkdir(parents=True)
+    task_file.write_text(json.dumps(RUN_ROWS))
+    config = ExperimentConfig(name="prop_run", tasks=(MC,), methods=("vanilla",))
+    manifest = {"config": config.as_dict(), "protocol": config.resolved_protocol().as_dict(), "command": "modplural run prop.yaml",
+                "started": "2026-12-02T00:00:00Z", "finished": "2026-12-02T00:01:00Z", "data": {MC: {"file": str(task_file), "sha256": file_sha256(task_file), "items_run": 2, "left_out": []}},
+                "main_model": "m", "communities": {}, "versions": {"torch": "x", "transformers": "y"}, "machine": {"processor": "p", "cpu_count": 2}}
+    run = root / "run"
+    (run / "predictions").mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    second = {**RESULT, "options": ["a", "b"], "distribution": [0.5, 0.5]}
+    ids = [item.id for item in load_task(MC, data, config.resolved_protocol())[2]]
+    lines = [{"id": ids[0], "task": MC, "method": "vanilla", "result": RESULT}, {"id": ids[1], "task": MC, "method": "vanilla", "result": second}]
+    (run / "predictions" / f"{MC}__vanilla.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run, data
+
+
+def _finite_json(path: Path) -> None:
+    """A JSON file we wrote: it parses, and holds no NaN or infinity."""
+    json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda name: pytest.fail(f"{path} holds {name}"))
+
+
+def _score(run: Path, data: Path) -> None:
+    """Score a run: ModPluralError naming one of its files, or metrics and scores files with finite numbers only."""
+    from modplural.runs.plan import read_plan
+    from modplural.runs.scoring import score
+
+    try:
+        score(read_plan(run, data))
+    except ModPluralError as exc:
+        assert str(run) in str(exc) or str(data) in str(exc), exc
+        return
+    _finite_json(run / "metrics.json")
+    _finite_json(run / "scores.json")
+
+
+def _report_and_view(run: Path, data: Path) -> None:
+    """Report and view a scored run: ModPluralError naming the run (or the data file it used), or the files written."""
+    from modplural.runs.report import write_report
+    from modplural.runs.view import write_view
+
+    for write in (lambda: write_report(run), lambda: write_view(run, data)):
+        try:
+            write()
+        except ModPluralError as exc:
+            assert str(run) in str(exc) or str(data) in str(exc), exc
+
+
+def test_a_hand_written_run_scores(tmp_path):
+    run, data = finished_run(tmp_path)
+    _score(run, data)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["tasks"][MC]["vanilla"]["js_distance"]["value"] > 0  # the scaffold is a real run, not an error path
+    _report_and_view(run, data)
+    assert (run / "report.md").is_file() and (run / "view.html").is_file()
+
+
+def test_damaged_prediction_lines_never_escape_as_another_exception(tmp_path_factory):
+    valid = {"id": "1|POLPARTY_Democrat", "task": MC, "method": "vanilla", "result": RESULT}
+    lines = random_files(valid, json.dumps) | st.sampled_from([b"", b"{", b"[]", b"null", b"1e999", b'{"id": "1"}', b"9" * 6000, b"[" * 5000])
+
+    @SETTINGS
+    @given(lines)
+    def run(line: bytes) -> None:
+        root = tmp_path_factory.mktemp("predictions")
+        path, data = finished_run(root)
+        predictions = path / "predictions" / f"{MC}__vanilla.jsonl"
+        predictions.write_bytes(line.replace(b"\n", b" ") + b"\n" + predictions.read_bytes().split(b"\n", 1)[1])
+        _score(path, data)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "scores.json", "manifest.json"])
+def test_damaged_run_files_never_escape_report_or_view(name, tmp_path_factory):
+    scaffold = tmp_path_factory.mktemp("scaffold")
+    run0, data0 = finished_run(scaffold)
+    _score(run0, data0)
+    valid = json.loads((run0 / name).read_text())
+
+    @SETTINGS
+    @given(random_files(valid, json.dumps))
+    def run(content: bytes) -> None:
+        root = tmp_path_factory.mktemp("damaged")
+        path, data = finished_run(root)
+        _score(path, data)
+        (path / name).write_bytes(content)
+        _report_and_view(path, data)
+
+    run()
+
+
+def _load_servers(path: Path, content: bytes) -> None:
+    """Read a servers file: ModPluralError naming the file, or servers whose numbers are finite and in range."""
+    from modplural.backends.remote_config import load_servers
+
+    path.write_bytes(content)
+    try:
+        servers = load_servers(path)
+    except ModPluralError as exc:
+        assert str(path) in str(exc)
+        return
+    for server in servers.servers.values():
+        for field in ("timeout", "backoff"):
+            value = getattr(server, field)
+            assert math.isfinite(value) and value >= 0, (field, value)
+        assert isinstance(server.retries, int) and server.retries >= 0
+
+
+def test_servers_file_every_single_nasty_value(tmp_path):
+    for data in single_replacements(SERVERS):
+        _load_servers(tmp_path / "servers.yaml", yaml.safe_dump(data).encode())
+
+
+def test_servers_file_random_files(tmp_path_factory):
+    path = tmp_path_factory.mktemp("servers") / "servers.yaml"
+    _check_random_files(random_files(SERVERS, yaml.safe_dump), lambda content: _load_servers(path, content))

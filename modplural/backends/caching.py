@@ -108,7 +108,7 @@ class CachingBackend:
     def _read(self, primitive: str, text: str, load: Callable[[Any, Any], Any], request: Request) -> Any:
         try:
             return load(json.loads(text), request)
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:  # a number beyond a float, deep nesting
             raise ModPluralError(f"message cache {self.cache.path}: a cached {primitive} answer does not read back ({type(exc).__name__}: {exc}); "
                                  "move the file away or use another cache file (--cache, MODPLURAL_CACHE) or --no-cache") from exc
 

@@ -88,7 +88,10 @@ def load_servers(path: str | Path) -> Servers:
         if config.api_key_env and os.environ.get(config.api_key_env):
             check_api_key(os.environ[config.api_key_env], f"environment variable {config.api_key_env} (field 'api_key_env' of server {name!r} in {path})")
     communities = {}
-    for name, values in (data.get("communities") or {}).items():
+    listed = data.get("communities") or {}
+    if not isinstance(listed, dict):
+        raise ModPluralError(f"{path}: 'communities' must map community names to a server name or settings, got {type(listed).__name__}")
+    for name, values in listed.items():
         values = {"server": values} if isinstance(values, str) else values
         if not isinstance(values, dict):
             raise ModPluralError(f"{path}: community {name!r} must be a server name or a mapping")
@@ -97,6 +100,8 @@ def load_servers(path: str | Path) -> Servers:
             raise ModPluralError(f"{path}: community {name!r} names unknown server {entry.server!r} (servers: {', '.join(servers)})")
         communities[str(name)] = entry
     main = data.get("main")
+    if main is not None and not isinstance(main, str):
+        raise ModPluralError(f"{path}: main must be the name of one of the servers, got {type(main).__name__}")
     if main is not None and main not in servers:
         raise ModPluralError(f"{path}: main names unknown server {main!r} (servers: {', '.join(servers)})")
     return Servers(servers, communities, main)

@@ -134,12 +134,14 @@ def _plot_metrics(metrics: dict, plots: Path) -> None:
         values = [per_method[m][key]["value"] for m in names]
         errors = [[v - per_method[m][key]["ci95"][0] for m, v in zip(names, values)], [per_method[m][key]["ci95"][1] - v for m, v in zip(names, values)]]
         fig, ax = plt.subplots(figsize=(1.4 * len(names) + 2, 3.2))
-        ax.bar(names, values, yerr=errors, capsize=4, color="#4c72b0")
-        ax.set_ylabel(f"{key} ({'higher' if higher_is_better else 'lower'} is better)")
-        ax.set_title(task)
-        fig.tight_layout()
-        _save(fig, plots / f"{task}.png")
-        plt.close(fig)
+        try:
+            ax.bar(names, values, yerr=errors, capsize=4, color="#4c72b0")
+            ax.set_ylabel(f"{key} ({'higher' if higher_is_better else 'lower'} is better)")
+            ax.set_title(task)
+            fig.tight_layout()
+            _save(fig, plots / f"{task}.png")
+        finally:  # a damaged metrics file must not leave figures open in a long-lived process
+            plt.close(fig)
 
 
 def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
@@ -152,17 +154,19 @@ def _plot_js(run_dir: Path, metrics: dict, plots: Path) -> None:
         if "js_distance" not in next(iter(per_method.values())):
             continue
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        scores = RunDir(run_dir).read_json("scores.json")
-        for method in per_method:
-            values = [r["js_distance"] for r in scores[task][method].values()]
-            ax.hist(values, bins=20, range=(0, 0.84), histtype="step", label=method, linewidth=1.5)
-        ax.set_xlabel("Jensen-Shannon distance per item")
-        ax.set_ylabel("items")
-        ax.set_title(f"{task}: JS distances")
-        ax.legend()
-        fig.tight_layout()
-        _save(fig, plots / f"{task}_js.png")
-        plt.close(fig)
+        try:
+            scores = RunDir(run_dir).read_json("scores.json")
+            for method in per_method:
+                values = [r["js_distance"] for r in scores[task][method].values()]
+                ax.hist(values, bins=20, range=(0, 0.84), histtype="step", label=method, linewidth=1.5)
+            ax.set_xlabel("Jensen-Shannon distance per item")
+            ax.set_ylabel("items")
+            ax.set_title(f"{task}: JS distances")
+            ax.legend()
+            fig.tight_layout()
+            _save(fig, plots / f"{task}_js.png")
+        finally:
+            plt.close(fig)
 
 
 def _vectors(machine: dict) -> str:

@@ -99,7 +99,10 @@ def write_view(run_dir: Path, data_dir: Path, out: Path | None = None) -> Path:
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
         raise ModPluralError(f"{run_dir}: manifest.json, scores.json or a predictions file is not what modplural writes ({type(exc).__name__}: {exc}); "
                              f"run `modplural score {run_dir}` again") from exc
-    page = render(data)
+    try:
+        page = render(data)
+    except ModPluralError as exc:
+        raise ModPluralError(f"{run_dir}: {exc}") from exc
     out = Path(out) if out else Path(run_dir) / "view.html"
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
