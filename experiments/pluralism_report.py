@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import re
+import shlex
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -413,7 +414,7 @@ def scorer_identity(experiment: RunPlan) -> str:
     return f"`{scorer.get('identity', 'none')}`" + (" (a proxy)" if scorer.get("proxy") else "")
 
 
-def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]]) -> list[str]:
+def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, list[str]], command: str | None = None) -> list[str]:
     experiments = [e for run in loaded.values() for e in run.experiments()]
     models = sorted({str(e.directory.manifest().get("main_model")) for e in experiments})
     bases = sorted({str(identity).split("+")[0] for e in experiments for identity in (e.directory.manifest().get("communities") or {}).values()})
@@ -428,6 +429,7 @@ def header(variants: list[Variant], loaded: dict[str, Loaded], items: dict[str, 
         f"- Baselines: {', '.join(BASELINES)}; reference: `{REFERENCE}`. Values: the headline metric with a bootstrap 95% interval over items. "
         "Effects: the paired difference (variant − other) over the same items with a paired bootstrap 95% interval; `*`: the interval excludes 0. "
         "JS distance: lower is better, so a negative difference is an improvement. The best baseline of a task is the one with the best primary mean.",
+        *([f"- This report: `{command}`"] if command else []),
         "", "## What was run", "",
         "| variant | run | method | protocol | main model | git commit | items per task | command |", "|---|---|---|---|---|---|---|---|",
         *[line for run in loaded.values() for line in run_lines(run, items)],
@@ -516,14 +518,15 @@ def as_json(tasks: dict[str, dict]) -> dict:
     return out
 
 
-def report(variants: list[Variant], data: Path, out: Path) -> Path:
-    """Write report.md and report.json under ``out``; returns the report path."""
+def report(variants: list[Variant], data: Path, out: Path, command: str | None = None) -> Path:
+    """Write report.md and report.json under ``out`` (``command``: the command line that made them, recorded in the
+    report); returns the report path."""
     loaded = load(variants, data)
     if not loaded:
         raise ModPluralError("no variant has a run directory: " + ", ".join(str(v.run_dir) for v in variants))
     items = shared_items({label: run.scores for label, run in loaded.items()})
     tasks = {task: task_section(task, ids, loaded) for task, ids in items.items()}
-    lines = header(variants, loaded, items) + summary(tasks, loaded)
+    lines = header(variants, loaded, items, command) + summary(tasks, loaded)
     for task, section in tasks.items():
         lines += task_lines(task, section)
     chosen, counts = selection_lines(items, loaded)
@@ -574,7 +577,8 @@ def main() -> None:
         if args.export:
             print(f"exported {args.export[0]} to {export(Path(args.export[0]), Path(args.export[1]))}")
             return
-        path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out))
+        command = shlex.join(["python", "experiments/pluralism_report.py", *sys.argv[1:]])
+        path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out), command)
     except ModPluralError as exc:
         sys.exit(f"pluralism_report: error: {exc}")
     print(f"wrote {path}")
