@@ -118,13 +118,20 @@ def _load_task(name: str, path: Path, content: bytes) -> None:
                 assert sum(gold) == pytest.approx(1.0, abs=1e-3)
 
 
-def _load_config(path: Path, content: bytes) -> None:
-    """Read an experiment config: ModPluralError naming the file, or a config whose decodings and manifest work."""
+def _read(path: Path, content: bytes, reader: Callable[[Path], Any]) -> Any:
+    """``reader(path)`` with ``content`` written there; None where it raised a ModPluralError naming the file."""
     path.write_bytes(content)
     try:
-        config = load_config(path)
+        return reader(path)
     except ModPluralError as exc:
         assert str(path) in str(exc)
+        return None
+
+
+def _load_config(path: Path, content: bytes) -> None:
+    """Read an experiment config: ModPluralError naming the file, or a config whose decodings and manifest work."""
+    config = _read(path, content, load_config)
+    if config is None:
         return
     protocol = config.resolved_protocol()
     Decoding(max_new_tokens=protocol.message_tokens, temperature=config.message_temperature, top_p=config.message_top_p, seed=config.seed)
@@ -134,11 +141,8 @@ def _load_config(path: Path, content: bytes) -> None:
 
 def _load_registry(path: Path, content: bytes) -> None:
     """Read a registry: ModPluralError naming the file, or communities with usable names, weights and paths."""
-    path.write_bytes(content)
-    try:
-        registry = load_registry(path)
-    except ModPluralError as exc:
-        assert str(path) in str(exc)
+    registry = _read(path, content, load_registry)
+    if registry is None:
         return
     assert len(set(registry.names)) == len(registry.names)
     for c in registry.communities:
@@ -170,26 +174,6 @@ def test_task_loaders_every_single_nasty_value(name, tmp_path):
 def test_task_loaders_random_files(name, tmp_path_factory):
     path = tmp_path_factory.mktemp(name) / "task.json"
     _check_random_files(random_files(_rows(name), json.dumps), lambda content: _load_task(name, path, content))
-
-
-def test_config_reader_every_single_nasty_value(tmp_path):
-    for data in single_replacements(CONFIG):
-        _load_config(tmp_path / "experiment.yaml", yaml.safe_dump(data).encode())
-
-
-def test_config_reader_random_files(tmp_path_factory):
-    path = tmp_path_factory.mktemp("config") / "experiment.yaml"
-    _check_random_files(random_files(CONFIG, yaml.safe_dump), lambda content: _load_config(path, content))
-
-
-def test_registry_reader_every_single_nasty_value(tmp_path):
-    for data in single_replacements(REGISTRY):
-        _load_registry(tmp_path / "registry.yaml", yaml.safe_dump(data).encode())
-
-
-def test_registry_reader_random_files(tmp_path_factory):
-    path = tmp_path_factory.mktemp("registry") / "registry.yaml"
-    _check_random_files(random_files(REGISTRY, yaml.safe_dump), lambda content: _load_registry(path, content))
 
 
 # ----------------------------------------------------------------------------- run files and the servers file
@@ -303,11 +287,8 @@ def _load_servers(path: Path, content: bytes) -> None:
     """Read a servers file: ModPluralError naming the file, or servers whose numbers are finite and in range."""
     from modplural.backends.remote_config import load_servers
 
-    path.write_bytes(content)
-    try:
-        servers = load_servers(path)
-    except ModPluralError as exc:
-        assert str(path) in str(exc)
+    servers = _read(path, content, load_servers)
+    if servers is None:
         return
     for server in servers.servers.values():
         for field in ("timeout", "backoff"):
@@ -316,11 +297,22 @@ def _load_servers(path: Path, content: bytes) -> None:
         assert isinstance(server.retries, int) and server.retries >= 0
 
 
-def test_servers_file_every_single_nasty_value(tmp_path):
-    for data in single_replacements(SERVERS):
-        _load_servers(tmp_path / "servers.yaml", yaml.safe_dump(data).encode())
+YAML_FILES = {  # reader -> (a valid document, its file name, the check of one file)
+    "config": (CONFIG, "experiment.yaml", _load_config),
+    "registry": (REGISTRY, "registry.yaml", _load_registry),
+    "servers": (SERVERS, "servers.yaml", _load_servers),
+}
 
 
-def test_servers_file_random_files(tmp_path_factory):
-    path = tmp_path_factory.mktemp("servers") / "servers.yaml"
-    _check_random_files(random_files(SERVERS, yaml.safe_dump), lambda content: _load_servers(path, content))
+@pytest.mark.parametrize("kind", list(YAML_FILES))
+def test_yaml_readers_every_single_nasty_value(kind, tmp_path):
+    valid, name, check = YAML_FILES[kind]
+    for data in single_replacements(valid):
+        check(tmp_path / name, yaml.safe_dump(data).encode())
+
+
+@pytest.mark.parametrize("kind", list(YAML_FILES))
+def test_yaml_readers_random_files(kind, tmp_path_factory):
+    valid, name, check = YAML_FILES[kind]
+    path = tmp_path_factory.mktemp(kind) / name
+    _check_random_files(random_files(valid, yaml.safe_dump), lambda content: check(path, content))
