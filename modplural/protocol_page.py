@@ -60,7 +60,10 @@ def table(effects: dict[str, dict[str, str]], root: str) -> list[str]:
 
 def render(page: Path) -> str:
     """The page with its switch table rewritten."""
-    text = page.read_text(encoding="utf-8")
+    try:
+        text = page.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModPluralError(f"cannot read {page}: {getattr(exc, 'strerror', None) or exc}") from None
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
         raise ModPluralError(f"{page}: needs one {BEGIN!r} line and, after it, one {END!r} line")
     head, rest = text.split(BEGIN, 1)

@@ -109,3 +109,11 @@ def test_readme_layout_lists_the_top_level_folders():
     top = {line.split()[0] for line in block.splitlines() if line and not line.startswith(" ")}
     assert top == {"modplural/", "training/", "community_models/", "experiments/", "docs/", "tests/"}
     assert all((ROOT / name).is_dir() for name in top)
+
+
+def test_the_generator_refuses_a_missing_or_unreadable_page_in_one_line(tmp_path, capsys):
+    assert protocol_page.main([str(tmp_path / "missing.md")]) == 2
+    (tmp_path / "bad.md").write_bytes(b"\xff\xfe")
+    assert protocol_page.main([str(tmp_path / "bad.md")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"modplural: error: cannot read {tmp_path / 'missing.md'}") and "bad.md" in lines[1]
