@@ -100,12 +100,14 @@ def test_both_integer_kernels_give_the_same_numbers(tiny, cache):
     ids = torch.randint(0, 49152, (3, 12), generator=torch.Generator().manual_seed(2))
     packed = _logits(model, ids)
     linears = [m for m in model.modules() if type(m).__name__ == "Int8Linear"]
-    assert linears and all(m._packed is not None for m in linears)
-    for m in linears:
-        m._packed = None
+    assert linears and all(m._packed is not None and m.weight is None for m in linears)  # no plain copy kept beside the packed one
+    assert not any(name.endswith("proj.weight") for name, _ in model.named_buffers())
     saved, int8._EXACT = int8._EXACT, False
     try:
-        assert torch.equal(_logits(model, ids), packed)
+        plain = load_model(str(tiny), device="cpu", weight_format="int8").model
+        linears = [m for m in plain.modules() if type(m).__name__ == "Int8Linear"]
+        assert all(m._packed is None and m.weight is not None for m in linears)
+        assert torch.equal(_logits(plain, ids), packed)
     finally:
         int8._EXACT = saved
 
@@ -136,6 +138,41 @@ def test_a_damaged_int8_cache_is_one_line(tiny, cache):
     state = int8_dir(tiny) / STATE_FILE
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
     with pytest.raises(ModPluralError, match=r"the int8 cache .*int8_state.safetensors cannot be read .*: delete .* and load again"):
+        load_model(str(tiny), device="cpu", weight_format="int8")
+
+
+@pytest.mark.parametrize("damage", ["header length", "header json", "offsets", "dtype", "shape"])
+def test_a_damaged_int8_cache_header_is_one_line(tiny, cache, damage):
+    """The int8 state is read as a stream: every header entry is checked against the file before a tensor is read."""
+    import json
+    import struct
+
+    from modplural.int8_cache import STATE_FILE, int8_dir
+    from modplural.models import load_model
+
+    load_model(str(tiny), device="cpu", weight_format="int8")
+    state = int8_dir(tiny) / STATE_FILE
+    raw = state.read_bytes()
+    (length,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8 : 8 + length])
+    name = next(k for k in header if k != "__metadata__")
+    if damage == "header length":
+        raw = struct.pack("<Q", len(raw)) + raw[8:]
+    elif damage == "header json":
+        raw = raw[:8] + b"{" * length + raw[8 + length :]
+    else:
+        entry = header[name]
+        if damage == "offsets":
+            entry["data_offsets"] = [0, len(raw)]
+        elif damage == "dtype":
+            entry["dtype"] = "F99"
+        else:
+            entry["shape"] = [entry["shape"][0] + 1, *entry["shape"][1:]]
+        text = json.dumps(header, separators=(",", ":")).encode()
+        assert len(text) <= length
+        raw = raw[:8] + text.ljust(length) + raw[8 + length :]
+    state.write_bytes(raw)
+    with pytest.raises(ModPluralError, match=r"^the int8 cache .*int8_state.safetensors cannot be read \(.+\): delete .* and load again$"):
         load_model(str(tiny), device="cpu", weight_format="int8")
 
 

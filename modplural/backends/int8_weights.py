@@ -17,8 +17,9 @@ against float32 on the same host, by ``experiments/lean_weights_agreement.py``
 are float32, so the int8 layers compose with float code around them (norms, attention, LoRA deltas).
 
 ``quantize_model`` converts a loaded float model in place; ``int8_skeleton`` gives a model's int8 modules without
-data, so a saved int8 state dict can be loaded without ever holding the float32 weights (``models`` caches it).
-Int8 layers are for inference only: they hold no gradient.
+data, so a saved int8 state dict can be loaded without ever holding the float32 weights (``models`` caches it);
+``pack_for_inference`` moves the weights into oneDNN's layout where its kernel is exact and keeps no plain copy
+(holding both took 1.5 GB more for the 1.5B). Int8 layers are for inference only: they hold no gradient.
 """
 
 from __future__ import annotations
@@ -144,19 +145,23 @@ def _module_classes():
             shape = x.shape
             rows = x.reshape(-1, shape[-1]).float()
             n = rows.shape[0]
-            both, scales = _two_passes(rows, unsigned=self._unsigned())
+            both, scales = _two_passes(rows, unsigned=self._packed is not None)
             products = self._product(both)  # (2n, out), each row already times the weight's scales
             out = products[n:].mul_(scales[n:]).addcmul_(products[:n], scales[:n])  # in place: no fresh (n, out) tensor
             if self.bias is not None:
                 out.add_(self.bias)
             return out.reshape(*shape[:-1], self.out_features)
 
-        def _unsigned(self) -> bool:
-            """Whether products run on oneDNN's prepacked u8s8 kernel (exact here), which takes uint8 inputs offset by 128."""
-            if self._packed is None and self.weight.device.type == "cpu" and _onednn_exact():
-                self._packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
-                self._zeros = torch.zeros(self.out_features, dtype=torch.int64)
-            return self._packed is not None
+        def pack(self) -> None:
+            """Move the weight into oneDNN's prepacked u8s8 layout, which takes uint8 inputs offset by 128, and let the
+            plain int8 weight go (keeping both would hold the weights twice): for inference, where that kernel is exact."""
+            self._packed = torch.ops.onednn.qlinear_prepack(self.weight, None)
+            self._zeros = torch.zeros(self.out_features, dtype=torch.int64)
+            self.weight = None
+
+        @property
+        def device(self):
+            return self.weight_scale.device
 
         def _product(self, q):
             """(q @ W^T) * s_W as float32, from exact integer sums."""
@@ -201,6 +206,21 @@ def _replace(model, make) -> int:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, make(module))
     return len(targets)
+
+
+def packs(module) -> bool:
+    """Whether ``pack_for_inference`` packs ``module``: an int8 linear layer, where oneDNN's u8s8 kernel is exact."""
+    return isinstance(module, _module_classes()[0]) and _onednn_exact()
+
+
+def pack_for_inference(module) -> int:
+    """Prepack the int8 linear layers of ``module`` (one layer or a model) that hold a CPU weight for oneDNN's u8s8
+    kernel where it is exact here, letting their plain int8 weights go (they cannot be saved or trained afterwards);
+    the number packed."""
+    linears = [m for m in module.modules() if packs(m) and m.weight is not None and m.weight.device.type == "cpu"]
+    for m in linears:
+        m.pack()
+    return len(linears)
 
 
 def int8_skeleton(model) -> int:

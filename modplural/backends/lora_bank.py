@@ -59,12 +59,11 @@ class _AdaptedLinear:
         """Stack the A factors of the ``present`` adapters (zero-padded to ``rank``) and gather each row's own B."""
         import torch
 
-        weight = self.module.weight
-        dtype = getattr(self.module, "compute_dtype", weight.dtype)  # an int8 layer computes in float32
+        device, dtype = _device_dtype(self.module)
         n = len(present)
-        a = torch.zeros(n * rank, weight.shape[1], dtype=dtype, device=weight.device)
-        b = torch.zeros(n, rank, weight.shape[0], dtype=dtype, device=weight.device)
-        scale = torch.zeros(n, dtype=dtype, device=weight.device)
+        a = torch.zeros(n * rank, self.module.in_features, dtype=dtype, device=device)
+        b = torch.zeros(n, rank, self.module.out_features, dtype=dtype, device=device)
+        scale = torch.zeros(n, dtype=dtype, device=device)
         for slot, adapter in enumerate(present):
             f = self.factors.get(adapter)
             if f is None:
@@ -74,7 +73,7 @@ class _AdaptedLinear:
             b[slot, :r] = f.b.T
             scale[slot] = f.scaling
         slot_of = {adapter: slot for slot, adapter in enumerate(present)}
-        slots = torch.tensor([slot_of.get(r, -1) for r in rows], device=weight.device)
+        slots = torch.tensor([slot_of.get(r, -1) for r in rows], device=device)
         used = (slots >= 0)[:, None, None]
         self.slot = slots.clamp(min=0)
         self.a, self.rank, self.used = a, rank, used
@@ -131,11 +130,11 @@ class LoraBank:
                 raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} is not a linear layer of this model with both LoRA factors")
             a, b = pair["A"], pair["B"]
             if a.shape[1] != module.in_features or b.shape[0] != module.out_features or a.shape[0] != b.shape[1]:
-                raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} has LoRA shapes {tuple(a.shape)}/{tuple(b.shape)} that do not fit {tuple(module.weight.shape)}")
+                raise ModPluralError(f"adapter {name!r} at {path}: layer {module_name} has LoRA shapes {tuple(a.shape)}/{tuple(b.shape)} that do not fit ({module.out_features}, {module.in_features})")
             alpha = _pattern_value(config.get("alpha_pattern") or {}, module_name, config.get("lora_alpha", 8))
             r = a.shape[0]
             scaling = alpha / math.sqrt(r) if config.get("use_rslora") else alpha / r
-            device, dtype = module.weight.device, getattr(module, "compute_dtype", module.weight.dtype)
+            device, dtype = _device_dtype(module)
             staged[module_name] = _Factors(a.to(device, dtype), b.to(device, dtype), scaling)
         if not staged:
             raise ModPluralError(f"adapter {name!r} at {path} holds no LoRA weights")
@@ -183,3 +182,11 @@ def _check_supported(name: str, path: Path, config: dict) -> None:
         unsupported.append("bias")
     if unsupported:
         raise ModPluralError(f"adapter {name!r} at {path} uses {', '.join(unsupported)}, which the batched engine does not serve; use --engine sequential")
+
+
+def _device_dtype(module):
+    """Where a linear layer's LoRA factors live and in which dtype: its weight's, or for an int8 layer (whose weight
+    may be prepacked away) its own device and float32, the dtype it computes in."""
+    if hasattr(module, "compute_dtype"):
+        return module.device, module.compute_dtype
+    return module.weight.device, module.weight.dtype
