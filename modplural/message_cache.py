@@ -1,9 +1,6 @@
-"""On-disk SQLite cache of community messages, the expensive part of every mode (and, in the same file, of the main
-LLM's answers: ``modplural/backends/caching.py``).
-
-A message is keyed by the identity of the weights that wrote it (base model + adapter hash), the exact
-chat prompt and the decoding settings including the seed; a rerun with the same key reuses the text.
-Answer keys carry a ``<primitive>:`` prefix, so they never collide with message keys (bare hex digests).
+"""On-disk SQLite key -> text store of community messages, the expensive part of every mode, and of the main LLM's
+answers. What goes in and under which key is ``modplural/backends/caching.py``'s: one wrapper serves both (a message is
+a ``generate`` answer of a community's backend).
 """
 
 from __future__ import annotations
@@ -17,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Iterator
 
-from modplural.backends.base import Decoding, GenerateRequest
+from modplural.backends.base import Decoding
 from modplural.errors import ModPluralError
 from modplural.cache_files import cache_dir
 
@@ -54,10 +51,6 @@ class MessageCache:
             raise ModPluralError(
                 f"message cache {self.path} is unusable ({exc}): move it away or use another cache file (--cache, MODPLURAL_CACHE) or --no-cache"
             ) from exc
-
-    @staticmethod
-    def key(identity: str, request: GenerateRequest) -> str:
-        return digest({"identity": identity, "messages": request.messages, "prompt": request.prompt, "decoding": decoding_key(request.decoding)})
 
     def get_many(self, keys: list[str]) -> dict[str, str]:
         with self._lock, self._errors():

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from modplural.backends.base import Backend, Decoding, GenerateRequest
+from modplural.backends.caching import CachingBackend
 from modplural.communities import Community, find_community
 from modplural.errors import ModPluralError
 from modplural.message_cache import MessageCache
@@ -86,18 +87,15 @@ class CommunityPool:
         return f"{weights}+persona:{hashlib.sha256(community.persona.encode()).hexdigest()[:16]}" if community.persona else weights
 
     def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        """The texts of ``requests`` (from ``request``) in one batched call; the cache, if any, serves and stores them."""
-        keys = [MessageCache.key(self.backend.adapter_identity(r.adapter), r) for r in requests]
-        cached = self.cache.get_many(keys) if self.cache is not None else {}
-        missing = [j for j, key in enumerate(keys) if key not in cached]
-        if missing:
-            texts = self.backend.generate([requests[j] for j in missing])
-            fresh = {keys[j]: text for j, text in zip(missing, texts)}
-            self.generated += len(missing)
-            if self.cache is not None:
-                self.cache.put_many(fresh)
-            cached = {**cached, **fresh}
-        return [cached[key] for key in keys]
+        """The texts of ``requests`` (from ``request``) in one batched call; the cache, if any, serves and stores them
+        through the same wrapper and keys as the main LLM's answers (``backends.caching``)."""
+        if self.cache is None:
+            self.generated += len(requests)
+            return self.backend.generate(list(requests))
+        cached = CachingBackend(self.backend, self.cache)
+        texts = cached.generate(requests)
+        self.generated += cached.misses
+        return texts
 
     def messages(self, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:
         """For each prompt, ``{community: message}`` from the named communities (default: all), in one batched call."""

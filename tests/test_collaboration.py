@@ -10,6 +10,7 @@ from modplural.backends import Decoding, GenerateRequest
 from modplural.methods import ModularPluralism
 from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
+from modplural.backends.caching import answer_key
 from modplural.message_cache import MessageCache
 from modplural.methods import build_method
 from modplural.pool import CommunityPool
@@ -125,7 +126,7 @@ def test_persona_communities_speak_with_a_system_message(backend, adapter_dirs, 
     assert asked.messages == ({"role": "system", "content": nurse.persona}, {"role": "user", "content": prompt}) and asked.adapter is None
     assert pool.request(patient, prompt).adapter == "alpha" and pool.request(patient, prompt).messages[0]["content"] == "You are a patient."
     plain = GenerateRequest(messages=({"role": "user", "content": prompt},), decoding=asked.decoding)
-    assert MessageCache.key(backend.adapter_identity(None), asked) != MessageCache.key(backend.adapter_identity(None), plain)
+    assert answer_key("generate", backend.adapter_identity(None), asked) != answer_key("generate", backend.adapter_identity(None), plain)
     assert pool.identity("rural_nurses").startswith(backend.adapter_identity(None) + "+persona:")
     assert pool.identity("alpha").startswith(backend.adapter_identity("alpha") + "+persona:")
     [messages] = pool.messages([prompt])

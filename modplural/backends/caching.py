@@ -1,10 +1,11 @@
-"""Main-LLM answers cached around any backend (as lm-eval's ``CachingLM`` wraps a model): rerunning a report or adding
-a method reads finished answers back instead of recomputing them.
+"""Answers cached around any backend (as lm-eval's ``CachingLM`` wraps a model): the main LLM's answers and the
+communities' messages (``pool.write`` wraps its backend the same way), so rerunning a report or adding a method reads
+finished ones back instead of recomputing them.
 
 An answer is keyed by the identity of the weights that give it (for a local model also its device and dtype: the same
 weights in bfloat16 give other numbers), every field of the request but the adapter name
 (messages or prompt, answer prefix, labels, k, decoding with its seed) and the primitive that computes it. It is
-stored as JSON in the community-message cache file (``modplural/message_cache.py``) under a ``<primitive>:`` prefix.
+stored as JSON in the cache file (``modplural/message_cache.py``) under a ``<primitive>:`` prefix.
 A sampled request without a seed is never cached: each call is meant to draw anew.
 """
 
@@ -23,9 +24,7 @@ Request = GenerateRequest | OptionRequest | NextTokenRequest
 
 
 def answer_key(primitive: str, identity: str, request: Request) -> str | None:
-    """``<primitive>:<sha256>``, or None for a sampled generation without a seed (never cached).
-
-    A ``generate`` key is the community-message key of the same request behind its prefix."""
+    """``<primitive>:<sha256>``, or None for a sampled generation without a seed (never cached)."""
     fields = {f.name: getattr(request, f.name) for f in dataclasses.fields(request) if f.name != "adapter"}
     if isinstance(request, GenerateRequest):
         if not request.decoding.greedy and request.decoding.seed is None:
