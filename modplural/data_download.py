@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import tempfile
 import urllib.error
 from pathlib import Path
 from typing import Iterator
 
+from modplural.atomic_files import write_atomic
 from modplural.backends.openai_compat import check_base_url, deadline_opener
 from modplural.errors import ModPluralError
 
@@ -55,8 +54,8 @@ def download_vital(data_dir: Path, base_url: str = VITAL_BASE_URL, timeout: floa
             continue
         try:
             payload = _fetch(base + name, timeout)
-            _write_atomically(path, payload)
-        except (_Refused, urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+            write_atomic(path, payload)
+        except (_Refused, urllib.error.URLError, http.client.HTTPException, OSError, ModPluralError) as exc:
             answered |= not isinstance(exc, urllib.error.URLError) or isinstance(exc, urllib.error.HTTPError)
             failures.setdefault(_reason(exc, timeout), []).append(name)
             continue
@@ -98,14 +97,3 @@ def _reason(exc: Exception, timeout: float) -> str:
         return f"HTTP {exc.code} {exc.reason}"
     return " ".join(str(reason).split()) or type(exc).__name__
 
-
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path`` and rename it into place; on failure nothing is left."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

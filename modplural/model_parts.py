@@ -20,6 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from modplural.atomic_files import write_atomic
 from modplural.cache_files import exclusive, write_error
 from modplural.errors import ModPluralError
 
@@ -191,17 +192,10 @@ def _stat_key(path: Path) -> dict:
 
 def _write_stamp(path: Path) -> None:
     """Record the stat of a file just verified (a cache the user cannot write still works, re-verified each time)."""
-    stamp = _stamp_path(path)
-    try:  # a fresh temporary file renamed into place: never written through a link planted at a fixed name
-        fd, tmp = tempfile.mkstemp(prefix=stamp.name, dir=stamp.parent)
-    except OSError:
-        return
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(_stat_key(path)))
-        os.replace(tmp, stamp)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        write_atomic(_stamp_path(path), json.dumps(_stat_key(path)))
+    except ModPluralError:
+        pass
 
 
 def _check_assembled(split: SplitGGUF, path: Path) -> None:

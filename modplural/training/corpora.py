@@ -14,13 +14,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from modplural.atomic_files import own_directory, write_atomic
 from modplural.errors import ModPluralError
 from modplural.training.motions import MOTION_SUPPORTERS, side
 from modplural.training.stance_examples import FILE as STANCE_FILE
@@ -207,12 +206,7 @@ def is_validation(doc_id: str, valid_fraction: float) -> bool:
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    write_atomic(own_directory(path.parent) / path.name, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def build_corpora(
