@@ -12,7 +12,8 @@ nine-community file, restricted to these four), the control (SmolLM2, the trial'
 30 steps). For each, and for both arms (adapters; the base model persona-prompted with each community's description):
 
 * **distance**: the JS distance between the two members of each pole pair, against the four cross pairs (one member
-  of each axis), paired over the 69 questions (bootstrap 95% interval), as ``communities eval`` reports it;
+  of each axis), paired over its axis's questions and, for both pairs together, over all 69 questions (bootstrap 95%
+  intervals), as ``communities eval`` reports it;
 * **direction**: how far each pole leans to its own end of its axis's questions relative to the other pole. Every
   bioethics question lists its most permissive option first and its most protective last; every political one its
   most left-leaning first and most right-leaning last, except ``malpractice_caps`` (caps, the right's position, first),
@@ -85,23 +86,20 @@ def measure(result: StanceResult) -> dict:
             gaps_b = [lean(views[b][i], qs[i].id) for i in idx]
             arm_out["pairs"][axis] = {"pair": [a, b], "questions": len(idx), "js_axis": float(np.mean([js[i] for i in idx])),
                                       "js_all": float(np.mean(js)), "cross_js_axis": float(np.mean([cross_js[i] for i in idx])),
+                                      "axis_vs_cross": paired_bootstrap([float(js[i]) for i in idx], [float(cross_js[i]) for i in idx]),
                                       "gap": paired_bootstrap(gaps_a, gaps_b)}
         arm_out["label_mass"] = {n: float(np.mean(result.mass[arm][n])) for n in COMMUNITIES}
         out[arm] = arm_out
     return out
 
 
-def validation_losses(path: Path) -> dict[str, list[float]]:
-    """Per community: (validation loss, the base model's) from ``distinctness.json``'s adapters' training manifests."""
-    registry_dirs = {"qwen15b": REPO / "build" / "adapters" / "qwen15b", "smollm2_30steps": REPO / "build" / "adapters" / "smollm2_30steps"}
-    folder = registry_dirs.get(path.parent.name, REPO / "community_models" / "SmolLM2-135M-Instruct")
-    out = {}
-    for name in COMMUNITIES:
-        manifest = folder / name / "training_manifest.json"
-        if manifest.is_file():
-            m = read_json(manifest)
-            out[name] = [m["valid_loss"], m["valid_loss_base"]]
-    return out
+def held_out(path: Path) -> dict[str, list[float]]:
+    """Per community: (own adapter's perplexity, the base model's) on its validation text, from ``path``'s perplexity
+    table (the blocks ``communities eval`` scored; its settings say how many)."""
+    table = read_json(path).get("perplexity")
+    if not isinstance(table, dict) or not all(isinstance(table.get(n), dict) for n in (BASE, *COMMUNITIES)):
+        raise ModPluralError(f"{path} holds no perplexity table for {', '.join(COMMUNITIES)}")
+    return {name: [float(table[name][name]), float(table[BASE][name])] for name in COMMUNITIES}
 
 
 def interval(effect: dict) -> str:
@@ -110,26 +108,27 @@ def interval(effect: dict) -> str:
     return f"{effect['difference']:+.3f} [{low:+.3f}, {high:+.3f}]{star}"
 
 
-def report(measured: dict[str, dict], losses: dict[str, dict]) -> str:
+def report(measured: dict[str, dict], perplexity: dict[str, dict]) -> str:
     lines = ["# The pole pairs on a larger base: Qwen2.5-Coder-1.5B against SmolLM2-135M", "",
              "Written by `python -m experiments.pole_pairs_trial` (its docstring has the commands and the definitions). Stance questions: "
              "`modplural/adapters/stance_questions.yaml` (69 questions, every rotation of the options). `*`: the 95% interval excludes zero.", ""]
     for arm in ARMS:
         what = "adapters" if arm == ADAPTERS else "personas (the base model with each community's description as its system prompt)"
         lines += [f"## {what.capitalize()}", "",
-                  "| set | JS left vs right, political questions | JS permissive vs protective, bioethics questions | cross pairs, same questions | poles minus cross pairs, all questions | gap left minus right | gap permissive minus protective |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| set | JS left vs right, political questions | JS permissive vs protective, bioethics questions | cross pairs, same questions | pole minus cross pairs, its axis: political / bioethics | poles minus cross pairs, all questions | gap left minus right | gap permissive minus protective |",
+                  "|---|---|---|---|---|---|---|---|"]
         for label, m in measured.items():
             p, b = m[arm]["pairs"]["political"], m[arm]["pairs"]["bioethics"]
             lines.append(f"| {label} | {p['js_axis']:.3f} | {b['js_axis']:.3f} | {p['cross_js_axis']:.3f} / {b['cross_js_axis']:.3f} | "
-                         f"{interval(m[arm]['poles_vs_cross'])} | {interval(p['gap'])} | {interval(b['gap'])} |")
+                         f"{interval(p['axis_vs_cross'])} / {interval(b['axis_vs_cross'])} | {interval(m[arm]['poles_vs_cross'])} | {interval(p['gap'])} | {interval(b['gap'])} |")
         lines.append("")
-    lines += ["## Letter mass and validation loss", "", "| set | community | letter mass (adapter) | validation loss (base model) |", "|---|---|---|---|"]
+    lines += ["## Letter mass and held-out perplexity", "",
+              "Perplexity on the community's own validation blocks, as `communities eval` scored them (each set's `distinctness.md` names the blocks).", "",
+              "| set | community | letter mass (adapter) | perplexity: own adapter (base model) |", "|---|---|---|---|"]
     for label, m in measured.items():
         for name in COMMUNITIES:
-            loss = losses[label].get(name)
-            lines.append(f"| {label} | {name} | {m[ADAPTERS]['label_mass'][name]:.2f} | "
-                         + (f"{loss[0]:.3f} ({loss[1]:.3f})" if loss else "(no manifest here)") + " |")
+            own, base = perplexity[label][name]
+            lines.append(f"| {label} | {name} | {m[ADAPTERS]['label_mass'][name]:.2f} | {own:.2f} ({base:.2f}) |")
     return "\n".join(lines) + "\n"
 
 
@@ -139,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         measured = {label: measure(stored_result(path)) for label, path in SOURCES.items()}
-        losses = {label: validation_losses(path) for label, path in SOURCES.items()}
-        text = report(measured, losses)
+        perplexity = {label: held_out(path) for label, path in SOURCES.items()}
+        text = report(measured, perplexity)
         write_atomic(Path(args.out), text)
         write_atomic(Path(args.out).with_suffix(".json"), json.dumps(measured, indent=1) + "\n")
     except ModPluralError as exc:

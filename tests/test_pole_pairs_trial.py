@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.pole_pairs_trial import COMMUNITIES, SOURCES, lean, measure, stored_result
+from experiments.pole_pairs_trial import COMMUNITIES, SOURCES, held_out, lean, measure, stored_result
 from modplural.adapters.stances import ARMS, BASE
 from modplural.errors import ModPluralError
 
@@ -41,3 +41,13 @@ def test_a_file_without_stance_reads_is_one_line(tmp_path):
     path.write_text("{")
     with pytest.raises(ModPluralError, match=str(path)):
         stored_result(path)
+
+
+def test_held_out_perplexity_reads_the_diagonal_and_a_missing_table_is_one_line(tmp_path):
+    own, base = held_out(SHIPPED)["bioethics_protective"]
+    table = json.loads(SHIPPED.read_text())["perplexity"]
+    assert (own, base) == (table["bioethics_protective"]["bioethics_protective"], table["base"]["bioethics_protective"])
+    path = tmp_path / "distinctness.json"
+    path.write_text(json.dumps({"perplexity": {"base": {}}}))
+    with pytest.raises(ModPluralError, match="holds no perplexity table"):
+        held_out(path)
