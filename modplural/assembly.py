@@ -24,8 +24,9 @@ base model with its persona as the system message.
 ``personas=True`` (the ``ethos`` method without adapter methods beside it) loads no adapters: the pool is the
 registry communities as personas on the main LLM (``Community.as_persona``), ethos's fallback perspectives.
 
-With ``cache`` on, community messages and the main LLM's answers go to one cache file: the pool caches its
-messages on the raw backend, and the main LLM is that backend (or another one) wrapped in ``CachingBackend``.
+With ``cache`` on, community messages and the main LLM's answers go to one cache file: the pool's backend and the
+main LLM are each wrapped in ``CachingBackend`` over that file (two wrappers, so each counts its own hits and misses,
+around one backend where the main LLM is the communities' base model).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def assemble(spec: StackSpec) -> Stack:
     pool = None
     if communities and not spec.personas:
         backend, local, routed = _community_backend(communities, servers, clients, spec)
-        pool = CommunityPool(backend, communities, spec.decoding, cache, routed)
+        pool = CommunityPool(_cached(backend, cache), communities, spec.decoding, routed)
     if not spec.with_main:
         return Stack(None, pool)
     if spec.model is None and servers is not None and servers.main is not None:
@@ -123,8 +124,12 @@ def assemble(spec: StackSpec) -> Stack:
             main = local_backend(model, engine=spec.engine, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
                                  packed_weights=spec.packed_weights, weight_format=_main_weight_format(model, spec.main_weight_format))
     if communities and spec.personas:
-        pool = CommunityPool(main, [c.as_persona() for c in communities], spec.decoding, cache)
-    return Stack(CachingBackend(main, cache) if cache is not None else main, pool)
+        pool = CommunityPool(_cached(main, cache), [c.as_persona() for c in communities], spec.decoding)
+    return Stack(_cached(main, cache), pool)
+
+
+def _cached(backend: Backend, cache: MessageCache | None) -> Backend:
+    return backend if cache is None else CachingBackend(backend, cache)
 
 
 def message_decoding(protocol: Protocol, seed: int = 0, tokens: int | None = None, temperature: float | None = None, top_p: float | None = None) -> Decoding:

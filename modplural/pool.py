@@ -1,8 +1,9 @@
 """A community pool: community LMs (adapters and/or personas on one backend) that write messages for queries,
 batched and cached.
 
-The pool receives its backend; ``modplural/assembly.py`` builds it. A community with an adapter is addressed by
-its name (the backend serves its adapter under that name); a persona-only one runs on the backend's base model
+The pool receives its backend; ``modplural/assembly.py`` builds it, wrapped in ``CachingBackend`` when a message
+cache is on (messages are then cached with the same wrapper and keys as the main LLM's answers). A community with
+an adapter is addressed by its name (the backend serves its adapter under that name); a persona-only one runs on the backend's base model
 (``adapter=None``), unless the pool lists it in ``routed`` (assembly does, for persona-only communities a
 servers file places on a server: the routed backend sends them to that server's base model). A persona is the
 system message before the user turn."""
@@ -17,7 +18,6 @@ from modplural.backends.base import Backend, Decoding, GenerateRequest
 from modplural.backends.caching import CachingBackend
 from modplural.communities import Community, find_community
 from modplural.errors import ModPluralError
-from modplural.message_cache import MessageCache
 from modplural.protocol import SAMPLING_TOP_K
 from modplural.validation import check_weights, normalise
 from modplural.seeds import derived_seed
@@ -28,12 +28,12 @@ MESSAGE_DECODING = Decoding(max_new_tokens=200, temperature=1.0, top_p=0.9, seed
 
 @dataclass
 class CommunityPool:
-    """Communities served by ``backend`` (an adapter community's name is its adapter name there)."""
+    """Communities served by ``backend`` (an adapter community's name is its adapter name there; a ``CachingBackend``
+    serves stored messages and stores new ones)."""
 
     backend: Backend
     communities: list[Community]
     decoding: Decoding = MESSAGE_DECODING
-    cache: MessageCache | None = None
     routed: frozenset[str] = frozenset()  # persona-only communities the backend routes by name (to a server's base model)
     generated: int = field(default=0, init=False)  # messages actually generated (not served from the cache)
 
@@ -52,8 +52,8 @@ class CommunityPool:
         return find_community(self.communities, name, "pool")
 
     def subset(self, names: Sequence[str]) -> "CommunityPool":
-        """The same backend and cache with only the named communities, in that order."""
-        return CommunityPool(self.backend, [self.get(n) for n in names], self.decoding, self.cache, self.routed)
+        """The same backend (and so the same cache) with only the named communities, in that order."""
+        return CommunityPool(self.backend, [self.get(n) for n in names], self.decoding, self.routed)
 
     def resolve_weights(self, weights: Sequence[float] | str | None) -> list[float]:
         """Normalized weights: None or 'uniform' (the original's choice), 'registry', or one number per community."""
@@ -87,14 +87,13 @@ class CommunityPool:
         return f"{weights}+persona:{hashlib.sha256(community.persona.encode()).hexdigest()[:16]}" if community.persona else weights
 
     def write(self, requests: Sequence[GenerateRequest]) -> list[str]:
-        """The texts of ``requests`` (from ``request``) in one batched call; the cache, if any, serves and stores them
-        through the same wrapper and keys as the main LLM's answers (``backends.caching``)."""
-        if self.cache is None:
+        """The texts of ``requests`` (from ``request``) in one batched call (a caching backend serves the stored ones)."""
+        if not isinstance(self.backend, CachingBackend):
             self.generated += len(requests)
             return self.backend.generate(list(requests))
-        cached = CachingBackend(self.backend, self.cache)
-        texts = cached.generate(requests)
-        self.generated += cached.misses
+        before = self.backend.misses
+        texts = self.backend.generate(requests)
+        self.generated += self.backend.misses - before
         return texts
 
     def messages(self, prompts: Sequence[str], names: Sequence[str] | None = None) -> list[dict[str, str]]:

@@ -152,12 +152,12 @@ def test_modular_pluralism_reruns_from_the_cache_through_assembly(tmp_path, adap
 
     def run():
         main, pool = assemble(spec)
-        calls = count_calls(main.inner)  # the raw backend: the pool's and the main LLM's
+        calls = count_calls(main.inner)  # the raw backend behind both wrappers: the pool's and the main LLM's
         result = ModularPluralism(main, pool, {"base": "modplural", "main_tokens": 6}).distributional("Should sugary drinks be taxed?", ["Yes", "No"])
         return result.to_dict(), calls, main, pool
 
     first, calls, main, pool = run()
-    assert main.inner is pool.backend and main.misses > 0 and pool.generated == 2
+    assert main.inner is pool.backend.inner and main.misses > 0 and pool.generated == 2
     assert sum(len(r) for _, r in calls) == main.misses + pool.generated  # one backend computed both
     second, calls, main, pool = run()
     assert calls == [] and main.misses == 0 and pool.generated == 0

@@ -50,9 +50,10 @@ def test_main_llm_precedence(tmp_path, adapter_dirs):
     main, _ = assemble(StackSpec(with_pool=False, main_weight_format="int8", **common))
     assert main.kernels == "int8-rowwise-v1" and main.adapter_identity(None).endswith("#int8-rowwise-v1")
 
-    # with the cache on, the main LLM is the same backend behind its answer cache; the pool keeps the raw backend
+    # with the cache on, the main LLM and the pool are the same backend, each behind its own wrapper over one cache file
     main, pool = assemble(StackSpec(**{**common, "cache": tmp_path / "cache.sqlite"}))
-    assert isinstance(main, CachingBackend) and main.inner is pool.backend and main.cache is pool.cache
+    assert isinstance(main, CachingBackend) and isinstance(pool.backend, CachingBackend) and main is not pool.backend
+    assert main.inner is pool.backend.inner and main.cache is pool.backend.cache
     assert main.adapter_identity(None) == pool.backend.adapter_identity(None)  # what the run manifest records
     main, pool = assemble(StackSpec(with_pool=False, **{**common, "cache": tmp_path / "cache.sqlite"}))
     assert pool is None and isinstance(main, CachingBackend) and isinstance(main.inner, LocalBackend)

@@ -10,7 +10,7 @@ from modplural.backends import Decoding, GenerateRequest
 from modplural.methods import ModularPluralism
 from modplural.communities import Community, load_registry
 from modplural.errors import ModPluralError
-from modplural.backends.caching import answer_key
+from modplural.backends.caching import CachingBackend, answer_key
 from modplural.message_cache import MessageCache
 from modplural.methods import build_method
 from modplural.pool import CommunityPool
@@ -107,11 +107,11 @@ def test_same_call_with_a_seed_gives_the_same_result(backend, registry_path):
 def test_cache_hit_reproduces_output_without_running_communities(backend, registry_path, tmp_path):
     communities = load_registry(registry_path).select()
     first_backend = CountingBackend(backend)
-    first = ModularPluralism(first_backend, CommunityPool(first_backend, communities, MESSAGES, MessageCache(tmp_path / "m.sqlite")), SHORT)
+    first = ModularPluralism(first_backend, CommunityPool(CachingBackend(first_backend, MessageCache(tmp_path / "m.sqlite")), communities, MESSAGES), SHORT)
     before = first.overton(QUESTION).to_dict()
     assert first_backend.community_rows == 2 and len(MessageCache(tmp_path / "m.sqlite")) == 2
     second_backend = CountingBackend(backend)
-    second = ModularPluralism(second_backend, CommunityPool(second_backend, communities, MESSAGES, MessageCache(tmp_path / "m.sqlite")), SHORT)
+    second = ModularPluralism(second_backend, CommunityPool(CachingBackend(second_backend, MessageCache(tmp_path / "m.sqlite")), communities, MESSAGES), SHORT)
     assert second.overton(QUESTION).to_dict() == before
     assert second_backend.community_rows == 0 and second.pool.generated == 0
 
@@ -120,7 +120,7 @@ def test_persona_communities_speak_with_a_system_message(backend, adapter_dirs, 
     """A persona-only community runs on the base model with its persona as the system turn; with an adapter too, on that adapter."""
     nurse = Community("rural_nurses", "rural nurses", "test", persona="You are a nurse in a rural clinic.")
     patient = Community("alpha", "alpha", "test", "default", adapter_dirs["alpha"], persona="You are a patient.")
-    pool = CommunityPool(backend, [nurse, patient], MESSAGES, MessageCache(tmp_path / "m.sqlite"))
+    pool = CommunityPool(CachingBackend(backend, MessageCache(tmp_path / "m.sqlite")), [nurse, patient], MESSAGES)
     prompt = "Should clinics open on Sundays?"
     asked = pool.request(nurse, prompt)
     assert asked.messages == ({"role": "system", "content": nurse.persona}, {"role": "user", "content": prompt}) and asked.adapter is None
@@ -131,7 +131,7 @@ def test_persona_communities_speak_with_a_system_message(backend, adapter_dirs, 
     assert pool.identity("alpha").startswith(backend.adapter_identity("alpha") + "+persona:")
     [messages] = pool.messages([prompt])
     assert list(messages) == ["rural_nurses", "alpha"] and all(messages.values()) and pool.generated == 2
-    again = CommunityPool(backend, [nurse, patient], MESSAGES, MessageCache(tmp_path / "m.sqlite"))
+    again = CommunityPool(CachingBackend(backend, MessageCache(tmp_path / "m.sqlite")), [nurse, patient], MESSAGES)
     assert again.messages([prompt]) == [messages] and again.generated == 0
     pool.write([plain])
     assert pool.generated == 3  # the plain base model's message is another cache entry, not the nurse's

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from modplural.backends import Decoding, GenerateRequest, OptionRequest
+from modplural.backends.caching import CachingBackend
 from modplural.backends.local import LocalBackend
 from modplural.backends.sequential import SequentialBackend
 from modplural.communities import load_registry
@@ -116,7 +117,7 @@ def test_non_finite_logits_raise_naming_the_adapter_and_nothing_is_cached(loaded
     backend = LocalBackend(loaded=loaded, adapters={c.name: c.adapter for c in registry.communities})
     _nan_factors(backend, "clinicians")
     cache = MessageCache(tmp_path / "messages.sqlite")
-    pool = CommunityPool(backend, registry.select(), Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0), cache)
+    pool = CommunityPool(CachingBackend(backend, cache), registry.select(), Decoding(max_new_tokens=8, temperature=1.0, top_p=0.9, seed=0))
     with pytest.raises(ModPluralError, match="adapter 'clinicians' produced NaN or infinite logits"):
         pool.messages(["Is fluoride in tap water safe?"])
     assert len(cache) == 0 and pool.generated == 0

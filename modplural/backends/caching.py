@@ -1,5 +1,5 @@
 """Answers cached around any backend (as lm-eval's ``CachingLM`` wraps a model): the main LLM's answers and the
-communities' messages (``pool.write`` wraps its backend the same way), so rerunning a report or adding a method reads
+communities' messages (assembly wraps the pool's backend the same way), so rerunning a report or adding a method reads
 finished ones back instead of recomputing them.
 
 An answer is keyed by the identity of the weights that give it (for a local model also its device and dtype: the same

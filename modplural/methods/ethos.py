@@ -117,8 +117,9 @@ def parse_perspectives(text: str, k: int) -> list[Perspective]:
 class Ethos(Collaboration):
     """The main LLM alone, speaking with the voices of perspectives it lists per query (see the module docstring).
 
-    ``pool`` (optional) gives the fallback personas (its communities, ``Community.as_persona``), the comments'
-    decoding and the message cache; ``modplural.load("ethos")`` builds it from the registry without adapters.
+    ``pool`` (optional) gives the fallback personas (its communities, ``Community.as_persona``) and the comments'
+    decoding; the comments are written on ``main`` (cached where ``main`` is a ``CachingBackend``, as assembly builds
+    it). ``modplural.load("ethos")`` builds the pool from the registry without adapters.
     """
 
     name = "ethos"
@@ -129,7 +130,6 @@ class Ethos(Collaboration):
         self.perspectives = check_perspectives(perspectives)
         self.fallback = [c.as_persona() for c in pool.communities] if pool is not None else []
         self.decoding = pool.decoding if pool is not None else replace(MESSAGE_DECODING, max_new_tokens=self.protocol.message_tokens, seed=seed)
-        self.cache = pool.cache if pool is not None else None
 
     def _voices(self, text: str) -> tuple[CommunityPool, list[dict[str, str]]]:
         """One query's voices as persona communities on the main LLM, and their record: the perspectives parsed
@@ -145,7 +145,7 @@ class Ethos(Collaboration):
             raise ModPluralError(f"ethos: the main LLM listed {len(parsed)} usable perspective(s) and the registry offers {len(self.fallback)} "
                                  f"to fill in; {MIN_PERSPECTIVES} are needed (add communities, or a main LLM that follows the list format)")
         records = [{"name": v.name, "stance": v.description, "persona": v.persona, "source": s} for v, s in zip(voices, sources)]
-        return CommunityPool(self.main, voices, self.decoding, self.cache), records
+        return CommunityPool(self.main, voices, self.decoding), records
 
     def _panels(self, queries: list[Query], mode: Mode) -> list[Panel]:
         if self.protocol.ethos == "released":
@@ -155,7 +155,7 @@ class Ethos(Collaboration):
         pools, records = zip(*(self._voices(text) for text in listed))
         prompts = [self.prompts.community(q, mode) for q in queries]
         jobs = [(i, c) for i, pool in enumerate(pools) for c in pool.communities]
-        # the pools share the main backend, decoding and cache: one batched call writes every query's comments
+        # the pools share the main backend and decoding: one batched call writes every query's comments
         texts = pools[0].write([pools[i].request(c, prompts[i]) for i, c in jobs])
         messages: list[dict[str, str]] = [{} for _ in queries]
         for (i, community), text in zip(jobs, texts):
@@ -203,7 +203,7 @@ class Ethos(Collaboration):
         """EthosAgents' released steps: perspectives, then one comment per perspective (``ethos: released``)."""
         decoding = replace(self.decoding, temperature=1.0, top_p=1.0, top_k=0)  # the message length (200 as released), sampled as released
         lists = self._released_lists(queries, mode)
-        panels = [(CommunityPool(self.main, voices, decoding, self.cache), records)
+        panels = [(CommunityPool(self.main, voices, decoding), records)
                   for voices, records in (self._released_voices(found, attempts) for found, attempts, _ in lists)]
         jobs = [(i, c) for i, (pool, _) in enumerate(panels) for c in pool.communities]
         texts = panels[0][0].write([panels[i][0].request(c, released.comment(queries[i], mode, c.description)) for i, c in jobs])
