@@ -5,7 +5,7 @@ Reads three finished runs of ``experiments/configs/calibration.yaml`` (``calibra
 with paired bootstrap 95% intervals against ``none`` over the same items, and how the predictions spread over the
 options (a method that answers one letter whatever the item gives one distinct answer).
 
-    python experiments/calibration_report.py [--runs runs] [--out experiments/results/calibration]
+    python -m experiments.calibration_report [--runs runs] [--out experiments/results/calibration]
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 how its outlets write about the health questions that divide left and right, not health news in general.
 
     modplural corpus build
-    python experiments/contested_news.py          # -> build/corpora/health_news_*/contested_train.jsonl
+    python -m experiments.contested_news          # -> build/corpora/health_news_*/contested_train.jsonl
     modplural train --community health_news_left --config-dir training/configs/news_contested
     modplural train --community health_news_right --config-dir training/configs/news_contested
 

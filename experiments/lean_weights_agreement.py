@@ -9,7 +9,7 @@ oneDNN-prepacked kernel) and with int8 weights (``modplural/backends/int8_weight
 * Overton situations: greedy texts of ``--tokens`` tokens, how many are identical, and where the first differing
   token falls in the others.
 
-    python experiments/lean_weights_agreement.py --items 50          # 4 x 50 option prompts, 200 greedy texts
+    python -m experiments.lean_weights_agreement --items 50          # 4 x 50 option prompts, 200 greedy texts
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> st
         f"Model: {runs['float']['identity']} (float32, oneDNN-prepacked) vs {runs['int8']['identity']}. Split: VITAL dev "
         f"(`../shared/data/vital`), items evenly spaced through each file; prompts: the vanilla method's main-LLM requests "
         f"under protocol `modplural`; no scorer (the two runs are compared with each other). Machine: {cpu}; "
-        f"torch threads {args.threads}. Command: `python experiments/lean_weights_agreement.py --items {args.items} "
+        f"torch threads {args.threads}. Command: `python -m experiments.lean_weights_agreement --items {args.items} "
         f"--overton-items {args.overton_items} --tokens {args.tokens}`.",
         "",
         "| option task | prompts | max abs diff | mean abs diff | same likeliest option |",

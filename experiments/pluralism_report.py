@@ -6,13 +6,13 @@ task's best baseline (vanilla, prompting or moe, whichever has the best primary 
 tasks it is significantly better than every baseline; which communities the steerable selection picks; and the
 learned community weights of runs made with ``weights: learned`` (their ``weights.json``).
 
-    python experiments/pluralism_report.py [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
+    python -m experiments.pluralism_report [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
 
 Without ``--variant`` the planned runs are compared (a variant whose run directory is missing is listed as not run).
 A label may name several runs holding different tasks (``modplural run CONFIG --tasks ...``). Run directories do
 not outlive a sitting on a small machine, so each finished run is exported without its text and committed:
 
-    python experiments/pluralism_report.py --export runs/NAME experiments/results/pluralism/runs/NAME
+    python -m experiments.pluralism_report --export runs/NAME experiments/results/pluralism/runs/NAME
 
 and an exported directory is read as a run (its item_notes.json stands for the predictions).
 """

@@ -1,7 +1,7 @@
 """Do the stance-example bioethics adapters hold different views? Their stance reads against the shipped adapters'.
 
     modplural train --all --config-dir training/configs/stance_examples     # ~16 min on the 2-core machine
-    python experiments/stance_examples_check.py                             # ~5 min: 69 questions x (base + 2 adapters + 2 personas)
+    python -m experiments.stance_examples_check                             # ~5 min: 69 questions x (base + 2 adapters + 2 personas)
 
 Reads every question of ``stance_questions.yaml`` (all rotations, as ``modplural communities eval`` does) for the
 retrained pair only, and compares with the reads of the shipped adapters stored in ``distinctness.json``: the JS

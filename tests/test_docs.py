@@ -117,3 +117,13 @@ def test_the_generator_refuses_a_missing_or_unreadable_page_in_one_line(tmp_path
     assert protocol_page.main([str(tmp_path / "bad.md")]) == 2
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"modplural: error: cannot read {tmp_path / 'missing.md'}") and "bad.md" in lines[1]
+
+
+def test_experiment_scripts_are_run_one_way():
+    """Scripts under experiments/ import each other as ``experiments.*``, so they run as modules from the repository
+    root (``python -m experiments.NAME``); no page, config or script runs one by its file path or edits sys.path."""
+    by_path = "python " + "experiments/"
+    sources = [p for p in ROOT.rglob("*") if p.suffix in {".md", ".py", ".yaml"} and p.is_file()
+               and not {".venv", ".git", "results", "build", "runs"} & set(p.relative_to(ROOT).parts)]
+    assert [str(p.relative_to(ROOT)) for p in sources if by_path in p.read_text(encoding="utf-8")] == []
+    assert [str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py") if "sys.path" in p.read_text(encoding="utf-8")] == []
