@@ -577,7 +577,7 @@ def main() -> None:
         if args.export:
             print(f"exported {args.export[0]} to {export(Path(args.export[0]), Path(args.export[1]))}")
             return
-        command = shlex.join(["python", "experiments/pluralism_report.py", *sys.argv[1:]])
+        command = shlex.join(["python", "-m", "experiments.pluralism_report", *sys.argv[1:]])
         path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out), command)
     except ModPluralError as exc:
         sys.exit(f"pluralism_report: error: {exc}")
