@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 
@@ -22,8 +25,38 @@ def make_random_adapter(path: Path, seed: int, model: str = "default") -> Path:
     return path
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``python -m modplural ARGS`` in a subprocess and capture its output."""
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the command line's ``main(ARGS)`` in this process, as ``python -m modplural ARGS`` would run, with ``env``
+    added to the environment for the call: its exit status and what it printed. An exception that escapes ``main`` is
+    printed as the interpreter would print it (a traceback, status 1), so a crash reads as one."""
+    from modplural.cli import main
+
+    if any(name.startswith("PYTHON") for name in env or {}):
+        raise ValueError(f"{sorted(env)}: an interpreter reads these when it starts; use run_cli_process")
+    out, err = io.StringIO(), io.StringIO()
+    saved = {name: os.environ.get(name) for name in env or {}}
+    os.environ.update(env or {})
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = main(list(args)) or 0
+            except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
+                status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            except Exception:
+                traceback.print_exc()
+                status = 1
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return subprocess.CompletedProcess(["modplural", *args], status, out.getvalue(), err.getvalue())
+
+
+def run_cli_process(*args: str, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m modplural ARGS`` in a subprocess (the real entry point, a fresh interpreter, a time limit: for
+    servers that may hang and for what is once per process) and capture its output."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "modplural", *args], capture_output=True, text=True, env=full_env, timeout=timeout

@@ -16,7 +16,7 @@ from modplural.backends import Decoding, GenerateRequest, OptionRequest
 from modplural.backends.label_tokens import from_top_tokens
 from modplural.backends.openai_compat import OpenAIBackend, sends_key_in_clear
 from modplural.errors import ModPluralError
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli_process
 
 KEY = "sk-test-5ecret-0123456789"
 Answer = Callable[[str, str], tuple[int, dict, bytes]]  # (method, path) -> (status, headers, body)
@@ -110,7 +110,7 @@ def test_cli_prints_one_line_without_the_key(tmp_path):
         servers = tmp_path / "servers.yaml"
         servers.write_text(json.dumps({"servers": {"s": {"base_url": url + "/v1", "model": "m", "style": "model", "api_key_env": "MODPLURAL_TEST_KEY"}},
                                        "communities": {"patients": "s"}, "main": "s"}))
-        result = run_cli("ask", "Hi?", "--servers", str(servers), "--communities", "patients", "--no-cache", env={"MODPLURAL_TEST_KEY": KEY}, timeout=120)
+        result = run_cli_process("ask", "Hi?", "--servers", str(servers), "--communities", "patients", "--no-cache", env={"MODPLURAL_TEST_KEY": KEY}, timeout=120)
     assert seen
     assert_one_line_error(result, f"server {url}/v1 rejected the request (401): bad key ***")
     assert KEY not in result.stderr + result.stdout

@@ -24,7 +24,7 @@ from modplural.cli.training import write_card_after_training
 from modplural.errors import ModPluralError
 from modplural.training.config import load_train_config
 from modplural.training.lora import _block_order, _swap_in, check_output_dir, train
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli, run_cli_process
 from tests.test_hardening_http import KEY, reply, serve
 from tests.test_hardening_training import write_corpus
 
@@ -45,7 +45,7 @@ def _configs(tmp_path: Path, *communities: str) -> Path:
 
 def _train_cli(tmp_path: Path, output_dir: Path):
     corpora = write_corpus(tmp_path / "corpora")
-    return run_cli("train", "--community", "patients", "--config-dir", str(_configs(tmp_path, "patients")), "--corpus-dir", str(corpora),
+    return run_cli_process("train", "--community", "patients", "--config-dir", str(_configs(tmp_path, "patients")), "--corpus-dir", str(corpora),
                    "--output-dir", str(output_dir), "--device", "cpu", timeout=120)
 
 
@@ -80,7 +80,7 @@ def test_train_refuses_a_file_as_output_dir(tmp_path):
 
 def test_train_all_refuses_one_output_dir_for_two_communities(tmp_path):
     corpora = write_corpus(tmp_path / "corpora")
-    result = run_cli("train", "--all", "--config-dir", str(_configs(tmp_path, "clinicians", "patients")), "--corpus-dir", str(corpora),
+    result = run_cli_process("train", "--all", "--config-dir", str(_configs(tmp_path, "clinicians", "patients")), "--corpus-dir", str(corpora),
                      "--output-dir", str(tmp_path / "out"), "--device", "cpu", timeout=120)
     assert_one_line_error(result, "communities 'clinicians' and 'patients' would both be written to", "put {community} in --output-dir")
 
@@ -191,7 +191,7 @@ def _servers_file(tmp_path: Path, url: str, **server) -> Path:
 def test_a_key_that_cannot_go_in_a_header_is_refused_before_any_request(key, tmp_path):
     with serve(reply({"choices": [{"text": "ok"}]})) as (url, seen):
         servers = _servers_file(tmp_path, url + "/v1", api_key_env="MODPLURAL_TEST_KEY")
-        result = run_cli("ask", "Hi?", "--servers", str(servers), "--communities", "patients", "--no-cache",
+        result = run_cli_process("ask", "Hi?", "--servers", str(servers), "--communities", "patients", "--no-cache",
                          env={"MODPLURAL_TEST_KEY": key}, timeout=120)
         with pytest.raises(ModPluralError) as info:
             OpenAIBackend(url + "/v1", "m", style="model", api_key=key)
@@ -210,7 +210,7 @@ def test_a_base_url_with_credentials_is_refused_without_printing_them(tmp_path):
     with serve(reply({"choices": [{"text": "ok"}]})) as (url, seen):
         port = url.rsplit(":", 1)[1]
         secret_url = f"http://user:secret@127.0.0.1:{port}/v1"
-        result = run_cli("ask", "Hi?", "--servers", str(_servers_file(tmp_path, secret_url)), "--communities", "patients", "--no-cache", timeout=120)
+        result = run_cli_process("ask", "Hi?", "--servers", str(_servers_file(tmp_path, secret_url)), "--communities", "patients", "--no-cache", timeout=120)
         with pytest.raises(ModPluralError) as info:
             OpenAIBackend(secret_url, "m", style="model")
     assert seen == []
@@ -283,7 +283,7 @@ def test_a_dripping_server_cannot_outlast_the_timeout(headers_first):
 def test_cli_with_a_dripping_server_is_one_line_within_the_timeout(tmp_path):
     with dripping(headers_first=True) as url:
         started = time.monotonic()
-        result = run_cli("ask", "Hi?", "--servers", str(_servers_file(tmp_path, url + "/v1", timeout=2, retries=0)), "--no-cache",
+        result = run_cli_process("ask", "Hi?", "--servers", str(_servers_file(tmp_path, url + "/v1", timeout=2, retries=0)), "--no-cache",
                          "--communities", "patients", timeout=120)
         elapsed = time.monotonic() - started
     assert_one_line_error(result, f"server {url}/v1 failed after 1 attempts: no answer within 2 s")
@@ -318,7 +318,7 @@ def test_servers_file_numbers_out_of_bounds_name_the_file_and_field(field, value
 def test_cli_servers_file_nan_timeout_is_one_line(tmp_path):
     path = tmp_path / "servers.yaml"
     path.write_text("servers:\n  s: {base_url: 'http://127.0.0.1:9/v1', model: m, timeout: .nan}\nmain: s\n")
-    assert_one_line_error(run_cli("ask", "Hi?", "--servers", str(path), "--no-cache", timeout=120),
+    assert_one_line_error(run_cli_process("ask", "Hi?", "--servers", str(path), "--no-cache", timeout=120),
                           f"{path}: server 's': field 'timeout' must be a number of seconds in (0, 86400] (one day), got nan")
 
 
@@ -338,12 +338,12 @@ VITAL_ROWS = json.dumps([{"question": "Is it right?", "label": "A"}]).encode()
 
 
 def _download(tmp_path: Path, url: str, *extra: str):
-    return run_cli("data", "download", "vital", "--data-dir", str(tmp_path / "data"), "--base-url", url, *extra, timeout=120)
+    return run_cli_process("data", "download", "vital", "--data-dir", str(tmp_path / "data"), "--base-url", url, *extra, timeout=120)
 
 
 @pytest.mark.parametrize("value", ["nan", "-1", "0", "inf", "1e9", "soon"])
 def test_download_timeout_must_be_a_sensible_number(value, tmp_path):
-    result = run_cli("data", "download", "vital", "--data-dir", str(tmp_path), f"--timeout={value}", timeout=60)
+    result = run_cli_process("data", "download", "vital", "--data-dir", str(tmp_path), f"--timeout={value}", timeout=60)
     assert_one_line_error(result, "argument --timeout: must be a number of seconds in (0, 3600]", repr(value))
     assert not (tmp_path / "vital").exists()
 

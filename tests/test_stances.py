@@ -77,7 +77,7 @@ def test_a_question_file_of_another_version_is_refused(tmp_path):
 def test_cli_refuses_a_bad_question_file_before_loading_any_model(tmp_path):
     path = _tiny_file(tmp_path / "questions.yaml")
     path.write_text(path.read_text().replace("axis: bioethics", "axis: ethics"))
-    result = run_cli("communities", "eval", "--questions", str(path), "--device", "cpu", timeout=120)
+    result = run_cli("communities", "eval", "--questions", str(path), "--device", "cpu")
     assert_one_line_error(result, str(path), "question 1 (assisted_dying)", "field 'axis' is 'ethics'")
 
 
