@@ -9,6 +9,7 @@ import sys
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 
 def make_random_adapter(path: Path, seed: int, model: str = "default") -> Path:
@@ -34,23 +35,14 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     if any(name.startswith("PYTHON") for name in env or {}):
         raise ValueError(f"{sorted(env)}: an interpreter reads these when it starts; use run_cli_process")
     out, err = io.StringIO(), io.StringIO()
-    saved = {name: os.environ.get(name) for name in env or {}}
-    os.environ.update(env or {})
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                status = main(list(args)) or 0
-            except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
-                status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-            except Exception:
-                traceback.print_exc()
-                status = 1
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with mock.patch.dict(os.environ, env or {}), redirect_stdout(out), redirect_stderr(err):
+        try:
+            status = main(list(args)) or 0
+        except SystemExit as exc:  # argparse's --help (0) and usage errors (2)
+            status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except Exception:
+            traceback.print_exc()
+            status = 1
     return subprocess.CompletedProcess(["modplural", *args], status, out.getvalue(), err.getvalue())
 
 
