@@ -1,7 +1,7 @@
 """The one place that builds the stack: a spec -> (main backend, community pool).
 
 ``modplural ask``, ``modplural run`` (the experiment runner), ``modplural communities``, the Python API
-(``modplural.load``) and ``experiments/benchmark.py`` all build their backends here, so the choices below are
+(``modplural.load``) and ``experiments/performance/benchmark.py`` all build their backends here, so the choices below are
 made once.
 
 Which main LLM answers (the first rule that applies):

@@ -7,7 +7,7 @@ our improved protocol. A config may name a protocol or start from one and flip s
     protocol: {base: original, answer_reading: exact}
 
 ``SWITCHES`` documents each switch (what the original does, in which file, what we do and why); docs/protocols.md's
-fidelity table is written from it and ``experiments/results/fidelity.md`` holds the measured effects.
+fidelity table is written from it and ``experiments/results/fidelity/report.md`` holds the measured effects.
 """
 
 from __future__ import annotations

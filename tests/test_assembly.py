@@ -124,7 +124,7 @@ def test_nothing_else_constructs_a_backend():
     """Library, CLI and experiments build backends only through modplural/assembly.py."""
     pattern = re.compile(rf"\b({'|'.join(BACKEND_CLASSES)})\(")
     sites = []
-    for path in [*(REPO / "modplural").rglob("*.py"), *(REPO / "experiments").glob("*.py")]:
+    for path in [*(REPO / "modplural").rglob("*.py"), *(REPO / "experiments").rglob("*.py")]:
         if path.name == "assembly.py":
             continue
         for number, line in enumerate(path.read_text().splitlines(), 1):

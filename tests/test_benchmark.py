@@ -1,4 +1,4 @@
-"""experiments/benchmark.py: a tiny run end to end, and its llama-server peer's skip where nothing can build it."""
+"""experiments/performance/benchmark.py: a tiny run end to end, and its llama-server peer's skip where nothing can build it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments import benchmark
+from experiments.performance import benchmark
 from modplural.backends.packed_linear import packing_available
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_a_tiny_run_writes_every_row(tmp_path):
     out = tmp_path / "benchmark.md"
-    command = [sys.executable, "-m", "experiments.benchmark", "--items", "2", "--communities", "2", "--message-tokens", "3",
+    command = [sys.executable, "-m", "experiments.performance.benchmark", "--items", "2", "--communities", "2", "--message-tokens", "3",
                "--greedy-tokens", "2", "--main-tokens", "3", "--skip-memory", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]

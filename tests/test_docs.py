@@ -53,7 +53,7 @@ def test_a_stale_page_is_rewritten_and_a_switch_without_an_effect_is_refused(tmp
     assert protocol_page.render(page) == page.read_text(encoding="utf-8")
 
     del effects["weights"]
-    effects["no_such_switch"] = {"effect": "x", "source": "experiments/results/fidelity.md"}
+    effects["no_such_switch"] = {"effect": "x", "source": "experiments/results/fidelity/report.md"}
     (tmp_path / "protocol_effects.yaml").write_text(yaml.safe_dump(effects), encoding="utf-8")
     with pytest.raises(ModPluralError, match=r"missing for \['weights'\].*no switch \['no_such_switch'\]"):
         protocol_page.render(page)
@@ -111,6 +111,19 @@ def test_readme_layout_lists_the_top_level_folders():
     assert all((ROOT / name).is_dir() for name in top)
 
 
+def test_committed_results_have_one_shape():
+    """experiments/README.md: results/<study>/ holds a report (report.md, or README.md over its runs' own reports), and
+    every committed run is a run directory at results/<study>/runs/<run>/: no flat NAME.manifest.json copies."""
+    results = ROOT / "experiments" / "results"
+    assert sorted(p.name for p in results.iterdir() if not p.is_dir()) == []
+    assert sorted(p.name for p in results.iterdir() if not {"report.md", "README.md"} & {c.name for c in p.iterdir()}) == []
+    runs = [p.parent.relative_to(results) for p in results.rglob("manifest.json")]
+    assert runs and [str(r) for r in runs if len(r.parts) != 3 or r.parts[1] != "runs"] == []
+    assert [str(p.relative_to(results)) for p in results.rglob("*.manifest.json")] == []
+    kinds = {p.parent.name for p in (ROOT / "experiments").rglob("*.py")}
+    assert kinds == {"studies", "performance", "trials"}
+
+
 def test_the_generator_refuses_a_missing_or_unreadable_page_in_one_line(tmp_path, capsys):
     assert protocol_page.main([str(tmp_path / "missing.md")]) == 2
     (tmp_path / "bad.md").write_bytes(b"\xff\xfe")
@@ -126,4 +139,4 @@ def test_experiment_scripts_are_run_one_way():
     sources = [p for p in ROOT.rglob("*") if p.suffix in {".md", ".py", ".yaml"} and p.is_file()
                and not {".venv", ".git", "results", "build", "runs"} & set(p.relative_to(ROOT).parts)]
     assert [str(p.relative_to(ROOT)) for p in sources if by_path in p.read_text(encoding="utf-8")] == []
-    assert [str(p.relative_to(ROOT)) for p in (ROOT / "experiments").glob("*.py") if "sys.path" in p.read_text(encoding="utf-8")] == []
+    assert [str(p.relative_to(ROOT)) for p in (ROOT / "experiments").rglob("*.py") if "sys.path" in p.read_text(encoding="utf-8")] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from experiments.benchmark_items import ITEMS
+from experiments.performance.benchmark_items import ITEMS
 from modplural.prompts import modplural as prompts
 from modplural.types import Query
 from modplural.backends import Decoding, GenerateRequest, OptionRequest

@@ -116,7 +116,7 @@ def generating(imported: set[str]) -> list[str]:
 def committed_run(tmp_path: Path) -> Path:
     import shutil
 
-    return shutil.copytree(PACKAGE.parent / "experiments" / "results" / "vital_protocols" / "original", tmp_path / "run")
+    return shutil.copytree(PACKAGE.parent / "experiments" / "results" / "vital_protocols" / "runs" / "original", tmp_path / "run")
 
 
 def test_report_of_a_finished_run_imports_nothing_that_generates(committed_run, tmp_path):

@@ -1,6 +1,6 @@
 """Int8 weights on small random Qwen2 models (the 1.5B's architecture): close to float32, exact per row, cached, loaded.
 
-The 1.5B itself is checked in tests/test_main_llm.py (slow) and measured in experiments/lean_weights_agreement.py.
+The 1.5B itself is checked in tests/test_main_llm.py (slow) and measured in experiments/performance/lean_weights_agreement.py.
 """
 
 from __future__ import annotations

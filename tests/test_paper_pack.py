@@ -27,8 +27,8 @@ from tests.helpers import assert_one_line_error, run_cli
 REPO = Path(__file__).resolve().parents[1]
 PACK = REPO / "community_models" / "papers" / "modular_pluralism.yaml"
 CONFIGS = sorted((REPO / "experiments" / "configs" / "papers").glob("*.yaml"))
-PLURALISM = REPO / "experiments" / "results" / "pluralism" / "pluralism.manifest.json"  # committed NAME.manifest.json + NAME.metrics.json
-ORIGINAL_RUN = REPO / "experiments" / "results" / "vital_protocols" / "original"  # committed run directory with scores.json
+PLURALISM = REPO / "experiments" / "results" / "pluralism" / "runs" / "pluralism"  # committed run: manifest.json + metrics.json, no scores
+ORIGINAL_RUN = REPO / "experiments" / "results" / "vital_protocols" / "runs" / "original"  # committed run directory with scores.json
 NLI = "microsoft/deberta-v2-xlarge-mnli"
 BASE = "mistralai/Mistral-7B-Instruct-v0.1"  # generate_community_lm_msg.py
 RELEASED = {  # registry name -> hub id, as generate_community_lm_msg.py names them
@@ -140,7 +140,7 @@ def test_compare_prints_the_side_by_side_table_on_a_committed_run():
     result = run_cli("compare", str(PLURALISM), "--with", "vital")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    metrics = json.loads(PLURALISM.with_name("pluralism.metrics.json").read_text())["tasks"]
+    metrics = json.loads((PLURALISM / "metrics.json").read_text())["tasks"]
     for method in ("vanilla", "prompting", "moe", "modular"):  # Overton: both definitions, from the committed metrics
         mean, share = metrics["vital_overton"][method]["coverage"]["value"], metrics["vital_overton"][method]["share_above_0.33"]["value"]
         assert any("vital_overton" in l and f" {method} " in l and "coverage: mean" in l and f"{mean:.3f} [" in l for l in lines)
@@ -223,13 +223,17 @@ def test_compare_errors_are_one_line(tmp_path):
     typo = tmp_path / "vital.yaml"
     typo.write_text((REPO / "experiments" / "published" / "vital.yaml").read_text().replace("numbers:", "numbrs:"))
     assert_one_line_error(run_cli("compare", str(PLURALISM), "--with", str(typo)), "unknown field 'numbrs'")
-    assert_one_line_error(run_cli("compare", str(PLURALISM.parent), "--with", "vital"), "holds committed results", "pluralism.manifest.json")
-    assert_one_line_error(run_cli("compare", str(tmp_path), "--with", "vital"), "has no manifest.json")
-    unfinished = tmp_path / "unfinished.manifest.json"
-    manifest = json.loads(PLURALISM.read_text())
+    assert_one_line_error(run_cli("compare", str(PLURALISM.parents[1]), "--with", "vital"), "not a run directory (no manifest.json)",
+                          "the runs under it: ", "pluralism_content_free")
+    assert_one_line_error(run_cli("compare", str(tmp_path), "--with", "vital"), "not a run directory (no manifest.json)")
+    assert_one_line_error(run_cli("compare", str(PLURALISM / "manifest.json"), "--with", "vital"), "not a run directory")
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    manifest = json.loads((PLURALISM / "manifest.json").read_text())
     del manifest["finished"]
-    unfinished.write_text(json.dumps(manifest))
-    shutil.copy(PLURALISM.with_name("pluralism.metrics.json"), tmp_path / "unfinished.metrics.json")
+    (unfinished / "manifest.json").write_text(json.dumps(manifest))
+    assert_one_line_error(run_cli("compare", str(unfinished), "--with", "vital"), "the run has not been scored")
+    shutil.copy(PLURALISM / "metrics.json", unfinished / "metrics.json")
     assert_one_line_error(run_cli("compare", str(unfinished), "--with", "vital"), "the run is unfinished")
 
 
@@ -237,7 +241,7 @@ def test_every_definition_maps_to_a_metric_the_tasks_write():
     from modplural.tasks import TASKS
 
     written = {name: set() for name in {t.name for t, _ in TASKS.values()}}
-    for metrics in (json.loads(PLURALISM.with_name("pluralism.metrics.json").read_text())["tasks"],):
+    for metrics in (json.loads((PLURALISM / "metrics.json").read_text())["tasks"],):
         for task, per_method in metrics.items():
             written[TASKS[task][0].name] |= set(next(iter(per_method.values())))
     for name, d in DEFINITIONS.items():

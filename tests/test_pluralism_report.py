@@ -1,4 +1,4 @@
-"""experiments/pluralism_report.py: its decisions on hand-made per-item numbers, and its one-line errors."""
+"""experiments/studies/pluralism_report.py: its decisions on hand-made per-item numbers, and its one-line errors."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from experiments.pluralism_report import (
+from experiments.studies.pluralism_report import (
     Variant, beats_every_baseline, best_baseline, is_refusal, learned_weights, method_scores, parse_variant, parse_variants,
     shared_items, significantly_better, weight_rows,
 )
 from modplural.errors import ModPluralError
 from modplural.runs.directory import RunDir
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "pluralism_report.py"
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "experiments.studies.pluralism_report", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
 def assert_one_line(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -130,7 +130,7 @@ def test_the_script_needs_one_variant_that_ran(tmp_path):
 
 def test_a_generated_perspective_is_counted_without_its_name():
     """ethos's generated perspective names are model output about the item (they may quote it): never in a report."""
-    from experiments.pluralism_report import GENERATED, chosen_label
+    from experiments.studies.pluralism_report import GENERATED, chosen_label
 
     perspectives = [{"name": "Quoted item text", "source": "main LLM"}, {"name": "patients", "source": "registry"}]
     assert chosen_label({"chosen_community": "Quoted item text", "perspectives": perspectives}) == GENERATED
@@ -209,7 +209,7 @@ def test_a_study_split_by_tasks_is_exported_without_text_and_reported_as_one_var
 def test_the_length_check_finds_coverage_that_length_alone_predicts():
     import math
 
-    from experiments.pluralism_report import Loaded, length_check
+    from experiments.studies.pluralism_report import Loaded, length_check
 
     def scores(pairs):
         return {"vital_overton": {str(i): {"sentences": n, "coverage": c} for i, (n, c) in enumerate(pairs)}}

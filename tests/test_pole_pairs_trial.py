@@ -1,4 +1,4 @@
-"""experiments/pole_pairs_trial.py: its lean and gap on hand-made reads, and its one-line errors (no model)."""
+"""experiments/trials/pole_pairs_trial.py: its lean and gap on hand-made reads, and its one-line errors (no model)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from experiments.pole_pairs_trial import COMMUNITIES, SOURCES, held_out, lean, measure, stored_result
+from experiments.trials.pole_pairs_trial import COMMUNITIES, SOURCES, held_out, lean, measure, stored_result
 from modplural.adapters.stances import ARMS, BASE
 from modplural.errors import ModPluralError
 

@@ -1,11 +1,11 @@
-"""experiments/stance_cloze_check.py: option texts scored as whole replies (real tokenizer, real engine), and its report."""
+"""experiments/trials/stance_cloze_check.py: option texts scored as whole replies (real tokenizer, real engine), and its report."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from experiments import stance_cloze_check as cloze
+from experiments.trials import stance_cloze_check as cloze
 from modplural.adapters.stance_questions import StanceQuestion, load_questions
 
 

@@ -2,7 +2,7 @@
 
 Rows are limited by memory (KV cache, the widest activation, fp32 logits of one position per row) and by
 a cap past which bigger batches stop paying: on the reference 2-core CPU, 128 rows gave 184 tokens/s,
-64 rows 170 and 256 rows 183 (SmolLM2-135M, 8 adapters, 64 new tokens; ``experiments/benchmark.py``).
+64 rows 170 and 256 rows 183 (SmolLM2-135M, 8 adapters, 64 new tokens; ``experiments/performance/benchmark.py``).
 """
 
 from __future__ import annotations

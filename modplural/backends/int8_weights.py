@@ -12,8 +12,8 @@ difference grows to one step (measured on the 1.5B: 1.3e-4 and 2.5e-4 in an opti
 a batch and the row alone, against about 1e-6 in float32). The input embedding is stored the same way and dequantized on lookup. Norms and biases stay in float32; activations between layers are float32.
 
 Memory, speed and agreement with float32 on the 1.5B main LLM and real VITAL prompts are measured, in one run
-against float32 on the same host, by ``experiments/lean_weights_agreement.py``
-(``experiments/results/lean_weights_agreement.md``). The rounding happens once per layer input; a layer's inputs
+against float32 on the same host, by ``experiments/performance/lean_weights_agreement.py``
+(``experiments/results/lean_weights_agreement/report.md``). The rounding happens once per layer input; a layer's inputs
 are float32, so the int8 layers compose with float code around them (norms, attention, LoRA deltas).
 
 ``quantize_model`` converts a loaded float model in place; ``int8_skeleton`` gives a model's int8 modules without
@@ -58,7 +58,7 @@ def int8_available(device: str) -> bool:
 def int8_fast(device: str) -> bool:
     """Whether int8 weights run here faster than float32 ones: on oneDNN's u8s8 kernel, which needs a CPU that sums
     exactly (VNNI). Without it ``torch._int_mm`` is the product, about 20x slower than a float32 one on an AVX2 CPU
-    (``experiments/int8_kernels.py``), so ``main_weight_format: auto`` keeps float weights there."""
+    (``experiments/performance/int8_kernels.py``), so ``main_weight_format: auto`` keeps float weights there."""
     return int8_available(device) and _onednn_exact()
 
 

@@ -1,7 +1,7 @@
 """A KV cache that writes new keys and values into preallocated buffers instead of concatenating.
 
 transformers' ``DynamicCache`` grows each layer with ``torch.cat``, copying the whole cache at every decoding
-step; on a CPU that was 22% of a batched decoding run (profiled in ``experiments/benchmark.py --profile``).
+step; on a CPU that was 22% of a batched decoding run (profiled in ``experiments/performance/benchmark.py --profile``).
 Here each full-attention layer reserves room for the prompt plus the new tokens once and hands attention
 a view of the filled part, so the values attention sees are the same and only the copies go away.
 Sliding-window and other special layers keep transformers' own implementation.

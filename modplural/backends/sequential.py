@@ -1,6 +1,6 @@
 """The reference engine: Modular Pluralism's original execution pattern, on our model and adapters.
 
-It exists to be measured against (``--engine sequential``, ``experiments/benchmark.py``):
+It exists to be measured against (``--engine sequential``, ``experiments/performance/benchmark.py``):
 
 * one adapter active at a time and one prompt at a time, unbatched ``model.generate``;
 * an answer distribution costs a sampled 20-token generation (whose text the original keeps and we drop)

@@ -10,7 +10,7 @@ from modplural.text import terminal_safe
 
 def register(sub: argparse._SubParsersAction) -> None:
     compare = sub.add_parser("compare", help="set a finished run's metrics beside a paper's published numbers (reads files only)")
-    compare.add_argument("run", help="a run directory, or a committed NAME.manifest.json beside NAME.metrics.json (experiments/results/)")
+    compare.add_argument("run", help="a finished run directory (or a committed one: experiments/results/<study>/runs/<run>)")
     compare.add_argument("--with", dest="paper", required=True, help="vital or modular_pluralism (experiments/published/), or a published-numbers YAML file")
     compare.set_defaults(func=run_compare)
 

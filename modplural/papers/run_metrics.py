@@ -1,6 +1,6 @@
-"""A finished run's metrics, read from its files alone: a run directory, or a committed result kept as
-``NAME.manifest.json`` beside ``NAME.metrics.json`` (and ``NAME.scores.json`` where it was kept), as in
-``experiments/results/``. Nothing here imports a model library.
+"""A finished run's metrics, read from its files alone: a run directory, or a committed one under
+``experiments/results/<study>/runs/`` (its manifest and metrics, and its per-item scores where they were kept).
+Nothing here imports a model library.
 """
 
 from __future__ import annotations
@@ -9,12 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modplural.errors import ModPluralError
-from modplural.json_files import read_json
 from modplural.metrics import OVERTON_THRESHOLD, bootstrap
 from modplural.papers.definitions import SHARE_KEY
 from modplural.runs.directory import RunDir
-
-MANIFEST_SUFFIX = ".manifest.json"
 
 
 @dataclass(frozen=True)
@@ -58,22 +55,18 @@ class RunMetrics:
 
 
 def read_run(path: Path) -> RunMetrics:
-    """The run at ``path``: a run directory, or a ``NAME.manifest.json`` file beside ``NAME.metrics.json``."""
-    if path.is_dir():
-        run = RunDir(path)
-        committed = sorted(f.name for f in path.glob(f"*{MANIFEST_SUFFIX}"))
-        if committed and not run.manifest_path.is_file():
-            raise ModPluralError(f"{path} is not a run directory but holds committed results: pass one of {', '.join(str(path / n) for n in committed)}")
-        manifest, metrics = run.manifest(), run.read_json("metrics.json")
-        scores = run.read_json("scores.json") if run.scores_path().is_file() else None
-    elif path.name.endswith(MANIFEST_SUFFIX) and path.is_file():
-        stem = path.name[: -len(MANIFEST_SUFFIX)]
-        manifest = read_json(path)
-        metrics = read_json(path.with_name(f"{stem}.metrics.json"), dict, f"{path.with_name(stem + '.metrics.json')} is missing: the run has not been scored")
-        scores_file = path.with_name(f"{stem}.scores.json")
-        scores = read_json(scores_file) if scores_file.is_file() else None
-    else:
-        raise ModPluralError(f"{path}: not a run directory, nor a NAME{MANIFEST_SUFFIX} file beside NAME.metrics.json")
+    """The finished run in directory ``path``."""
+    if not path.is_dir():
+        raise ModPluralError(f"{path}: not a run directory (one holding manifest.json and metrics.json)")
+    run = RunDir(path)
+    if not run.manifest_path.is_file():
+        inside = sorted(p.parent.name for p in path.glob("*/manifest.json")) or sorted(p.parent.name for p in path.glob("runs/*/manifest.json"))
+        where = f"; the runs under it: {', '.join(inside)}" if inside else ""
+        raise ModPluralError(f"{path}: not a run directory (no manifest.json){where}")
+    if not (path / "metrics.json").is_file():
+        raise ModPluralError(f"{path}: no metrics.json, the run has not been scored (run `modplural score {path}`)")
+    manifest, metrics = run.manifest(), run.read_json("metrics.json")
+    scores = run.read_json("scores.json") if run.scores_path().is_file() else None
     _check(path, manifest, metrics)
     return RunMetrics(path, manifest, metrics, scores)
 

@@ -1,6 +1,6 @@
 """Comparing runs item by item: a task's headline numbers from per-item records, paired bootstrap effects of going
 from one set of records to another over the items both hold, and the table cell that prints one. The study scripts
-(``experiments/fidelity.py``, ``pluralism_report.py``, ``calibration_report.py``) share these; they read stored
+(``experiments/studies/fidelity.py``, ``pluralism_report.py``, ``calibration_report.py``) share these; they read stored
 scores only."""
 
 from __future__ import annotations

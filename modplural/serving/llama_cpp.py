@@ -148,7 +148,7 @@ def amx_workaround() -> list[str]:
     """``--no-repack`` on a CPU with AMX: this llama.cpp build's AMX weight buffers die with SIGILL at the first
     batch there (measured 2026-12-02 on a 2-core Xeon with AMX-INT8: exit 132 without the flag, answers with it).
     The flag turns off all of llama.cpp's extra CPU weight layouts (AMX and repacking), so llama-server runs its
-    plain kernels on such hosts; a benchmark against it says so (``experiments/main_llm_benchmark.py``)."""
+    plain kernels on such hosts; a benchmark against it says so (``experiments/performance/main_llm_benchmark.py``)."""
     return ["--no-repack"] if cpu_has_amx() else []
 
 

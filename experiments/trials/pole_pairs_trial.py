@@ -4,7 +4,7 @@
     modplural communities eval --registry training/configs/qwen15b/_registry.yaml --max-blocks 8 --out experiments/results/pole_pairs/qwen15b
     modplural train --all --config-dir training/configs/smollm2_30steps     # the control: the same recipe on SmolLM2
     modplural communities eval --registry training/configs/smollm2_30steps/_registry.yaml --max-blocks 8 --out experiments/results/pole_pairs/smollm2_30steps
-    python -m experiments.pole_pairs_trial                                  # -> experiments/results/pole_pairs/report.md
+    python -m experiments.trials.pole_pairs_trial                                  # -> experiments/results/pole_pairs/report.md
 
 Reads the stance reads that ``communities eval`` stored (``distinctness.json``) for three sets of the same four
 communities (health news left/right, bioethics permissive/protective): the shipped SmolLM2 adapters (120 steps; their
@@ -38,7 +38,7 @@ from modplural.errors import ModPluralError
 from modplural.json_files import read_json
 from modplural.metrics import paired_bootstrap
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RESULTS = REPO / "experiments" / "results" / "pole_pairs"
 COMMUNITIES = (*POLES["political"], *POLES["bioethics"])
 REVERSED = {"malpractice_caps"}  # political questions whose first option is the right-leaning end
@@ -110,7 +110,7 @@ def interval(effect: dict) -> str:
 
 def report(measured: dict[str, dict], perplexity: dict[str, dict]) -> str:
     lines = ["# The pole pairs on a larger base: Qwen2.5-Coder-1.5B against SmolLM2-135M", "",
-             "Written by `python -m experiments.pole_pairs_trial` (its docstring has the commands and the definitions). Stance questions: "
+             "Written by `python -m experiments.trials.pole_pairs_trial` (its docstring has the commands and the definitions). Stance questions: "
              "`modplural/adapters/stance_questions.yaml` (69 questions, every rotation of the options). `*`: the 95% interval excludes zero.", ""]
     for arm in ARMS:
         what = "adapters" if arm == ADAPTERS else "personas (the base model with each community's description as its system prompt)"

@@ -1,5 +1,5 @@
 """The main LLM's work on the VITAL workload with Qwen2.5-Coder-1.5B-Instruct: ours against the original's pattern
-and against llama-server, the same prompts, one run: experiments/results/main_llm_benchmark.md.
+and against llama-server, the same prompts, one run: experiments/results/main_llm_benchmark/report.md.
 
 1. Record (not timed): ``modular`` on ``--items`` items of each VITAL dev task (evenly spaced; protocol
    ``modplural``, seed 0; the shipped SmolLM2 communities write the messages) with our engine as the main LLM,
@@ -20,7 +20,7 @@ and against llama-server, the same prompts, one run: experiments/results/main_ll
 Items/s is the number of items over the summed seconds of each task's requests (per item for the reference);
 a timing round runs ours, reference, llama-server, and ``--rounds 2`` repeats it in the reverse order.
 
-    python -m experiments.main_llm_benchmark --items 8 --reference-items 2     # about 40 minutes on 2 CPU cores
+    python -m experiments.performance.main_llm_benchmark --items 8 --reference-items 2     # about 40 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.benchmark import server_peak_rss_mb
-from experiments.lean_weights_agreement import evenly_spaced
+from experiments.performance.benchmark import server_peak_rss_mb
+from experiments.performance.lean_weights_agreement import evenly_spaced
 
 from modplural.provenance import describe_machine, machine
 from modplural.assembly import StackSpec, assemble, local_backend
@@ -203,7 +203,7 @@ def report(args: argparse.Namespace, rows: list[dict], rounds: list[dict[str, di
         f"({', '.join(TASKS)}); community messages by the nine shipped SmolLM2-135M adapters (recorded once, not timed); "
         f"{len(rows)} main-LLM requests ({sum(r['kind'] == 'options' for r in rows)} option readings, "
         f"{sum(r['kind'] == 'generate' for r in rows)} texts). The reference answers the first {args.reference_items} items per task.",
-        f"- Command: `python -m experiments.main_llm_benchmark --items {args.items} --reference-items {args.reference_items} "
+        f"- Command: `python -m experiments.performance.main_llm_benchmark --items {args.items} --reference-items {args.reference_items} "
         f"--rounds {args.rounds} --slots {args.slots} --threads {args.threads}`; {minutes:.0f} minutes in all.",
         *([f"- llama-server ran with `{' '.join(amx_workaround())}` (`modplural/serving/llama_cpp.py`: its AMX weight buffers die with SIGILL on this host), "
            "so it used its plain CPU kernels, not its AMX or repacked layouts."] if amx_workaround() else []),
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--cache", default=None, help="message cache file for the recording (default: a temporary one)")
     p.add_argument("--engines", default=",".join(ENGINES))
-    p.add_argument("--out", type=Path, default=Path("experiments/results/main_llm_benchmark.md"))
+    p.add_argument("--out", type=Path, default=Path("experiments/results/main_llm_benchmark/report.md"))
     p.add_argument("--replay", choices=ENGINES, help=argparse.SUPPRESS)
     p.add_argument("--requests", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -274,9 +274,9 @@ def _run(args: argparse.Namespace) -> int:
             runs = {}
             for engine in order:
                 out = Path(tmp) / f"{engine}-{index}.json"
-                command = [sys.executable, "-m", "experiments.main_llm_benchmark", "--replay", engine, "--requests", str(requests), "--out", str(out),
+                command = [sys.executable, "-m", "experiments.performance.main_llm_benchmark", "--replay", engine, "--requests", str(requests), "--out", str(out),
                            "--reference-items", str(args.reference_items), "--slots", str(args.slots), "--threads", str(args.threads)]
-                subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[1])
+                subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[2])
                 runs[engine] = json.loads(out.read_text())
                 print(f"round {index + 1}: {engine} {sum(runs[engine]['seconds'].values()):.0f} s", file=sys.stderr, flush=True)
             rounds.append(runs)

@@ -1,4 +1,4 @@
-"""What each protocol switch does to the numbers: experiments/results/fidelity.md.
+"""What each protocol switch does to the numbers: experiments/results/fidelity/report.md.
 
 Starting from a finished run under ``protocol: original`` (and one under ``modplural`` on the same items), each
 generation switch is flipped alone to its modplural value in a new run of the tasks and methods it can affect
@@ -8,7 +8,7 @@ headline metrics (flipped - original) with paired percentile-bootstrap 95% inter
 
     modplural run experiments/configs/vital_protocols.yaml --protocol original
     modplural run experiments/configs/vital_protocols.yaml --protocol modplural
-    python -m experiments.fidelity            # runs the ablations under runs/fidelity/, writes the report
+    python -m experiments.studies.fidelity            # runs the ablations under runs/fidelity/, writes the report
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> int:
     parser.add_argument("--no-generate", action="store_true", help="report on the ablation runs as they stand (items compared where both runs have them)")
     parser.add_argument("--readability", default="runs/readability", help="a run of experiments/configs/readability.yaml: the repetition and "
                         "message_trim switches, measured together against the --modplural run (skipped when missing)")
-    parser.add_argument("--out", default="experiments/results/fidelity.md")
+    parser.add_argument("--out", default="experiments/results/fidelity/report.md")
     args = parser.parse_args()
     data = default_data_dir(args.data_dir)
 
@@ -116,7 +116,7 @@ def main() -> int:
         tasks = (OVERTON, *tasks) if args.overton and name in OVERTON_TOO else tasks
         protocol = {"base": base.config.protocol, name: getattr(MODPLURAL, name)}
         config = dataclasses.replace(base.config, name=f"fidelity_{name}", tasks=tasks, methods=methods, protocol=protocol)
-        run = Experiment(config, data, Path(args.runs_dir) / name, command=f"python -m experiments.fidelity --switches {name}")
+        run = Experiment(config, data, Path(args.runs_dir) / name, command=f"python -m experiments.studies.fidelity --switches {name}")
         print(f"ablation {name}: protocol {run.protocol.name}", file=sys.stderr, flush=True)
         if not args.no_generate:
             run.run(progress=True)
@@ -146,7 +146,7 @@ def write(path: Path, base: RunPlan, ours: RunPlan, sections: list[tuple], score
     items = {t: len(i) for t, (_, _, i, _) in base.tasks.items()}
     lines = [
         "# Fidelity: what each protocol switch does to the numbers", "",
-        f"Produced by `python -m experiments.fidelity` on the 2-core reference CPU machine from `{base.directory.path}` "
+        f"Produced by `python -m experiments.studies.fidelity` on the 2-core reference CPU machine from `{base.directory.path}` "
         f"(`{manifest['command']}`) and `{ours.directory.path}`; git commit `{manifest.get('git_commit')}`.", "",
         f"- Model: `{manifest['main_model']}` as main LLM and base of the {len(manifest['communities'])} shipped communities (these are our numbers for a 135M model, never the papers').",
         f"- Data: VITAL development split, the same seeded sample in every run: {', '.join(f'{t} {n}' for t, n in items.items())} items.",

@@ -1,7 +1,7 @@
 """Do the stance-example bioethics adapters hold different views? Their stance reads against the shipped adapters'.
 
     modplural train --all --config-dir training/configs/stance_examples     # ~16 min on the 2-core machine
-    python -m experiments.stance_examples_check                             # ~5 min: 69 questions x (base + 2 adapters + 2 personas)
+    python -m experiments.trials.stance_examples_check                             # ~5 min: 69 questions x (base + 2 adapters + 2 personas)
 
 Reads every question of ``stance_questions.yaml`` (all rotations, as ``modplural communities eval`` does) for the
 retrained pair only, and compares with the reads of the shipped adapters stored in ``distinctness.json``: the JS
@@ -27,7 +27,7 @@ from modplural.metrics import js_distance
 from modplural.adapters.stance_questions import load_questions
 from modplural.adapters.stances import ADAPTERS, measure_stances
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 POLES = ("bioethics_permissive", "bioethics_protective")
 # bioethics questions whose topic is one of the training motions (motions.py)
 ON_MOTION_TOPICS = {"assisted_dying", "assisted_dying_mental_illness", "dementia_advance_request", "human_cloning", "kidney_sales",

@@ -6,13 +6,13 @@ task's best baseline (vanilla, prompting or moe, whichever has the best primary 
 tasks it is significantly better than every baseline; which communities the steerable selection picks; and the
 learned community weights of runs made with ``weights: learned`` (their ``weights.json``).
 
-    python -m experiments.pluralism_report [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
+    python -m experiments.studies.pluralism_report [--variant LABEL=RUNDIR:METHOD ...] [--data-dir DIR] [--out experiments/results/pluralism]
 
 Without ``--variant`` the planned runs are compared (a variant whose run directory is missing is listed as not run).
 A label may name several runs holding different tasks (``modplural run CONFIG --tasks ...``). Run directories do
 not outlive a sitting on a small machine, so each finished run is exported without its text and committed:
 
-    python -m experiments.pluralism_report --export runs/NAME experiments/results/pluralism/runs/NAME
+    python -m experiments.studies.pluralism_report --export runs/NAME experiments/results/pluralism/runs/NAME
 
 and an exported directory is read as a run (its item_notes.json stands for the predictions).
 """
@@ -577,7 +577,7 @@ def main() -> None:
         if args.export:
             print(f"exported {args.export[0]} to {export(Path(args.export[0]), Path(args.export[1]))}")
             return
-        command = shlex.join(["python", "-m", "experiments.pluralism_report", *sys.argv[1:]])
+        command = shlex.join(["python", "-m", "experiments.studies.pluralism_report", *sys.argv[1:]])
         path = report(parse_variants(args.variant or list(DEFAULT_VARIANTS)), default_data_dir(args.data_dir), Path(args.out), command)
     except ModPluralError as exc:
         sys.exit(f"pluralism_report: error: {exc}")

@@ -2,11 +2,11 @@
 how its outlets write about the health questions that divide left and right, not health news in general.
 
     modplural corpus build
-    python -m experiments.contested_news          # -> build/corpora/health_news_*/contested_train.jsonl
+    python -m experiments.trials.contested_news          # -> build/corpora/health_news_*/contested_train.jsonl
     modplural train --community health_news_left --config-dir training/configs/news_contested
     modplural train --community health_news_right --config-dir training/configs/news_contested
 
-then read the views with ``experiments/stance_cloze_check.py --registry`` on a registry whose two news poles point at
+then read the views with ``experiments/trials/stance_cloze_check.py --registry`` on a registry whose two news poles point at
 ``build/adapters/news_contested/`` (training/README.md has the numbers). A passage is kept when it names one of
 ``TERMS``: the partisan US health-policy disputes, listed before any adapter was trained or any stance read (not
 taken from ``stance_questions.yaml``). Only training text is filtered; validation text stays whole.

@@ -5,7 +5,7 @@ Reads three finished runs of ``experiments/configs/calibration.yaml`` (``calibra
 with paired bootstrap 95% intervals against ``none`` over the same items, and how the predictions spread over the
 options (a method that answers one letter whatever the item gives one distinct answer).
 
-    python -m experiments.calibration_report [--runs runs] [--out experiments/results/calibration]
+    python -m experiments.studies.calibration_report [--runs runs] [--out experiments/results/calibration]
 """
 
 from __future__ import annotations
@@ -94,10 +94,12 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    for name, run in runs.items():
+    for run in runs.values():  # kept without text: results/calibration/runs/<run>/
+        kept = out / "runs" / run.directory.path.name
+        kept.mkdir(parents=True, exist_ok=True)
         for file in ("metrics.json", "metrics.raw.json", "calibration.json", "manifest.json"):
             if (run.directory.path / file).is_file():
-                (out / f"{name}.{file}").write_bytes((run.directory.path / file).read_bytes())
+                (kept / file).write_bytes((run.directory.path / file).read_bytes())
     print(f"wrote {out / 'report.md'}")
 
 

@@ -1,4 +1,4 @@
-"""How far the main LLM's int8 weights move its answers from float32: experiments/results/lean_weights_agreement.md.
+"""How far the main LLM's int8 weights move its answers from float32: experiments/results/lean_weights_agreement/report.md.
 
 The vanilla method's main-LLM requests on real VITAL dev items are recorded once (no model answers them), then
 replayed on the same model loaded twice, one after the other (never both in memory): with float32 weights (the
@@ -9,7 +9,7 @@ oneDNN-prepacked kernel) and with int8 weights (``modplural/backends/int8_weight
 * Overton situations: greedy texts of ``--tokens`` tokens, how many are identical, and where the first differing
   token falls in the others.
 
-    python -m experiments.lean_weights_agreement --items 50          # 4 x 50 option prompts, 200 greedy texts
+    python -m experiments.performance.lean_weights_agreement --items 50          # 4 x 50 option prompts, 200 greedy texts
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def report(args: argparse.Namespace, summary: dict, runs: dict[str, dict]) -> st
         f"Model: {runs['float']['identity']} (float32, oneDNN-prepacked) vs {runs['int8']['identity']}. Split: VITAL dev "
         f"(`../shared/data/vital`), items evenly spaced through each file; prompts: the vanilla method's main-LLM requests "
         f"under protocol `modplural`; no scorer (the two runs are compared with each other). Machine: {cpu}; "
-        f"torch threads {args.threads}. Command: `python -m experiments.lean_weights_agreement --items {args.items} "
+        f"torch threads {args.threads}. Command: `python -m experiments.performance.lean_weights_agreement --items {args.items} "
         f"--overton-items {args.overton_items} --tokens {args.tokens}`.",
         "",
         "| option task | prompts | max abs diff | mean abs diff | same likeliest option |",
@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--replay", choices=("float", "int8"), help=argparse.SUPPRESS)  # internal: one replay in this process
     p.add_argument("--requests", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--out", type=Path, default=Path("experiments/results/lean_weights_agreement.md"))
+    p.add_argument("--out", type=Path, default=Path("experiments/results/lean_weights_agreement/report.md"))
     args = p.parse_args(argv)
     import torch
 
@@ -203,9 +203,9 @@ def _run(args: argparse.Namespace) -> int:
         requests.write_text(json.dumps({"options": [_option_json(r) for _, r in options], "generations": [_generate_json(r) for r in generations]}))
         for weight_format in ("float", "int8"):  # one process each: never two copies of the model in memory
             result = Path(tmp) / f"{weight_format}.json"
-            command = [sys.executable, __file__, "--replay", weight_format, "--requests", str(requests), "--out", str(result),
+            command = [sys.executable, "-m", "experiments.performance.lean_weights_agreement", "--replay", weight_format, "--requests", str(requests), "--out", str(result),
                        "--model", args.model, "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
-            subprocess.run(command, check=True)
+            subprocess.run(command, check=True, cwd=Path(__file__).resolve().parents[2])
             runs[weight_format] = json.loads(result.read_text())
             print(f"{weight_format}: scoring {runs[weight_format]['scoring_s']:.0f} s, generation {runs[weight_format]['generation_s']:.0f} s", flush=True)
     summary = summarize([t for t, _ in options], runs["float"], runs["int8"])

@@ -1,8 +1,8 @@
 """The batched engine on Modular Pluralism's own workload, against the original's sequential pattern and llama.cpp.
 
-    python -m experiments.benchmark --peer llama-server --out experiments/results/benchmark.md   # the real workload: ~40 min on 2 CPU cores
-    python -m experiments.benchmark --items 2 --message-tokens 8 --greedy-tokens 4 --main-tokens 8 --skip-memory   # a quick look
-    python -m experiments.benchmark --device cuda --dtype bfloat16 --items 256 --reference-items 4   # a GPU
+    python -m experiments.performance.benchmark --peer llama-server --out experiments/results/benchmark/report.md   # the real workload: ~40 min on 2 CPU cores
+    python -m experiments.performance.benchmark --items 2 --message-tokens 8 --greedy-tokens 4 --main-tokens 8 --skip-memory   # a quick look
+    python -m experiments.performance.benchmark --device cuda --dtype bfloat16 --items 256 --reference-items 4   # a GPU
 
 Headline rows use the protocol's own message decoding (``assembly.message_decoding``: temperature 1.0, top-p 0.9,
 top-k 50, 200 new tokens, one seed per request from (seed, community, prompt), the same in every engine) and
@@ -35,7 +35,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
-from experiments.benchmark_items import ITEMS
+from experiments.performance.benchmark_items import ITEMS
 
 from modplural.provenance import describe_machine, machine as provenance_machine
 from modplural.assembly import StackSpec, assemble, message_decoding
@@ -319,7 +319,7 @@ def messages_probes(argv: list[str], compare_plain: bool, round_index: int) -> d
 
 def in_subprocess(kind: str, argv: list[str]) -> dict:
     """Run ``--probe kind`` in a fresh process with the same options; its JSON answer."""
-    result = subprocess.run([sys.executable, "-m", "experiments.benchmark", *argv, "--probe", kind], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    result = subprocess.run([sys.executable, "-m", "experiments.performance.benchmark", *argv, "--probe", kind], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     if result.returncode != 0:
         raise ModPluralError(f"the {kind} probe failed: {(result.stderr.strip().splitlines() or ['no output'])[-1]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -601,7 +601,7 @@ def main(argv=None) -> int:
         print(json.dumps(probe(args)))
         return 0
     started = time.perf_counter()
-    command = "python -m experiments.benchmark " + " ".join(argv)
+    command = "python -m experiments.performance.benchmark " + " ".join(argv)
     print("measuring the matmul ceiling ...", file=sys.stderr)
     ceiling = matmul_flops(args.device, args.dtype)
     mem = None if args.skip_memory else {kind: in_subprocess(kind, argv) for kind in ("base", "adapters")}

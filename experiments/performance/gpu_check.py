@@ -1,7 +1,7 @@
 """Batching agreement and the three modes on the device that `auto` picks, in float32 and bfloat16.
 
 Builds a small random Llama (character tokenizer) and two random LoRA adapters on the fly, so it runs
-anywhere without downloads:  python -m experiments.gpu_check
+anywhere without downloads:  python -m experiments.performance.gpu_check
 Per dtype it prints: greedy texts identical batched vs one at a time, token agreement, the largest
 option-probability difference, and a smoke run of the three collaboration modes.
 """

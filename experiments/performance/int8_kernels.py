@@ -2,7 +2,7 @@
 auto`` (int8 only where ``int8_fast``). One of the 1.5B's widest linear layers (1536 -> 8960) on a prompt-sized batch
 of rows, each kernel timed in the same run on the same machine; ratios only, never absolute times across hosts.
 
-    python -m experiments.int8_kernels [--rows 512] [--repeats 5]
+    python -m experiments.performance.int8_kernels [--rows 512] [--repeats 5]
 """
 
 from __future__ import annotations

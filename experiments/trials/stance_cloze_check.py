@@ -1,8 +1,8 @@
 """Stance by option likelihood: do the shipped adapters' views separate the intended poles when a view is read from
 how likely each option's *text* is as the reply, instead of from a letter?
 
-    python -m experiments.stance_cloze_check                 # ~10 min on the 2-core machine (base + 9 adapters)
-    python -m experiments.stance_cloze_check --personas      # also the persona-prompt arm (about twice as long)
+    python -m experiments.trials.stance_cloze_check                 # ~10 min on the 2-core machine (base + 9 adapters)
+    python -m experiments.trials.stance_cloze_check --personas      # also the persona-prompt arm (about twice as long)
 
 ``modplural communities eval`` reads a view as the distribution over option letters after ``Answer:``, averaged over
 every rotation of the options; for a 135M model most of one read is letter preference and the views end up near
