@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-
+from modplural.atomic_files import own_directory, write_atomic
 from modplural.provenance import describe_machine, machine
 from modplural.backends.base import Decoding, GenerateRequest, OptionRequest, OptionResult
 from modplural.data_paths import data_dir as default_data_dir
@@ -209,10 +209,10 @@ def _run(args: argparse.Namespace) -> int:
             runs[weight_format] = json.loads(result.read_text())
             print(f"{weight_format}: scoring {runs[weight_format]['scoring_s']:.0f} s, generation {runs[weight_format]['generation_s']:.0f} s", flush=True)
     summary = summarize([t for t, _ in options], runs["float"], runs["int8"])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(report(args, summary, runs))
+    own_directory(args.out.parent)
+    write_atomic(args.out, report(args, summary, runs))
     # numbers only: the texts are not kept (model outputs may quote VITAL's situations, which are never committed)
-    args.out.with_suffix(".json").write_text(json.dumps({"summary": summary, **{k: {x: y for x, y in v.items() if x not in ("token_ids", "texts")}
+    write_atomic(args.out.with_suffix(".json"), json.dumps({"summary": summary, **{k: {x: y for x, y in v.items() if x not in ("token_ids", "texts")}
                                                                                  for k, v in runs.items()}}, indent=1))
     print(args.out.read_text())
     return 0

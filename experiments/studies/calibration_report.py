@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 
-
-from modplural.runs.comparison import cell, compare, headline
+from modplural.atomic_files import own_directory, write_atomic
 from modplural.data_paths import data_dir as default_data_dir
+from modplural.errors import ModPluralError
+from modplural.runs.comparison import cell, compare, headline
 from modplural.prompts import option_labels
 from modplural.runs.plan import RunPlan, read_plan
 
@@ -47,6 +49,14 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default="experiments/results/calibration")
     args = parser.parse_args()
+    try:
+        write(args)
+    except ModPluralError as exc:
+        sys.exit(f"calibration_report: error: {exc}")
+
+
+def write(args: argparse.Namespace) -> None:
+    """The report and the runs it read, kept without text, under ``args.out``."""
     data = default_data_dir(args.data_dir)
     runs = {name: read_plan(Path(args.runs) / f"calibration_{name}", data) for name in READINGS
             if name != "split" or (Path(args.runs) / "calibration_split").is_dir()}  # split is optional
@@ -91,15 +101,13 @@ def main() -> None:
                     split = shown(histogram(runs["split"], task, method)) if task in scores.get("split", {}) else "(not run)"
                     lines.append(f"| {method} | " + " | ".join(shown(c) for c in cells) + f" | {split} |")
         lines.append("")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    out = own_directory(Path(args.out))
+    write_atomic(out / "report.md", "\n".join(lines) + "\n")
     for run in runs.values():  # kept without text: results/calibration/runs/<run>/
-        kept = out / "runs" / run.directory.path.name
-        kept.mkdir(parents=True, exist_ok=True)
+        kept = own_directory(out / "runs" / run.directory.path.name)
         for file in ("metrics.json", "metrics.raw.json", "calibration.json", "manifest.json"):
             if (run.directory.path / file).is_file():
-                (kept / file).write_bytes((run.directory.path / file).read_bytes())
+                write_atomic(kept / file, (run.directory.path / file).read_bytes())
     print(f"wrote {out / 'report.md'}")
 
 
