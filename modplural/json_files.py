@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +15,38 @@ def parse_json(text: str | bytes, where: str, one_line: bool = False) -> Any:
     are a one-line error: ``{where}: not valid JSON (...)``, or ``{where} is not valid JSON (...)`` for ``one_line``
     text (a JSON Lines line, whose own line number would mislead)."""
     try:
-        return json.loads(text.decode("utf-8") if isinstance(text, bytes) else text, parse_int=_bounded_int)
+        decoded = text.decode("utf-8") if isinstance(text, bytes) else text
+        value = json.loads(decoded, parse_int=_bounded_int)
+        if _SURROGATE_ESCAPE.search(decoded):
+            _refuse_lone_surrogates(value)
+        return value
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number beyond a float, deep nesting
         if isinstance(exc, json.JSONDecodeError):
             reason = exc.msg if one_line else f"line {exc.lineno}: {exc.msg}"
         else:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ModPluralError(f"{where} is not valid JSON ({reason})" if one_line else f"{where}: not valid JSON ({reason})") from exc
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # JSON's spelling of a UTF-16 surrogate, paired or not
+
+
+def _refuse_lone_surrogates(value: Any) -> None:
+    """Refuse a string holding a lone surrogate (a ``\\udc80`` escape with no partner): it is no text and no UTF-8
+    file, page or log could hold it."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"a lone surrogate escape \\u{ord(item[exc.start]):04x}, not text") from None
 
 
 def _bounded_int(digits: str) -> int:

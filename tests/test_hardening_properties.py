@@ -248,6 +248,21 @@ def test_a_hand_written_run_scores(tmp_path):
     assert (run / "report.md").is_file() and (run / "view.html").is_file()
 
 
+@pytest.mark.parametrize("name", ["manifest.json", "metrics.json", "scores.json"])
+def test_a_lone_surrogate_escape_in_a_run_file_is_one_error_naming_it(name, tmp_path):
+    """Found by the property below: ``{"\\udc80": null}`` parses to a key that no UTF-8 page or report can hold."""
+    from modplural.runs.report import write_report
+    from modplural.runs.view import write_view
+
+    run, data = finished_run(tmp_path)
+    _score(run, data)
+    content = json.loads((run / name).read_text())
+    content["odd"] = {"LONE": None}
+    (run / name).write_text(json.dumps(content).replace("LONE", "\\udc80"))
+    with pytest.raises(ModPluralError, match=rf"{name}: not valid JSON \(a lone surrogate escape \\udc80, not text\)"):
+        write_report(run) if name == "metrics.json" else write_view(run, data)
+
+
 def test_damaged_prediction_lines_never_escape_as_another_exception(tmp_path_factory):
     valid = {"id": "1|POLPARTY_Democrat", "task": MC, "method": "vanilla", "result": RESULT}
     lines = random_files(valid, json.dumps) | st.sampled_from([b"", b"{", b"[]", b"null", b"1e999", b'{"id": "1"}', b"9" * 6000, b"[" * 5000])
