@@ -14,7 +14,7 @@ QWEN_PARTS := $(foreach n,1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 
 HF_HUB_OFFLINE ?= 1
 export HF_HUB_OFFLINE
 
-.PHONY: install demo test test-fast
+.PHONY: install demo test test-fast test-unit
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -39,3 +39,7 @@ test: $(BIN)/.test-installed
 
 test-fast: $(BIN)/.test-installed
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+
+# the unit layer only: no model is built and no `python -m modplural` started (tests/unit/conftest.py refuses both)
+test-unit: $(BIN)/.test-installed
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile tests/unit

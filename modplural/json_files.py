@@ -10,14 +10,15 @@ from typing import Any
 from modplural.errors import ModPluralError
 
 
-def parse_json(text: str | bytes, where: str, one_line: bool = False) -> Any:
-    """``text`` parsed as JSON; bad UTF-8 or JSON, an integer too large for a float or thousands of nested brackets
-    are a one-line error: ``{where}: not valid JSON (...)``, or ``{where} is not valid JSON (...)`` for ``one_line``
-    text (a JSON Lines line, whose own line number would mislead)."""
+def parse_json(text: str | bytes, where: str, one_line: bool = False, refuse_lone_surrogates: bool = True) -> Any:
+    """``text`` parsed as JSON; bad UTF-8 or JSON, an integer too large for a float, thousands of nested brackets or
+    (unless the caller names the field itself: ``refuse_lone_surrogates=False``) a string no UTF-8 file can hold are a
+    one-line error: ``{where}: not valid JSON (...)``, or ``{where} is not valid JSON (...)`` for ``one_line`` text (a
+    JSON Lines line, whose own line number would mislead)."""
     try:
         decoded = text.decode("utf-8") if isinstance(text, bytes) else text
         value = json.loads(decoded, parse_int=_bounded_int)
-        if _SURROGATE_ESCAPE.search(decoded):
+        if refuse_lone_surrogates and _SURROGATE_ESCAPE.search(decoded):
             _refuse_lone_surrogates(value)
         return value
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number beyond a float, deep nesting

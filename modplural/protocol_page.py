@@ -2,7 +2,7 @@
 
 ``python -m modplural.protocol_page docs/protocols.md`` rewrites the table between the page's two markers; the
 effects come from ``protocol_effects.yaml`` in the same directory (one entry per switch, plus ``all switches``,
-each naming the results it was read from). ``tests/test_docs.py`` fails when the page differs from what this
+each naming the results it was read from). ``tests/unit/test_docs.py`` fails when the page differs from what this
 writes, so the table cannot drift from the code.
 """
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real embedded default model and two small LoRA adapters made on it."""
+"""Shared fixtures: the real embedded default model and two small LoRA adapters made on it, corpora sliced from the raw
+files, a llama-server serving the default model, and a tiny finished run (each built only by a test that asks for it)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # check mechanics, not answers. The tests of the offline 1.5B main LLM name it, or drop this variable.
 os.environ["MODPLURAL_MAIN_MODEL"] = "default"
 
+import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+import yaml  # noqa: E402
 
-from tests.helpers import make_random_adapter  # noqa: E402
+from tests.helpers import REPO, make_random_adapter, run_cli, slice_raw_corpora, write_registry  # noqa: E402
+
+SHIPPED = REPO / "community_models" / "SmolLM2-135M-Instruct"
+SERVED = ("patients", "clinicians")  # the shipped adapters llama-server serves
 
 
 @pytest.fixture
@@ -55,3 +61,44 @@ def tiny_nli(tmp_path_factory) -> Path:
     BertForSequenceClassification(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(EmbeddingScorer._packaged_model()).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    return slice_raw_corpora(tmp_path_factory.mktemp("raw"))
+
+
+@pytest.fixture(scope="module")
+def corpora(raw, tmp_path_factory) -> tuple[Path, dict]:
+    from modplural.training.corpora import build_corpora
+
+    out = tmp_path_factory.mktemp("corpora")
+    return out, build_corpora(raw, out)
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    """A llama-server (built once and cached) with the default GGUF model and two shipped adapters; stopped afterwards."""
+    if shutil.which("cmake") is None or shutil.which("c++") is None:
+        pytest.skip("this platform has no cmake / C++ compiler to build llama-server")
+    from modplural.gguf_files import converted_gguf_dir
+    from modplural.models import default_gguf_path
+    from modplural.serving import llama_cpp
+
+    gguf = default_gguf_path()
+    loras = {name: llama_cpp.convert_adapter(SHIPPED / name, converted_gguf_dir(gguf)) for name in SERVED}
+    log = tmp_path_factory.mktemp("llama") / "server.log"
+    process, url = llama_cpp.start_server(gguf, loras, alias="smollm2", log=log)
+    yield {"process": process, "url": url, "gguf": gguf, "loras": loras, "log": log}
+    llama_cpp.stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def finished_run(adapter_dirs, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("links")
+    config = {"name": "tiny_links", "tasks": ["vital_distributional_moralchoice"], "methods": ["vanilla"], "registry": str(write_registry(root / "registry.yaml", adapter_dirs)),
+              "limit": 2, "chunk_size": 2, "main_tokens": 4, "device": "cpu", "cache": False}
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("run", str(root / "config.yaml"), "--out", str(root / "run"), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return root / "run"

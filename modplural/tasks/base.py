@@ -38,7 +38,7 @@ def read_items(path: Path) -> list[dict]:
     """A JSON list of objects (the released VITAL / Modular Pluralism format)."""
     if not path.is_file():
         raise ModPluralError(f"task file not found: {path} (pass --data-dir, or run `modplural data download vital`)")
-    data = parse_json(read_text(path), str(path))
+    data = parse_json(read_text(path), str(path), refuse_lone_surrogates=False)  # each field is checked and named below
     if not isinstance(data, list):
         raise ModPluralError(f"{path}: expected a JSON list of items")
     for i, row in enumerate(data):
