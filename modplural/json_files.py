@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from modplural.errors import ModPluralError
+from modplural.validation import bad_text_location
 
 
 def parse_json(text: str | bytes, where: str, one_line: bool = False, refuse_lone_surrogates: bool = True) -> Any:
@@ -18,8 +19,8 @@ def parse_json(text: str | bytes, where: str, one_line: bool = False, refuse_lon
     try:
         decoded = text.decode("utf-8") if isinstance(text, bytes) else text
         value = json.loads(decoded, parse_int=_bounded_int)
-        if refuse_lone_surrogates and _SURROGATE_ESCAPE.search(decoded):
-            _refuse_lone_surrogates(value)
+        if refuse_lone_surrogates and _SURROGATE_ESCAPE.search(decoded) and (where_bad := bad_text_location(value)):
+            raise ValueError(f"a lone surrogate escape at {where_bad}, not text")  # no UTF-8 file, page or log can hold it
         return value
     except (ValueError, RecursionError) as exc:  # bad UTF-8 or JSON, a number beyond a float, deep nesting
         if isinstance(exc, json.JSONDecodeError):
@@ -30,24 +31,6 @@ def parse_json(text: str | bytes, where: str, one_line: bool = False, refuse_lon
 
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # JSON's spelling of a UTF-16 surrogate, paired or not
-
-
-def _refuse_lone_surrogates(value: Any) -> None:
-    """Refuse a string holding a lone surrogate (a ``\\udc80`` escape with no partner): it is no text and no UTF-8
-    file, page or log could hold it."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError as exc:
-                raise ValueError(f"a lone surrogate escape \\u{ord(item[exc.start]):04x}, not text") from None
 
 
 def _bounded_int(digits: str) -> int:

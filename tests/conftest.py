@@ -15,9 +15,8 @@ import shutil  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
-import yaml  # noqa: E402
 
-from tests.helpers import REPO, make_random_adapter, run_cli, slice_raw_corpora, write_registry  # noqa: E402
+from tests.helpers import REPO, make_random_adapter, run_config, slice_raw_corpora, write_registry  # noqa: E402
 
 SHIPPED = REPO / "community_models" / "SmolLM2-135M-Instruct"
 SERVED = ("patients", "clinicians")  # the shipped adapters llama-server serves
@@ -98,7 +97,4 @@ def finished_run(adapter_dirs, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("links")
     config = {"name": "tiny_links", "tasks": ["vital_distributional_moralchoice"], "methods": ["vanilla"], "registry": str(write_registry(root / "registry.yaml", adapter_dirs)),
               "limit": 2, "chunk_size": 2, "main_tokens": 4, "device": "cpu", "cache": False}
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("run", str(root / "config.yaml"), "--out", str(root / "run"), "--no-progress")
-    assert result.returncode == 0, result.stderr
-    return root / "run"
+    return run_config(root, config)

@@ -217,3 +217,11 @@ def write_tiny_run_config(tmp_path: Path, registry: Path, **extra) -> Path:
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def run_config(root: Path, config: dict) -> Path:
+    """``modplural run`` (in process) of ``config`` written to ``root/config.yaml``; the finished run directory ``root/run``."""
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    result = run_cli("run", str(root / "config.yaml"), "--out", str(root / "run"), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    return root / "run"

@@ -13,7 +13,7 @@ import pytest
 from modplural.errors import ModPluralError
 from modplural.methods import build_method
 from modplural.types import Query
-from tests.helpers import MESSAGES, assert_one_line_error, run_cli, write_registry
+from tests.helpers import MESSAGES, assert_one_line_error, run_cli, run_config, write_registry
 
 CONTENT_FREE_PROTOCOL = {"base": "modplural", "main_tokens": 8, "calibration": "content_free"}
 QUESTIONS = [
@@ -128,18 +128,13 @@ def test_ask_calibration(tmp_path):
 
 @pytest.mark.slow
 def test_a_split_run_fits_stores_and_reuses_its_priors_and_scores_raw_too(adapter_dirs, tmp_path):
-    import yaml
 
     from modplural.runs.directory import RunDir
 
     config = {"name": "cal", "tasks": ["vital_steerable_vk"], "methods": ["vanilla", "moe"],
               "registry": str(write_registry(tmp_path / "registry.yaml", adapter_dirs)), "limit": 3, "sample": True, "calibration_items": 4,
               "message_tokens": 6, "main_tokens": 6, "device": "cpu", "cache": False, "protocol": {"base": "modplural", "calibration": "split"}}
-    path = tmp_path / "cal.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    result = run_cli("run", str(path), "--out", str(out), "--no-progress")
-    assert result.returncode == 0, result.stderr
+    out = run_config(tmp_path, config)
     stored = json.loads((out / "calibration.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     for task in config["tasks"]:
@@ -159,6 +154,6 @@ def test_a_split_run_fits_stores_and_reuses_its_priors_and_scores_raw_too(adapte
     # a resumed run reads its priors back, checked: drop one prediction so the pair runs again
     predictions = RunDir(out).predictions_path("vital_steerable_vk", "vanilla")
     predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))
-    again = run_cli("run", str(path), "--out", str(out), "--no-progress")
+    again = run_cli("run", str(tmp_path / "config.yaml"), "--out", str(out), "--no-progress")
     assert_one_line_error(again, "calibration.json: vital_steerable_vk / vanilla: answer:3", "entry 2 is 0")
 

@@ -13,7 +13,7 @@ from modplural.errors import ModPluralError
 from modplural.learned_weights import mixture
 from modplural.methods import build_method
 from modplural.types import Query
-from tests.helpers import MESSAGES, assert_one_line_error, run_cli, write_registry
+from tests.helpers import MESSAGES, assert_one_line_error, run_cli, run_config, write_registry
 
 QUESTIONS = [
     ("Should sugary drinks be taxed to reduce obesity?", ("Yes", "No", "Only for children's products")),
@@ -77,7 +77,6 @@ def test_learned_weights_on_the_real_model(backend, pools):
 
 @pytest.mark.slow
 def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_path):
-    import yaml
 
     from modplural.runs.directory import RunDir
 
@@ -85,11 +84,7 @@ def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_pa
               "registry": str(write_registry(tmp_path / "registry.yaml", adapter_dirs)), "limit": 2, "sample": True, "calibration_items": 3,
               "message_tokens": 6, "main_tokens": 6, "device": "cpu", "cache": False,
               "protocol": {"base": "modplural", "weights": "learned", "selection": "pointwise"}}
-    path = tmp_path / "ext.yaml"
-    path.write_text(yaml.safe_dump(config))
-    out = tmp_path / "run"
-    result = run_cli("run", str(path), "--out", str(out), "--no-progress")
-    assert result.returncode == 0, result.stderr
+    out = run_config(tmp_path, config)
     stored = json.loads((out / "weights.json").read_text())
     assert set(stored) == {"vital_distributional_moralchoice"}  # only distributional tasks mix weighted voices
     assert "calibration_items" not in json.loads((out / "manifest.json").read_text())["data"]["vital_steerable_vk"]
@@ -106,7 +101,7 @@ def test_a_run_with_learned_weights_and_pointwise_selection(adapter_dirs, tmp_pa
     (out / "weights.json").write_text(json.dumps(stored))
     predictions = RunDir(out).predictions_path("vital_distributional_moralchoice", "modular")
     predictions.write_text("".join(predictions.read_text().splitlines(keepends=True)[:-1]))
-    again = run_cli("run", str(path), "--out", str(out), "--no-progress")
+    again = run_cli("run", str(tmp_path / "config.yaml"), "--out", str(out), "--no-progress")
     assert_one_line_error(again, "weights.json: vital_distributional_moralchoice / modular: temperature must be a number in")
 
 

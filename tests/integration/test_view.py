@@ -11,11 +11,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-import yaml
 
 from modplural.runs.plan import read_plan
 from modplural.runs.view import render
-from tests.helpers import SHARED_DATA, assert_one_line_error, run_cli, write_registry
+from tests.helpers import SHARED_DATA, assert_one_line_error, run_cli, run_config, write_registry
 
 DATA = Path(os.environ.get("MODPLURAL_DATA", SHARED_DATA))
 CHROMIUM = shutil.which("chromium")
@@ -30,10 +29,7 @@ def run(adapter_dirs, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("view")
     config = {"name": "tiny_view", "tasks": [MORAL, VK], "methods": ["vanilla", "modular"], "registry": str(write_registry(root / "registry.yaml", adapter_dirs)),
               "limit": 3, "chunk_size": 3, "message_tokens": 6, "main_tokens": 6, "device": "cpu", "cache": False}
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
-    result = run_cli("run", str(root / "config.yaml"), "--out", str(root / "run"), "--no-progress")
-    assert result.returncode == 0, result.stderr
-    return root / "run"
+    return run_config(root, config)
 
 
 class Page(HTMLParser):
